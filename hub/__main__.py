@@ -1,0 +1,231 @@
+"""The `hub` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from starlette.applications import Starlette
+
+from hub.settings import Settings, SettingsError, load_settings
+
+DEMO_TOKEN_CLAIMS = {
+    "subject": "demo-manager@acme",
+    "tenant": "acme",
+    "roles": ["manager"],
+    "purpose": "campaign_management",
+    "client_id": "graphiql-demo",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        if args.command == "serve" and args.demo:
+            os.environ["HUB_DEMO"] = "true"
+        settings = load_settings()
+        return int(args.run(settings, args) or 0)
+    except SettingsError as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 1
+
+
+class CommandError(Exception):
+    """A command cannot do what was asked; the message is the one line the user sees."""
+
+
+def app_from_environment() -> Starlette:
+    """The uvicorn factory: settings from the environment, then `create_app`."""
+    from hub.app import create_app
+
+    return create_app(load_settings())
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hub.policies import load_policies
+    from hub.policy.access import PolicyError
+
+    try:
+        load_policies(settings.policies_dir)
+    except PolicyError as exc:
+        raise CommandError(str(exc)) from None
+    if settings.demo:
+        _print_demo_banner(settings, args.host, args.port)
+    uvicorn.run(
+        "hub.__main__:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+        access_log=False,
+    )
+    return 0
+
+
+def _print_demo_banner(settings: Settings, host: str, port: int) -> None:
+    from hub.auth import issue_token
+
+    token = issue_token(
+        settings,
+        scopes=[],
+        ttl_s=7 * 24 * 3600,
+        **DEMO_TOKEN_CLAIMS,  # type: ignore[arg-type]
+    )
+    print(f"Influencer Hub demo on http://{host}:{port}/graphql (GraphiQL in a browser)")
+    print("Paste this header into GraphiQL's Headers tab:")
+    print(f'{{"Authorization": "Bearer {token}"}}', flush=True)
+
+
+def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from hub.store.engine import create_engine
+    from hub.store.migrate import upgrade
+
+    async def run() -> bool:
+        engine = create_engine(settings)
+        try:
+            return await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    print("migrated to the newest revision" if asyncio.run(run()) else "already up to date")
+    return 0
+
+
+def _seed(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.store import seed
+    from hub.store.engine import create_engine
+    from hub.store.migrate import upgrade
+
+    plan = seed.SeedPlan(
+        influencers=args.influencers, campaigns=args.campaigns, tenants=args.tenants, seed=args.seed
+    )
+    started = time.perf_counter()
+
+    async def run() -> None:
+        engine = create_engine(settings)
+        try:
+            await upgrade(engine)
+            if not await seed.is_empty(engine):
+                if not args.reset:
+                    raise CommandError("the store already has data; pass --reset to replace it")
+                await seed.reset(engine)
+            await seed.seed(engine, plan, progress=_progress_bar)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    print(
+        f"seeded {plan.tenants} tenants, {plan.influencers} influencers and "
+        f"{plan.campaigns} campaigns in {time.perf_counter() - started:.1f} s"
+    )
+    return 0
+
+
+def _progress_bar(stage: str, done: int, total: int) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    end = "\n" if done >= total else ""
+    bar = "#" * filled + "." * (width - filled)
+    print(f"\r{stage:<12} [{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
+def _schema(settings: Settings, _args: argparse.Namespace) -> int:
+    from hub.schema.root import build_schema
+
+    print(build_schema(settings).as_str())
+    return 0
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.auth import issue_token
+
+    try:
+        token = issue_token(
+            settings,
+            subject=args.subject or f"{args.role[0]}@{args.tenant}",
+            tenant=args.tenant,
+            roles=args.role,
+            scopes=" ".join(args.scope or []).split(),
+            purpose=args.purpose,
+            campaigns=args.campaign,
+            client_id=args.client_id,
+            ttl_s=args.ttl,
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    print(token)
+    return 0
+
+
+def _policies_check(settings: Settings, _args: argparse.Namespace) -> int:
+    from hub.policies import load_policies
+    from hub.policy.access import PolicyError
+
+    try:
+        policies = load_policies(settings.policies_dir)
+    except PolicyError as exc:
+        raise CommandError(str(exc)) from None
+    print(
+        f"policies in {settings.policies_dir} are valid: "
+        f"{len(policies.access.roles)} roles, {len(policies.access.scopes)} scopes"
+    )
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hub", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the GraphQL endpoint")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--demo", action="store_true", help="seed demo data into an empty store")
+    serve.set_defaults(run=_serve)
+
+    migrate = commands.add_parser("migrate", help="apply the store's migrations")
+    migrate.set_defaults(run=_migrate)
+
+    seed = commands.add_parser("seed", help="fill the store with deterministic data")
+    seed.add_argument("--influencers", type=int, default=10_000)
+    seed.add_argument("--campaigns", type=int, default=300)
+    seed.add_argument("--tenants", type=int, default=3)
+    seed.add_argument("--seed", type=int, default=7)
+    seed.add_argument("--reset", action="store_true", help="delete existing rows first")
+    seed.set_defaults(run=_seed)
+
+    schema = commands.add_parser("schema", help="print the SDL")
+    schema.set_defaults(run=_schema)
+
+    token = commands.add_parser("token", help="issue a development token (HS256)")
+    token.add_argument("--tenant", required=True)
+    token.add_argument("--role", action="append", required=True)
+    token.add_argument("--scope", action="append", help="space-separated scopes; repeatable")
+    token.add_argument("--purpose")
+    token.add_argument("--campaign", action="append")
+    token.add_argument("--client-id")
+    token.add_argument("--subject")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds")
+    token.set_defaults(run=_token)
+
+    policies = commands.add_parser("policies", help="policy files")
+    policy_commands = policies.add_subparsers(dest="policy_command", required=True)
+    check = policy_commands.add_parser("check", help="validate the policy files")
+    check.set_defaults(run=_policies_check)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

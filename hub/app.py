@@ -1,0 +1,182 @@
+"""`create_app(settings)`: the Starlette app; its lifespan opens the store and the clients."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import InvalidOperationTypeError
+
+from hub import graphql_http
+from hub.auth import Authenticator
+from hub.context import Context
+from hub.errors import BadRequest, HubError, MethodNotAllowed
+from hub.policies import Policies, load_policies
+from hub.schema.errors import HubSchema
+from hub.schema.root import build_schema
+from hub.settings import Settings
+from hub.sources.store import Store
+from hub.store import migrate, seed
+from hub.store.engine import create_engine
+from hub.web.graphiql import graphiql_assets_dir
+
+logger = logging.getLogger("hub.app")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class StoreNotMigrated(Exception):
+    """The store is behind the newest migration; `hub migrate` brings it up to date."""
+
+
+@dataclass
+class Hub:
+    """What the lifespan opens and every request shares."""
+
+    settings: Settings
+    schema: HubSchema
+    policies: Policies
+    engine: AsyncEngine
+    store: Store
+    authenticator: Authenticator
+
+
+def create_app(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> Starlette:
+    """The hub as an ASGI app; `transport` replaces every upstream HTTP connection (tests)."""
+    policies = load_policies(settings.policies_dir)
+    schema = build_schema(settings)
+    state: dict[str, Hub] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        authenticator = Authenticator(settings, transport=transport)
+        try:
+            await prepare_store(engine, demo=settings.demo)
+            state["hub"] = Hub(settings, schema, policies, engine, Store(engine), authenticator)
+            app.state.hub = state["hub"]
+            yield
+        finally:
+            await authenticator.aclose()
+            await engine.dispose()
+
+    async def graphql(request: Request) -> Response:
+        return await handle_graphql(state["hub"], request)
+
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_request: Request) -> Response:
+        try:
+            async with state["hub"].engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:
+            logger.warning("store unreachable", exc_info=True)
+            return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503)
+        return JSONResponse({"status": "ready", "store": "ok", "sources": {}})
+
+    routes = [
+        Route("/graphql", graphql, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Mount("/graphiql/assets", StaticFiles(directory=graphiql_assets_dir()), name="assets"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+async def prepare_store(engine: AsyncEngine, *, demo: bool) -> None:
+    """Migrate a new store (refuse an outdated one) and load demo data into an empty one."""
+    state = await migrate.status(engine)
+    if state == "new":
+        await migrate.upgrade(engine)
+        logger.info("store created at the newest migration")
+    elif state == "behind":
+        raise StoreNotMigrated("the store is behind the newest migration: run `hub migrate`")
+    if demo and await seed.is_empty(engine):
+        await seed.seed(engine, seed.SeedPlan.demo())
+        logger.info("demo data loaded")
+
+
+async def handle_graphql(hub: Hub, request: Request) -> Response:
+    """One GraphQL-over-HTTP request, from media types to the status code."""
+    request_id: str = request.scope["state"]["request_id"]
+    if graphql_http.wants_html(request):
+        return graphql_http.graphiql(str(request.url.path))
+    media_type = graphql_http.JSON
+    try:
+        media_type = graphql_http.negotiate(request.headers.get("accept"))
+        params = await graphql_http.read_params(request, max_body_bytes=hub.settings.max_body_bytes)
+        principal = await hub.authenticator.authenticate(request.headers.get("authorization"))
+        granted = hub.policies.access.granted_scopes(
+            principal.roles, principal.scopes, anonymous=principal.is_anonymous
+        )
+        context = Context(
+            settings=hub.settings,
+            principal=principal,
+            store=hub.store,
+            granted=granted,
+            request_id=request_id,
+        )
+        try:
+            result = await hub.schema.execute(
+                params.query,
+                variable_values=params.variables,
+                context_value=context,
+                operation_name=params.operation_name,
+                allowed_operation_types=graphql_http.allowed_operations(request.method),
+            )
+        except InvalidOperationTypeError:
+            raise MethodNotAllowed("Mutations are sent with POST.") from None
+        except MissingQueryError:
+            raise BadRequest("`query` is missing.") from None
+    except HubError as error:
+        return graphql_http.error_response(error, media_type=media_type, request_id=request_id)
+    return graphql_http.result_response(
+        result,
+        media_type=media_type,
+        request_id=request_id,
+        headers=context.response_headers,
+        extensions={},
+    )
+
+
+class RequestIdMiddleware:
+    """Gives each request an id (the caller's `X-Request-Id` when well-formed) and echoes it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

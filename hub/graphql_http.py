@@ -1,0 +1,196 @@
+"""GraphQL over HTTP: media types, parameters and status codes, then `schema.execute`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+
+from hub.errors import (
+    BadRequest,
+    HubError,
+    MethodNotAllowed,
+    NotAcceptable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from hub.web.graphiql import graphiql_page
+
+logger = logging.getLogger("hub.http")
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+GET_OPERATIONS = frozenset({OperationType.QUERY})
+POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
+
+
+@dataclass(frozen=True, slots=True)
+class GraphQLParams:
+    query: str | None
+    operation_name: str | None
+    variables: dict[str, Any] | None
+    extensions: dict[str, Any] | None
+
+
+def negotiate(accept: str | None) -> str:
+    """The response media type for an Accept header (application/json when absent)."""
+    if not accept:
+        return JSON
+    offered: dict[str, float] = {}
+    for part in accept.split(","):
+        media, _, params = part.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        offered[media.strip().lower()] = quality
+    if offered.get(GRAPHQL_RESPONSE, 0) > 0:
+        return GRAPHQL_RESPONSE
+    if any(offered.get(media, 0) > 0 for media in (JSON, "application/*", "*/*")):
+        return JSON
+    raise NotAcceptable()
+
+
+def wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return request.method == "GET" and "text/html" in accept and "query" not in request.query_params
+
+
+async def read_params(request: Request, *, max_body_bytes: int) -> GraphQLParams:
+    """The four GraphQL parameters from a GET query string or a POST JSON body."""
+    if request.method == "GET":
+        raw: dict[str, Any] = dict(request.query_params)
+        for name in ("variables", "extensions"):
+            if isinstance(raw.get(name), str):
+                raw[name] = _json(raw[name], name)
+        return _params(raw)
+    if request.method != "POST":
+        raise MethodNotAllowed("GraphQL accepts GET and POST only.")
+    media, _, params = request.headers.get("content-type", "").partition(";")
+    if media.strip().lower() != JSON:
+        raise UnsupportedMediaType()
+    charset = params.strip().lower().removeprefix("charset=").strip('"') if params else "utf-8"
+    if charset not in ("utf-8", "utf8", ""):
+        raise UnsupportedMediaType("Send the request body encoded as utf-8.")
+    body = await _body(request, max_body_bytes)
+    if not body:
+        raise BadRequest("The request body is empty; send a JSON object with `query`.")
+    document = _json(body, "body")
+    if isinstance(document, list):
+        raise BadRequest("Batched requests are not enabled on this hub.")
+    if not isinstance(document, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return _params(document)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.", limit=limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The request body is larger than {limit} bytes.", limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json(text: str | bytes, name: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest(f"The {name} is not valid JSON.") from None
+
+
+def _params(raw: dict[str, Any]) -> GraphQLParams:
+    query = raw.get("query")
+    operation_name = raw.get("operationName")
+    variables = raw.get("variables")
+    extensions = raw.get("extensions")
+    if query is not None and not isinstance(query, str):
+        raise BadRequest("`query` must be a string.")
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise BadRequest("`operationName` must be a string.")
+    if variables is not None and not isinstance(variables, dict):
+        raise BadRequest("`variables` must be a JSON object.")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise BadRequest("`extensions` must be a JSON object.")
+    if query is None and not (extensions or {}).get("persistedQuery"):
+        raise BadRequest("`query` is missing.")
+    return GraphQLParams(query, operation_name, variables, extensions)
+
+
+def allowed_operations(method: str) -> frozenset[OperationType]:
+    return GET_OPERATIONS if method == "GET" else POST_OPERATIONS
+
+
+def error_response(error: HubError, *, media_type: str, request_id: str) -> Response:
+    body = {
+        "errors": [{"message": error.message, "extensions": error.extensions}],
+        "extensions": {"requestId": request_id},
+    }
+    headers = {"Allow": "GET, POST"} if isinstance(error, MethodNotAllowed) else {}
+    if error.http_status == 401:
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return _response(body, error.http_status, media_type, headers)
+
+
+def result_response(
+    result: ExecutionResult,
+    *,
+    media_type: str,
+    request_id: str,
+    headers: dict[str, str],
+    extensions: dict[str, Any],
+) -> Response:
+    """The response for an executed request, with the status its errors call for."""
+    errors = result.errors or []
+    is_request_error = result.data is None and errors and not any(e.path for e in errors)
+    status = 200
+    for error in errors:
+        original = error.original_error
+        if isinstance(original, HubError) and original.http_status in (401, 403, 413, 429):
+            status = original.http_status
+            break
+    else:
+        if is_request_error and media_type == GRAPHQL_RESPONSE:
+            status = 400
+    body: dict[str, Any] = {}
+    if not is_request_error:
+        body["data"] = result.data
+    if errors:
+        body["errors"] = [_format(error) for error in errors]
+    body["extensions"] = {**(result.extensions or {}), **extensions, "requestId": request_id}
+    if status == 401:
+        headers = {**headers, "WWW-Authenticate": 'Bearer error="invalid_token"'}
+    return _response(body, status, media_type, headers)
+
+
+def _format(error: GraphQLError) -> dict[str, Any]:
+    return dict(error.formatted)
+
+
+def _response(body: Any, status: int, media_type: str, headers: dict[str, str]) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":"), default=str),
+        status_code=status,
+        media_type=f"{media_type}; charset=utf-8",
+        headers=headers,
+    )
+
+
+def graphiql(endpoint: str) -> HTMLResponse:
+    return HTMLResponse(graphiql_page(endpoint=endpoint, assets_path="/graphiql/assets"))

@@ -1,0 +1,1 @@
+"""Plain async functions per domain noun: arguments in, rows out."""

@@ -1,0 +1,114 @@
+"""Reads of contacts and their consents, and `upsertContact` deduplicated by email."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from hub.context import Context
+from hub.errors import BadUserInput, NotFound
+from hub.ids import is_id
+from hub.resolvers.campaigns import text
+from hub.resolvers.influencers import check_influencer_id
+from hub.sources.store import DuplicateRow
+from hub.store.tables import ConsentRow, ContactRow
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+_PHONE = re.compile(r"^\+?[0-9][0-9 ()\-]{5,24}$")
+_TEXT_FIELDS = (
+    ("crm_id", "crmId", 64),
+    ("role", "role", 100),
+    ("company", "company", 200),
+    ("full_name", "fullName", 200),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactFields:
+    """`upsertContact` input as given; None means not given."""
+
+    id: str | None = None
+    influencer_id: str | None = None
+    crm_id: str | None = None
+    role: str | None = None
+    company: str | None = None
+    full_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+def check_contact_id(value: str, *, argument: str = "id") -> str:
+    if not is_id("contact", value):
+        raise BadUserInput(f"`{argument}` is not a contact id.", argument=argument)
+    return value
+
+
+def normalise_email(email: str) -> str:
+    """The form two addresses are compared in: trimmed and lower-cased."""
+    return email.strip().lower()
+
+
+async def contact(context: Context, contact_id: str) -> ContactRow | None:
+    context.require("contacts:read")
+    context.require_scope()
+    row: ContactRow | None = await context.loaders.contact_by_id.load(check_contact_id(contact_id))
+    return row
+
+
+async def contacts_of_influencer(context: Context, influencer_id: str) -> list[ContactRow]:
+    context.require("contacts:read")
+    context.require_scope()
+    rows: list[ContactRow] = await context.loaders.contacts_by_influencer.load(influencer_id)
+    return rows
+
+
+async def consents(context: Context, contact_id: str) -> list[ConsentRow]:
+    rows: list[ConsentRow] = await context.loaders.consents_by_contact.load(contact_id)
+    return rows
+
+
+async def upsert_contact(context: Context, fields: ContactFields) -> ContactRow:
+    scope = context.require_scope()
+    values = _contact_values(fields)
+    if fields.id is not None:
+        check_contact_id(fields.id, argument="input.id")
+    elif not values.get("email_normalized"):
+        raise BadUserInput("A new contact needs an `email`.", argument="input.email")
+    if fields.influencer_id is not None:
+        check_influencer_id(fields.influencer_id, argument="input.influencerId")
+        if await context.loaders.influencer_by_id.load(fields.influencer_id) is None:
+            raise NotFound("No influencer with this id.", argument="input.influencerId")
+    try:
+        row = await context.store.upsert_contact(scope, fields.id, values, now=datetime.now(UTC))
+    except DuplicateRow:
+        raise BadUserInput(
+            "Another contact of this tenant has this email.", argument="input.email"
+        ) from None
+    if row is None:
+        raise NotFound("No contact with this id.", argument="input.id")
+    context.loaders.contact_by_id.clear(row.id).prime(row.id, row)
+    return row
+
+
+def _contact_values(fields: ContactFields) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, name, limit in _TEXT_FIELDS:
+        given = getattr(fields, key)
+        if given is not None:
+            values[key] = text(given, argument=f"input.{name}", max_length=limit, required=False)
+    if fields.influencer_id is not None:
+        values["influencer_id"] = fields.influencer_id
+    if fields.email is not None:
+        email = fields.email.strip()
+        if len(email) > 320 or not _EMAIL.match(email):
+            raise BadUserInput("`email` is not an email address.", argument="input.email")
+        values["email"] = email
+        values["email_normalized"] = normalise_email(email)
+    if fields.phone is not None:
+        phone = fields.phone.strip()
+        if not _PHONE.match(phone):
+            raise BadUserInput("`phone` is not a phone number.", argument="input.phone")
+        values["phone"] = phone
+    return values

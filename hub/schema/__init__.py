@@ -1,0 +1,1 @@
+"""Strawberry types per domain noun, and the schema extensions."""

@@ -1,0 +1,116 @@
+"""`Contact` and `Consent`: tenant-owned personal data of the own store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import Enum
+
+import strawberry
+from strawberry.types import Info
+
+from hub.context import Context
+from hub.resolvers import contacts as resolvers
+from hub.resolvers import influencers as influencer_resolvers
+from hub.schema.influencers import Influencer
+from hub.store.tables import ConsentRow, ContactRow
+
+
+@strawberry.enum
+class ConsentStatus(Enum):
+    GRANTED = "GRANTED"
+    WITHDRAWN = "WITHDRAWN"
+    EXPIRED = "EXPIRED"
+
+
+@strawberry.enum
+class LawfulBasis(Enum):
+    CONSENT = "consent"
+    CONTRACT = "contract"
+    LEGITIMATE_INTEREST = "legitimate_interest"
+
+
+@strawberry.type(description="One consent event; the list is the full history, oldest first.")
+class Consent:
+    id: strawberry.ID
+    purpose: str
+    status: ConsentStatus
+    lawful_basis: LawfulBasis
+    granted_at: datetime | None
+    withdrawn_at: datetime | None
+    expires_at: datetime | None
+    source: str
+    evidence: str | None
+    recorded_at: datetime
+
+    @classmethod
+    def from_row(cls, row: ConsentRow, *, now: datetime) -> Consent:
+        expired = row.status == "GRANTED" and row.expires_at is not None and row.expires_at <= now
+        return cls(
+            id=strawberry.ID(row.id),
+            purpose=row.purpose,
+            status=ConsentStatus.EXPIRED if expired else ConsentStatus(row.status),
+            lawful_basis=LawfulBasis(row.lawful_basis),
+            granted_at=row.granted_at,
+            withdrawn_at=row.withdrawn_at,
+            expires_at=row.expires_at,
+            source=row.source,
+            evidence=row.evidence,
+            recorded_at=row.recorded_at,
+        )
+
+
+@strawberry.federation.type(keys=["id"])
+class Contact:
+    id: strawberry.ID
+    role: str | None
+    company: str | None
+    full_name: str | None
+    email: str | None
+    phone: str | None
+    crm_id: strawberry.Private[str | None]
+    influencer_id: strawberry.Private[str | None]
+
+    @classmethod
+    def from_row(cls, row: ContactRow) -> Contact:
+        return cls(
+            id=strawberry.ID(row.id),
+            role=row.role,
+            company=row.company,
+            full_name=row.full_name,
+            email=row.email,
+            phone=row.phone,
+            crm_id=row.crm_id,
+            influencer_id=row.influencer_id,
+        )
+
+    @classmethod
+    async def resolve_reference(
+        cls, info: Info[Context, None], id: strawberry.ID
+    ) -> Contact | None:
+        row = await resolvers.contact(info.context, id)
+        return None if row is None else cls.from_row(row)
+
+    @strawberry.field
+    async def influencer(self, info: Info[Context, None]) -> Influencer | None:
+        if self.influencer_id is None:
+            return None
+        row = await influencer_resolvers.influencer(info.context, self.influencer_id)
+        return None if row is None else Influencer.from_row(row)
+
+    @strawberry.field
+    async def consents(self, info: Info[Context, None]) -> list[Consent]:
+        rows = await resolvers.consents(info.context, self.id)
+        now = datetime.now(UTC)
+        return [Consent.from_row(row, now=now) for row in rows]
+
+
+@strawberry.input(description="Without `id`, a contact with the same email is updated if any.")
+class ContactInput:
+    id: strawberry.ID | None = None
+    influencer_id: strawberry.ID | None = None
+    crm_id: str | None = None
+    role: str | None = None
+    company: str | None = None
+    full_name: str | None = None
+    email: str | None = None
+    phone: str | None = None

@@ -1,0 +1,109 @@
+"""Relay cursor connections: `edges { cursor node }`, `pageInfo`, lazy `totalCount`."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import strawberry
+
+from hub.errors import BadUserInput
+from hub.ids import is_id
+
+NodeT = TypeVar("NodeT")
+RowT = TypeVar("RowT")
+
+_CURSOR_PREFIX = "v1:"
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[NodeT]):
+    cursor: str
+    node: NodeT
+
+
+@strawberry.type
+class Connection(Generic[NodeT]):
+    edges: list[Edge[NodeT]]
+    page_info: PageInfo
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="Rows matching the arguments, across all pages.")
+    async def total_count(self) -> int:
+        return await self.count()
+
+
+def encode_cursor(row_id: str) -> str:
+    return base64.urlsafe_b64encode((_CURSOR_PREFIX + row_id).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, *, kind: str) -> str | None:
+    """The row id inside `cursor`, or BAD_USER_INPUT when it is not one of ours."""
+    if cursor is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    row_id = text.removeprefix(_CURSOR_PREFIX)
+    if not text.startswith(_CURSOR_PREFIX) or not is_id(kind, row_id):
+        raise BadUserInput("`after` is not a valid cursor.", argument="after")
+    return row_id
+
+
+def check_first(first: int, *, cap: int) -> int:
+    """`first` if it lies in 0..cap, else BAD_USER_INPUT naming the cap."""
+    if first < 0 or first > cap:
+        raise BadUserInput(
+            f"`first` must be between 0 and {cap}.", argument="first", limit=cap, actual=first
+        )
+    return first
+
+
+def connection(
+    rows: Sequence[RowT],
+    *,
+    has_next: bool,
+    after: str | None,
+    node: Callable[[RowT], NodeT],
+    row_id: Callable[[RowT], str],
+    count: Callable[[], Awaitable[int]],
+) -> Connection[NodeT]:
+    edges = [Edge(cursor=encode_cursor(row_id(row)), node=node(row)) for row in rows]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=has_next,
+            has_previous_page=after is not None,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        count=count,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PageArgs:
+    """Checked `first` and the row id decoded from `after`."""
+
+    first: int
+    after: str | None
+
+    @classmethod
+    def parse(
+        cls, first: int | None, after: str | None, *, kind: str, cap: int, default: int = 20
+    ) -> PageArgs:
+        """`first: null` means the field's default page size."""
+        size = default if first is None else first
+        return cls(check_first(size, cap=cap), decode_cursor(after, kind=kind))

@@ -1,0 +1,166 @@
+"""The root types and `build_schema()`."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.types import Info
+
+from hub.context import Context
+from hub.resolvers import campaigns as campaign_resolvers
+from hub.resolvers import contacts as contact_resolvers
+from hub.resolvers import influencers as influencer_resolvers
+from hub.schema.campaigns import (
+    Campaign,
+    CampaignMember,
+    CampaignStatus,
+    CreateCampaignInput,
+    UpdateCampaignInput,
+    campaign_changes,
+)
+from hub.schema.contacts import Contact, ContactInput
+from hub.schema.errors import HubSchema
+from hub.schema.influencers import Influencer, InfluencerFilter
+from hub.schema.money import MoneyInput
+from hub.schema.pagination import Connection, PageArgs, connection
+from hub.schema.viewer import Viewer
+from hub.settings import Settings
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The caller, as read from the bearer token.")
+    def me(self, info: Info[Context, None]) -> Viewer:
+        return Viewer.from_principal(info.context.principal)
+
+    @strawberry.field
+    async def influencer(self, info: Info[Context, None], id: strawberry.ID) -> Influencer | None:
+        row = await influencer_resolvers.influencer(info.context, id)
+        return None if row is None else Influencer.from_row(row)
+
+    @strawberry.field
+    async def influencers(
+        self,
+        info: Info[Context, None],
+        first: int | None = 20,
+        after: str | None = None,
+        filter: InfluencerFilter | None = None,
+    ) -> Connection[Influencer]:
+        context = info.context
+        page = PageArgs.parse(first, after, kind="influencer", cap=context.settings.page_size_cap)
+        given = filter or InfluencerFilter()
+        query = influencer_resolvers.influencer_query(
+            country=given.country,
+            category=given.category,
+            handle_prefix=given.handle_prefix,
+            platform=given.platform,
+        )
+        result = await influencer_resolvers.influencers(context, query, page)
+        return connection(
+            result.rows,
+            has_next=result.has_next,
+            after=page.after,
+            node=Influencer.from_row,
+            row_id=lambda row: row.id,
+            count=lambda: influencer_resolvers.influencer_count(context, query),
+        )
+
+    @strawberry.field
+    async def campaign(self, info: Info[Context, None], id: strawberry.ID) -> Campaign | None:
+        row = await campaign_resolvers.campaign(info.context, id)
+        return None if row is None else Campaign.from_row(row)
+
+    @strawberry.field
+    async def campaigns(
+        self,
+        info: Info[Context, None],
+        first: int | None = 20,
+        after: str | None = None,
+        status: CampaignStatus | None = None,
+    ) -> Connection[Campaign]:
+        context = info.context
+        page = PageArgs.parse(first, after, kind="campaign", cap=context.settings.page_size_cap)
+        wanted = None if status is None else status.value
+        result = await campaign_resolvers.campaigns(context, wanted, page)
+        return connection(
+            result.rows,
+            has_next=result.has_next,
+            after=page.after,
+            node=Campaign.from_row,
+            row_id=lambda row: row.id,
+            count=lambda: campaign_resolvers.campaign_count(context, wanted),
+        )
+
+    @strawberry.field
+    async def contact(self, info: Info[Context, None], id: strawberry.ID) -> Contact | None:
+        row = await contact_resolvers.contact(info.context, id)
+        return None if row is None else Contact.from_row(row)
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def create_campaign(
+        self, info: Info[Context, None], input: CreateCampaignInput
+    ) -> Campaign:
+        info.context.require("campaigns:write")
+        row = await campaign_resolvers.create_campaign(info.context, campaign_changes(input))
+        return Campaign.from_row(row)
+
+    @strawberry.mutation
+    async def update_campaign(
+        self, info: Info[Context, None], id: strawberry.ID, input: UpdateCampaignInput
+    ) -> Campaign:
+        info.context.require("campaigns:write")
+        campaign_resolvers.check_campaign_id(id)
+        row = await campaign_resolvers.update_campaign(info.context, id, campaign_changes(input))
+        return Campaign.from_row(row)
+
+    @strawberry.mutation
+    async def add_campaign_member(
+        self,
+        info: Info[Context, None],
+        campaign_id: strawberry.ID,
+        influencer_id: strawberry.ID,
+        fee: MoneyInput | None = None,
+    ) -> CampaignMember:
+        info.context.require("campaigns:write")
+        row = await campaign_resolvers.add_member(
+            info.context,
+            campaign_id,
+            influencer_id,
+            None if fee is None else (fee.amount, fee.currency),
+        )
+        return CampaignMember.from_row(row)
+
+    @strawberry.mutation
+    async def upsert_contact(self, info: Info[Context, None], input: ContactInput) -> Contact:
+        info.context.require("contacts:write")
+        row = await contact_resolvers.upsert_contact(
+            info.context,
+            contact_resolvers.ContactFields(
+                id=input.id,
+                influencer_id=input.influencer_id,
+                crm_id=input.crm_id,
+                role=input.role,
+                company=input.company,
+                full_name=input.full_name,
+                email=input.email,
+                phone=input.phone,
+            ),
+        )
+        return Contact.from_row(row)
+
+
+def build_schema(settings: Settings) -> HubSchema:
+    """The hub's schema with its extensions, configured from `settings`."""
+    cache_size = settings.document_cache_size
+    return HubSchema(
+        query=Query,
+        mutation=Mutation,
+        federation_version="2.5",
+        extensions=[
+            lambda: ParserCache(maxsize=cache_size),
+            lambda: ValidationCache(maxsize=cache_size),
+        ],
+    )

@@ -1,0 +1,372 @@
+"""The own-store adapter: batched, row-scoped reads and the writes of the schema core."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, Select, Text, cast, false, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+from sqlmodel import SQLModel, col
+
+from hub.ids import new_id
+from hub.policy.rows import RowScope
+from hub.store.tables import (
+    CampaignMemberRow,
+    CampaignRow,
+    ConsentRow,
+    ContactRow,
+    InfluencerRow,
+    PlatformAccountRow,
+)
+
+RowT = TypeVar("RowT", bound=SQLModel)
+T = TypeVar("T")
+
+
+class DuplicateRow(Exception):
+    """An insert or update clashed with a unique key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of rows in id order; `has_next` tells whether more follow."""
+
+    rows: list[T]
+    has_next: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InfluencerQuery:
+    """The filters of `Query.influencers`."""
+
+    country: str | None = None
+    category: str | None = None
+    handle_prefix: str | None = None
+    platform: str | None = None
+
+
+class Store:
+    """Reads and writes of the own store; every tenant-owned read takes a `RowScope`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    # -- influencers (global) -------------------------------------------------------------
+
+    async def influencers_by_id(self, ids: Sequence[str]) -> dict[str, InfluencerRow]:
+        stmt = select(InfluencerRow).where(col(InfluencerRow.id).in_(ids))
+        return {row.id: row for row in await self._all(stmt)}
+
+    async def influencer_page(
+        self, query: InfluencerQuery, *, first: int, after: str | None
+    ) -> Page[InfluencerRow]:
+        stmt = select(InfluencerRow).where(*_influencer_filters(query))
+        if after:
+            stmt = stmt.where(col(InfluencerRow.id) > after)
+        rows = await self._all(stmt.order_by(col(InfluencerRow.id)).limit(first + 1))
+        return Page(rows[:first], len(rows) > first)
+
+    async def influencer_count(self, query: InfluencerQuery) -> int:
+        stmt = select(func.count()).select_from(InfluencerRow).where(*_influencer_filters(query))
+        return await self._scalar(stmt)
+
+    async def accounts_by_influencer(
+        self, influencer_ids: Sequence[str]
+    ) -> dict[str, list[PlatformAccountRow]]:
+        stmt = (
+            select(PlatformAccountRow)
+            .where(col(PlatformAccountRow.influencer_id).in_(influencer_ids))
+            .order_by(col(PlatformAccountRow.platform))
+        )
+        return _group(await self._all(stmt), "influencer_id")
+
+    # -- campaigns (tenant-owned) ---------------------------------------------------------
+
+    async def campaigns_by_id(self, scope: RowScope, ids: Sequence[str]) -> dict[str, CampaignRow]:
+        stmt = select(CampaignRow).where(col(CampaignRow.id).in_(ids), *_campaign_scope(scope))
+        return {row.id: row for row in await self._all(stmt)}
+
+    async def campaign_page(
+        self, scope: RowScope, *, status: str | None, first: int, after: str | None
+    ) -> Page[CampaignRow]:
+        stmt = select(CampaignRow).where(*_campaign_scope(scope), *_status(status))
+        if after:
+            stmt = stmt.where(col(CampaignRow.id) > after)
+        rows = await self._all(stmt.order_by(col(CampaignRow.id)).limit(first + 1))
+        return Page(rows[:first], len(rows) > first)
+
+    async def campaign_count(self, scope: RowScope, *, status: str | None) -> int:
+        stmt = (
+            select(func.count())
+            .select_from(CampaignRow)
+            .where(*_campaign_scope(scope), *_status(status))
+        )
+        return await self._scalar(stmt)
+
+    async def member_pages(
+        self, campaign_ids: Sequence[str], *, first: int, after: str | None
+    ) -> dict[str, Page[CampaignMemberRow]]:
+        """Members of campaigns the caller already sees, `first` per campaign, in one query."""
+        where: list[ColumnElement[bool]] = [col(CampaignMemberRow.campaign_id).in_(campaign_ids)]
+        if after:
+            where.append(col(CampaignMemberRow.id) > after)
+        return await self._pages(
+            CampaignMemberRow, CampaignMemberRow.campaign_id, where, first=first
+        )
+
+    async def member_counts(self, campaign_ids: Sequence[str]) -> dict[str, int]:
+        member = CampaignMemberRow
+        stmt = (
+            select(col(member.campaign_id), func.count())
+            .where(col(member.campaign_id).in_(campaign_ids))
+            .group_by(col(member.campaign_id))
+        )
+        async with self.sessions() as session:
+            return {key: count for key, count in (await session.execute(stmt)).all()}
+
+    async def campaign_pages_by_influencer(
+        self, scope: RowScope, influencer_ids: Sequence[str], *, first: int, after: str | None
+    ) -> dict[str, Page[CampaignRow]]:
+        """The caller's campaigns each influencer is a member of, `first` per influencer."""
+        member = CampaignMemberRow
+        rank = (
+            func.row_number()
+            .over(partition_by=col(member.influencer_id), order_by=col(CampaignRow.id))
+            .label("rank")
+        )
+        inner = (
+            select(CampaignRow, col(member.influencer_id).label("influencer_id"), rank)
+            .join(member, col(member.campaign_id) == col(CampaignRow.id))
+            .where(col(member.influencer_id).in_(influencer_ids), *_campaign_scope(scope))
+        )
+        if after:
+            inner = inner.where(col(CampaignRow.id) > after)
+        sub = inner.subquery()
+        campaign = aliased(CampaignRow, sub)
+        stmt = select(campaign, sub.c.influencer_id).where(sub.c.rank <= first + 1)
+        grouped: dict[str, list[CampaignRow]] = defaultdict(list)
+        async with self.sessions() as session:
+            for row, influencer_id in (await session.execute(stmt)).all():
+                grouped[influencer_id].append(row)
+        return {key: _page(sorted(rows, key=_id), first) for key, rows in grouped.items()}
+
+    async def campaign_counts_by_influencer(
+        self, scope: RowScope, influencer_ids: Sequence[str]
+    ) -> dict[str, int]:
+        member = CampaignMemberRow
+        stmt = (
+            select(col(member.influencer_id), func.count())
+            .join(CampaignRow, col(member.campaign_id) == col(CampaignRow.id))
+            .where(col(member.influencer_id).in_(influencer_ids), *_campaign_scope(scope))
+            .group_by(col(member.influencer_id))
+        )
+        async with self.sessions() as session:
+            return {key: count for key, count in (await session.execute(stmt)).all()}
+
+    # -- contacts and consents (tenant-owned, personal data) ------------------------------
+
+    async def contacts_by_id(self, scope: RowScope, ids: Sequence[str]) -> dict[str, ContactRow]:
+        stmt = select(ContactRow).where(col(ContactRow.id).in_(ids), *_contact_scope(scope))
+        return {row.id: row for row in await self._all(stmt)}
+
+    async def contacts_by_influencer(
+        self, scope: RowScope, influencer_ids: Sequence[str]
+    ) -> dict[str, list[ContactRow]]:
+        stmt = (
+            select(ContactRow)
+            .where(col(ContactRow.influencer_id).in_(influencer_ids), *_contact_scope(scope))
+            .order_by(col(ContactRow.id))
+        )
+        return _group(await self._all(stmt), "influencer_id")
+
+    async def consents_by_contact(
+        self, scope: RowScope, contact_ids: Sequence[str]
+    ) -> dict[str, list[ConsentRow]]:
+        stmt = (
+            select(ConsentRow)
+            .where(col(ConsentRow.contact_id).in_(contact_ids))
+            .where(col(ConsentRow.tenant_id) == scope.tenant)
+            .order_by(col(ConsentRow.id))
+        )
+        return _group(await self._all(stmt), "contact_id")
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def insert(self, row: SQLModel) -> None:
+        """Insert one row; a unique-key clash is `DuplicateRow`."""
+        try:
+            async with self.sessions.begin() as session:
+                session.add(row)
+        except IntegrityError as exc:
+            raise DuplicateRow(str(exc.orig)) from None
+
+    async def update_campaign(
+        self,
+        scope: RowScope,
+        campaign_id: str,
+        values: dict[str, Any],
+        *,
+        check: Callable[[CampaignRow], None],
+        now: datetime,
+    ) -> CampaignRow | None:
+        """Apply `values` to a campaign in scope after `check` accepts it; None if not found."""
+        async with self.sessions.begin() as session:
+            stmt = (
+                select(CampaignRow)
+                .where(col(CampaignRow.id) == campaign_id, *_campaign_scope(scope))
+                .with_for_update()
+            )
+            row = (await session.scalars(stmt)).one_or_none()
+            if row is None:
+                return None
+            check(row)
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.updated_at = now
+        return row
+
+    async def upsert_contact(
+        self,
+        scope: RowScope,
+        contact_id: str | None,
+        values: dict[str, Any],
+        *,
+        now: datetime,
+    ) -> ContactRow | None:
+        """Update the contact `contact_id`, else the tenant's contact with the same normalised
+        email, else insert one; None when `contact_id` is not in scope."""
+        email = values.get("email_normalized")
+        for _attempt in range(3):
+            try:
+                async with self.sessions.begin() as session:
+                    row = await self._contact_to_update(session, scope, contact_id, email)
+                    if row is None and contact_id is not None:
+                        return None
+                    if row is None:
+                        row = ContactRow(
+                            id=new_id("contact"),
+                            tenant_id=scope.tenant,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                        session.add(row)
+                    for key, value in values.items():
+                        setattr(row, key, value)
+                    row.updated_at = now
+                return row
+            except IntegrityError:
+                # A concurrent insert took the email first: update that row instead.
+                continue
+        raise DuplicateRow("contact email kept clashing")
+
+    async def _contact_to_update(
+        self,
+        session: AsyncSession,
+        scope: RowScope,
+        contact_id: str | None,
+        email: str | None,
+    ) -> ContactRow | None:
+        by_email = None
+        if email is not None:
+            stmt = select(ContactRow).where(
+                col(ContactRow.tenant_id) == scope.tenant,
+                col(ContactRow.email_normalized) == email,
+            )
+            by_email = (await session.scalars(stmt.with_for_update())).one_or_none()
+        if contact_id is None:
+            return by_email
+        stmt = select(ContactRow).where(col(ContactRow.id) == contact_id, *_contact_scope(scope))
+        row = (await session.scalars(stmt.with_for_update())).one_or_none()
+        if row is not None and by_email is not None and by_email.id != row.id:
+            raise DuplicateRow("email belongs to another contact")
+        return row
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _all(self, stmt: Select[Any]) -> list[Any]:
+        async with self.sessions() as session:
+            return list((await session.scalars(stmt)).all())
+
+    async def _scalar(self, stmt: Select[Any]) -> int:
+        async with self.sessions() as session:
+            return int(await session.scalar(stmt) or 0)
+
+    async def _pages(
+        self,
+        model: type[RowT],
+        partition: Any,
+        where: Iterable[ColumnElement[bool]],
+        *,
+        first: int,
+    ) -> dict[str, Page[RowT]]:
+        rank = func.row_number().over(partition_by=partition, order_by=model.id).label("rank")  # type: ignore[attr-defined]
+        sub = select(model, rank).where(*where).subquery()
+        entity = aliased(model, sub)
+        stmt = select(entity).where(sub.c.rank <= first + 1)
+        key = partition.key
+        grouped = _group(await self._all(stmt), key)
+        return {k: _page(sorted(rows, key=_id), first) for k, rows in grouped.items()}
+
+
+def _id(row: Any) -> str:
+    return str(row.id)
+
+
+def _page(rows: list[RowT], first: int) -> Page[RowT]:
+    return Page(rows[:first], len(rows) > first)
+
+
+def _group(rows: Iterable[RowT], attribute: str) -> dict[str, list[RowT]]:
+    grouped: dict[str, list[RowT]] = defaultdict(list)
+    for row in rows:
+        grouped[getattr(row, attribute)].append(row)
+    return grouped
+
+
+def _campaign_scope(scope: RowScope) -> list[ColumnElement[bool]]:
+    where = [col(CampaignRow.tenant_id) == scope.tenant]
+    if scope.campaigns is not None:
+        where.append(
+            col(CampaignRow.id).in_(sorted(scope.campaigns)) if scope.campaigns else false()
+        )
+    return where
+
+
+def _contact_scope(scope: RowScope) -> list[ColumnElement[bool]]:
+    """Same tenant; with a `campaigns` claim, only contacts of those campaigns' members."""
+    where = [col(ContactRow.tenant_id) == scope.tenant]
+    if scope.campaigns is not None:
+        members = select(col(CampaignMemberRow.influencer_id)).where(
+            col(CampaignMemberRow.campaign_id).in_(sorted(scope.campaigns))
+        )
+        where.append(col(ContactRow.influencer_id).in_(members))
+    return where
+
+
+def _status(status: str | None) -> list[ColumnElement[bool]]:
+    return [] if status is None else [col(CampaignRow.status) == status]
+
+
+def _influencer_filters(query: InfluencerQuery) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if query.country:
+        where.append(col(InfluencerRow.country) == query.country)
+    if query.handle_prefix:
+        escaped = query.handle_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append(col(InfluencerRow.handle).like(f"{escaped}%", escape="\\"))
+    if query.category:
+        # JSON arrays are stored as text on both engines; match the quoted element.
+        where.append(cast(InfluencerRow.categories, Text).like(f'%"{query.category}"%'))
+    if query.platform:
+        accounts = select(col(PlatformAccountRow.influencer_id)).where(
+            col(PlatformAccountRow.platform) == query.platform
+        )
+        where.append(col(InfluencerRow.id).in_(accounts))
+    return where

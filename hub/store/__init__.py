@@ -1,0 +1,1 @@
+"""The own store: SQLModel tables, the async engine and migrations."""

@@ -1,0 +1,139 @@
+"""SQLModel tables of the own store; every name ends in `Row`."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class TenantRow(SQLModel, table=True):
+    __tablename__ = "tenants"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    created_at: datetime
+
+
+class InfluencerRow(SQLModel, table=True):
+    __tablename__ = "influencers"
+
+    id: str = Field(primary_key=True, max_length=40)
+    handle: str = Field(max_length=100, unique=True)
+    display_name: str | None = Field(default=None, max_length=200)
+    country: str | None = Field(default=None, max_length=2, index=True)
+    categories: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime
+
+
+class PlatformAccountRow(SQLModel, table=True):
+    __tablename__ = "platform_accounts"
+    __table_args__ = (UniqueConstraint("platform", "username"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    influencer_id: str = Field(foreign_key="influencers.id", index=True, max_length=40)
+    platform: str = Field(max_length=20)
+    username: str = Field(max_length=100)
+    external_id: str = Field(max_length=64)
+
+
+class CampaignRow(SQLModel, table=True):
+    __tablename__ = "campaigns"
+    __table_args__ = (Index("ix_campaigns_tenant_status", "tenant_id", "status"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=64)
+    name: str = Field(max_length=200)
+    brand: str = Field(max_length=200)
+    status: str = Field(max_length=20)
+    objective: str | None = Field(default=None, max_length=500)
+    budget_minor: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    currency: str | None = Field(default=None, max_length=3)
+    starts_on: date | None = None
+    ends_on: date | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CampaignMemberRow(SQLModel, table=True):
+    __tablename__ = "campaign_members"
+    __table_args__ = (UniqueConstraint("campaign_id", "influencer_id"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    campaign_id: str = Field(foreign_key="campaigns.id", index=True, max_length=40)
+    influencer_id: str = Field(foreign_key="influencers.id", index=True, max_length=40)
+    fee_minor: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    currency: str | None = Field(default=None, max_length=3)
+    status: str = Field(max_length=20)
+    deliverables: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime
+
+
+class ContactRow(SQLModel, table=True):
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("tenant_id", "email_normalized"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=64)
+    influencer_id: str | None = Field(
+        default=None, foreign_key="influencers.id", index=True, max_length=40
+    )
+    crm_id: str | None = Field(default=None, max_length=64, index=True)
+    role: str | None = Field(default=None, max_length=100)
+    company: str | None = Field(default=None, max_length=200)
+    full_name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    email_normalized: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=40)
+    created_at: datetime
+    updated_at: datetime
+    erased_at: datetime | None = None
+
+
+class ConsentRow(SQLModel, table=True):
+    """One consent event; history is kept by adding rows, never by overwriting them."""
+
+    __tablename__ = "consents"
+    __table_args__ = (Index("ix_consents_contact_purpose", "contact_id", "purpose"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=64)
+    contact_id: str = Field(foreign_key="contacts.id", max_length=40)
+    purpose: str = Field(max_length=64)
+    status: str = Field(max_length=20)
+    lawful_basis: str = Field(max_length=32)
+    granted_at: datetime | None = None
+    withdrawn_at: datetime | None = None
+    expires_at: datetime | None = None
+    source: str = Field(max_length=200)
+    evidence: str | None = Field(default=None, max_length=2000)
+    recorded_at: datetime
+
+
+class AuditEventRow(SQLModel, table=True):
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_subject_at", "subject", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime
+    tenant_id: str | None = Field(default=None, max_length=64)
+    principal: str | None = Field(default=None, max_length=200)
+    client_id: str | None = Field(default=None, max_length=200)
+    purpose: str | None = Field(default=None, max_length=64)
+    subject: str | None = Field(default=None, max_length=64)
+    coordinate: str = Field(max_length=200)
+    decision: str = Field(max_length=32)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class IdempotencyRow(SQLModel, table=True):
+    """The first answer to a mutation sent with an `Idempotency-Key`."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: str = Field(primary_key=True, max_length=300)
+    request_hash: str = Field(max_length=64)
+    response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    created_at: datetime

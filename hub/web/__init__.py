@@ -1,0 +1,1 @@
+"""Browser-facing pages of the hub: GraphiQL and its vendored assets."""

@@ -1,0 +1,104 @@
+"""Shared fixtures: settings per database backend, the app behind a client, tokens."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from hub.app import create_app
+from hub.auth import issue_token
+from hub.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_SECRET = "test-secret-0123456789abcdef0123456789"
+
+MakeToken = Callable[..., str]
+
+
+def _postgres_url() -> str:
+    url = os.environ.get("HUB_TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("HUB_TEST_DATABASE_URL is not set; PostgreSQL tests need a server")
+    return url.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def settings(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Settings]:
+    """Settings on a fresh store: a SQLite file, or a PostgreSQL schema of this test's own."""
+    common: dict[str, Any] = {
+        "policies_dir": ROOT / "policies",
+        "jwt_secret": TEST_SECRET,
+        "demo": True,
+    }
+    if request.param == "sqlite":
+        yield Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/hub.db", **common)
+        return
+    url = _postgres_url()
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(url)
+    async with admin.begin() as connection:
+        await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield Settings(database_url=url, database_schema=schema, **common)
+    finally:
+        async with admin.begin() as connection:
+            await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/hub.db",
+        policies_dir=ROOT / "policies",
+        jwt_secret=TEST_SECRET,
+        demo=True,
+    )
+
+
+async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
+            yield client
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app under its lifespan on either database, with demo data."""
+    async for value in _client(settings):
+        yield value
+
+
+@pytest.fixture
+async def sqlite_client(sqlite_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app on a SQLite file with demo data, for tests that do not depend on the engine."""
+    async for value in _client(sqlite_settings):
+        yield value
+
+
+@pytest.fixture
+def make_token() -> Iterator[MakeToken]:
+    settings = Settings(jwt_secret=TEST_SECRET)
+
+    def make(**claims: Any) -> str:
+        values: dict[str, Any] = {
+            "subject": "tester",
+            "tenant": "acme",
+            "roles": ["manager"],
+            "purpose": "campaign_management",
+        }
+        values.update(claims)
+        return issue_token(settings, **values)
+
+    yield make

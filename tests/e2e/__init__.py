@@ -1,0 +1,1 @@
+"""End-to-end tests: the real server, the GraphQL-over-HTTP audit and a real browser."""

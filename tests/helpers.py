@@ -1,0 +1,30 @@
+"""Small helpers shared by the tests: posting GraphQL and reading codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+async def gql(
+    client: httpx.AsyncClient,
+    query: str,
+    *,
+    token: str | None = None,
+    variables: dict[str, Any] | None = None,
+    accept: str = "application/graphql-response+json",
+) -> tuple[int, dict[str, Any]]:
+    headers = {"Accept": accept}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    body: dict[str, Any] = {"query": query}
+    if variables is not None:
+        body["variables"] = variables
+    response = await client.post("/graphql", json=body, headers=headers)
+    payload: dict[str, Any] = response.json()
+    return response.status_code, payload
+
+
+def codes(payload: dict[str, Any]) -> list[str]:
+    return [error["extensions"]["code"] for error in payload.get("errors", [])]

@@ -1,0 +1,113 @@
+"""The `hub` command line."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import jwt
+import pytest
+
+from hub.__main__ import main
+from tests.conftest import ROOT, TEST_SECRET
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+        "HUB_JWT_SECRET": TEST_SECRET,
+        "HUB_POLICIES_DIR": str(ROOT / "policies"),
+    }
+
+
+def test_seed_fills_the_store_with_a_progress_bar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in _env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert main(["seed", "--influencers", "300", "--campaigns", "12", "--tenants", "4"]) == 0
+    out, err = capsys.readouterr()
+    assert "influencers  [##############################] 300/300" in err
+    assert "seeded 4 tenants, 300 influencers and 12 campaigns" in out
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        assert db.execute("select count(*) from influencers").fetchone() == (300,)
+        assert db.execute("select count(*) from tenants").fetchone() == (4,)
+    assert main(["seed", "--influencers", "10"]) == 1
+    assert "pass --reset" in capsys.readouterr().err
+    assert main(["seed", "--influencers", "10", "--campaigns", "1", "--reset"]) == 0
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        assert db.execute("select count(*) from influencers").fetchone() == (10,)
+
+
+def test_token_prints_a_verifiable_development_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in _env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    code = main(
+        [
+            "token",
+            "--tenant",
+            "acme",
+            "--role",
+            "partner",
+            "--scope",
+            "campaigns:read metrics:read",
+            "--purpose",
+            "analytics",
+            "--campaign",
+            "cmp_0000000000000001",
+            "--client-id",
+            "bi",
+        ]
+    )
+    assert code == 0
+    token = capsys.readouterr().out.strip()
+    claims = jwt.decode(token, TEST_SECRET, algorithms=["HS256"], audience="influencer-hub")
+    assert claims["tenant"] == "acme"
+    assert claims["roles"] == ["partner"]
+    assert claims["scope"] == "campaigns:read metrics:read"
+    assert claims["campaigns"] == ["cmp_0000000000000001"]
+    assert claims["client_id"] == "bi"
+
+
+def test_a_bad_setting_stops_the_command_with_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "hub", "migrate"],
+        env={"HUB_DATABASE_URL": "mysql://nope", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "hub: bad setting HUB_DATABASE_URL: Value error, must start with "
+        "sqlite+aiosqlite:// or postgresql+asyncpg://"
+    ]
+
+
+def test_migrate_then_migrate_again_is_a_no_op(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in _env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert main(["migrate"]) == 0
+    assert main(["migrate"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "migrated to the newest revision",
+        "already up to date",
+    ]
+
+
+def test_policies_check_and_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in _env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert main(["policies", "check"]) == 0
+    assert "5 roles, 9 scopes" in capsys.readouterr().out
+    assert main(["schema"]) == 0
+    assert capsys.readouterr().out.strip() == (ROOT / "schema.graphql").read_text().strip()

@@ -1,0 +1,157 @@
+"""GraphQL over HTTP: media types, status codes, limits and request ids."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tests.conftest import MakeToken
+from tests.helpers import codes, gql
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+async def test_get_runs_a_query_and_answers_application_json(
+    sqlite_client: httpx.AsyncClient,
+) -> None:
+    response = await sqlite_client.get("/graphql", params={"query": "{ __typename }"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    assert response.json()["data"] == {"__typename": "Query"}
+
+
+async def test_a_parse_failure_is_400_without_data_for_graphql_response_json(
+    sqlite_client: httpx.AsyncClient,
+) -> None:
+    status, payload = await gql(sqlite_client, "{", accept=GRAPHQL_RESPONSE)
+    assert status == 400
+    assert "data" not in payload
+    assert codes(payload) == ["GRAPHQL_PARSE_FAILED"]
+
+
+async def test_a_validation_failure_is_200_for_application_json(
+    sqlite_client: httpx.AsyncClient,
+) -> None:
+    status, payload = await gql(sqlite_client, "{ nope }", accept="application/json")
+    assert status == 200
+    assert codes(payload) == ["GRAPHQL_VALIDATION_FAILED"]
+
+
+async def test_a_variable_of_the_wrong_type_is_bad_user_input(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    status, payload = await gql(
+        sqlite_client,
+        "query ($n: Int) { campaigns(first: $n) { totalCount } }",
+        token=make_token(),
+        variables={"n": "many"},
+    )
+    assert status == 400
+    assert codes(payload) == ["BAD_USER_INPUT"]
+
+
+async def test_a_mutation_over_get_is_405(sqlite_client: httpx.AsyncClient) -> None:
+    response = await sqlite_client.get(
+        "/graphql",
+        params={"query": 'mutation { createCampaign(input: {name: "a", brand: "b"}) { id } }'},
+    )
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+    assert codes(response.json()) == ["METHOD_NOT_ALLOWED"]
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "code"),
+    [
+        (b"{not json", "application/json", 400, "BAD_REQUEST"),
+        (b'{"query": 5}', "application/json", 400, "BAD_REQUEST"),
+        (b'{"query": "{ __typename }", "variables": "x"}', "application/json", 400, "BAD_REQUEST"),
+        (b"[]", "application/json", 400, "BAD_REQUEST"),
+        (b"", "application/json", 400, "BAD_REQUEST"),
+        (b'{"query": "{ __typename }"}', "text/plain", 415, "UNSUPPORTED_MEDIA_TYPE"),
+        (
+            b'{"query": "{ __typename }"}',
+            "application/json; charset=latin-1",
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+    ],
+)
+async def test_unusable_requests_get_a_status_and_a_code(
+    sqlite_client: httpx.AsyncClient, content: bytes, content_type: str, status: int, code: str
+) -> None:
+    response = await sqlite_client.post(
+        "/graphql", content=content, headers={"content-type": content_type}
+    )
+    assert response.status_code == status
+    assert codes(response.json()) == [code]
+
+
+async def test_a_body_over_the_limit_is_413_and_changes_nothing(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    name = "x" * (1024 * 1024)
+    query = f'mutation {{ createCampaign(input: {{name: "{name}", brand: "b"}}) {{ id }} }}'
+    token = make_token()
+    response = await sqlite_client.post(
+        "/graphql", json={"query": query}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 413
+    assert codes(response.json()) == ["PAYLOAD_TOO_LARGE"]
+    _, payload = await gql(sqlite_client, "{ campaigns { totalCount } }", token=token)
+    assert payload["data"]["campaigns"]["totalCount"] == 6
+
+
+async def test_an_unacceptable_accept_header_is_406(sqlite_client: httpx.AsyncClient) -> None:
+    response = await sqlite_client.post(
+        "/graphql", json={"query": "{ __typename }"}, headers={"accept": "text/csv"}
+    )
+    assert response.status_code == 406
+    assert codes(response.json()) == ["NOT_ACCEPTABLE"]
+
+
+async def test_every_response_carries_a_request_id(sqlite_client: httpx.AsyncClient) -> None:
+    given = await sqlite_client.post(
+        "/graphql", json={"query": "{ __typename }"}, headers={"x-request-id": "abc-123"}
+    )
+    made = await sqlite_client.get("/healthz")
+    assert given.headers["x-request-id"] == "abc-123"
+    assert given.json()["extensions"]["requestId"] == "abc-123"
+    assert len(made.headers["x-request-id"]) == 32
+    odd = await sqlite_client.get("/healthz", headers={"x-request-id": "bad id!"})
+    assert odd.headers["x-request-id"] != "bad id!"
+
+
+async def test_a_bad_token_is_401_with_a_reason(sqlite_client: httpx.AsyncClient) -> None:
+    response = await sqlite_client.post(
+        "/graphql", json={"query": "{ __typename }"}, headers={"Authorization": "Bearer abc"}
+    )
+    assert response.status_code == 401
+    assert codes(response.json()) == ["UNAUTHENTICATED"]
+    assert "Traceback" not in response.text
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_anonymous_callers_get_typename_but_no_data(
+    sqlite_client: httpx.AsyncClient,
+) -> None:
+    status, payload = await gql(sqlite_client, "{ influencers { totalCount } }")
+    assert status == 401
+    assert codes(payload) == ["UNAUTHENTICATED"]
+
+
+async def test_browsers_get_graphiql(sqlite_client: httpx.AsyncClient) -> None:
+    response = await sqlite_client.get("/graphql", headers={"accept": "text/html"})
+    assert response.status_code == 200
+    assert "graphiql" in response.text.lower()
+    asset = await sqlite_client.get("/graphiql/assets/graphiql.min.css")
+    assert asset.status_code == 200
+
+
+async def test_health_and_readiness(sqlite_client: httpx.AsyncClient) -> None:
+    assert (await sqlite_client.get("/healthz")).json() == {"status": "ok"}
+    ready = await sqlite_client.get("/readyz")
+    assert ready.status_code == 200
+    assert json.loads(ready.text)["store"] == "ok"
