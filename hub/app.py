@@ -8,6 +8,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from sqlalchemy import text
@@ -25,6 +26,15 @@ from hub import graphql_http
 from hub.auth import Authenticator
 from hub.context import Context
 from hub.errors import BadRequest, HubError, MethodNotAllowed
+from hub.idempotency import (
+    StoredAnswer,
+    claim,
+    finish,
+    is_mutation,
+    release,
+    request_hash,
+    scoped_key,
+)
 from hub.policies import Policies, load_policies
 from hub.schema.errors import HubSchema
 from hub.schema.root import build_schema
@@ -135,6 +145,20 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
             granted=granted,
             request_id=request_id,
         )
+        key = request.headers.get("idempotency-key")
+        claimed = None
+        if key is not None and is_mutation(params.query, params.operation_name):
+            claimed = scoped_key(key, principal)
+            digest = request_hash(params.query, params.operation_name, params.variables)
+            stored = await claim(hub.store, claimed, digest)
+            if stored is not None:
+                return graphql_http.json_response(
+                    stored.body,
+                    stored.status,
+                    media_type=media_type,
+                    request_id=request_id,
+                    headers={"Idempotent-Replayed": "true"},
+                )
         try:
             result = await hub.schema.execute(
                 params.query,
@@ -147,14 +171,27 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
             raise MethodNotAllowed("Mutations are sent with POST.") from None
         except MissingQueryError:
             raise BadRequest("`query` is missing.") from None
+        except BaseException:
+            if claimed is not None:
+                await release(hub.store, claimed)
+            raise
+        status, body = graphql_http.result_answer(result, media_type=media_type, extensions={})
+        if claimed is not None:
+            if _is_unexpected(body):
+                await release(hub.store, claimed)
+            else:
+                await finish(hub.store, claimed, StoredAnswer(status, body))
     except HubError as error:
         return graphql_http.error_response(error, media_type=media_type, request_id=request_id)
-    return graphql_http.result_response(
-        result,
-        media_type=media_type,
-        request_id=request_id,
-        headers=context.response_headers,
-        extensions={},
+    return graphql_http.json_response(
+        body, status, media_type=media_type, request_id=request_id, headers=context.response_headers
+    )
+
+
+def _is_unexpected(body: dict[str, Any]) -> bool:
+    return any(
+        error.get("extensions", {}).get("code") == "INTERNAL_SERVER_ERROR"
+        for error in body.get("errors", [])
     )
 
 

@@ -17,6 +17,7 @@
     ├── Throttled                     THROTTLED (429, retryAfter)
     ├── PersistedQueryNotFound        PERSISTED_QUERY_NOT_FOUND
     ├── PersistedQueryNotAllowed      PERSISTED_QUERY_NOT_ALLOWED
+    ├── IdempotencyConflict           IDEMPOTENCY_CONFLICT (409)
     └── SourceError                   a source behind an adapter failed (source)
         ├── SourceUnavailable         SOURCE_UNAVAILABLE
         └── SourceTimeout             SOURCE_TIMEOUT
@@ -143,6 +144,12 @@ class PersistedQueryNotAllowed(HubError):
     code = "PERSISTED_QUERY_NOT_ALLOWED"
     default_message = "Only registered operations are allowed for this client."
     http_status = 400
+
+
+class IdempotencyConflict(HubError):
+    code = "IDEMPOTENCY_CONFLICT"
+    default_message = "This Idempotency-Key cannot be used for this request now."
+    http_status = 409
 
 
 class SourceError(HubError):

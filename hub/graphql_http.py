@@ -148,15 +148,10 @@ def error_response(error: HubError, *, media_type: str, request_id: str) -> Resp
     return _response(body, error.http_status, media_type, headers)
 
 
-def result_response(
-    result: ExecutionResult,
-    *,
-    media_type: str,
-    request_id: str,
-    headers: dict[str, str],
-    extensions: dict[str, Any],
-) -> Response:
-    """The response for an executed request, with the status its errors call for."""
+def result_answer(
+    result: ExecutionResult, *, media_type: str, extensions: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
+    """The status and body for an executed request, with the status its errors call for."""
     errors = result.errors or []
     is_request_error = result.data is None and errors and not any(e.path for e in errors)
     status = 200
@@ -173,7 +168,14 @@ def result_response(
         body["data"] = result.data
     if errors:
         body["errors"] = [_format(error) for error in errors]
-    body["extensions"] = {**(result.extensions or {}), **extensions, "requestId": request_id}
+    body["extensions"] = {**(result.extensions or {}), **extensions}
+    return status, body
+
+
+def json_response(
+    body: dict[str, Any], status: int, *, media_type: str, request_id: str, headers: dict[str, str]
+) -> Response:
+    body["extensions"] = {**body.get("extensions", {}), "requestId": request_id}
     if status == 401:
         headers = {**headers, "WWW-Authenticate": 'Bearer error="invalid_token"'}
     return _response(body, status, media_type, headers)

@@ -57,7 +57,7 @@ _PAGE = Template("""\
     "# Influencer Hub",
     "#",
     "# Without a token only { __typename } is allowed.",
-    "# Use the token that `hub serve --demo` prints, or make one:",
+    "# Use the token `hub serve --demo` prints, or make one:",
     "#   python -m hub token --tenant acme --role admin \\\\",
     "#     --scope \\"campaigns:read schema:introspect\\" \\\\",
     "#     --purpose campaign_management",
