@@ -9,10 +9,14 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 
 from hub.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from hub.policies import Policies
 
 DEMO_TOKEN_CLAIMS = {
     "subject": "demo-manager@acme",
@@ -53,13 +57,7 @@ def app_from_environment() -> Starlette:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from hub.policies import load_policies
-    from hub.policy.access import PolicyError
-
-    try:
-        load_policies(settings.policies_dir)
-    except PolicyError as exc:
-        raise CommandError(str(exc)) from None
+    _checked_policies(settings)
     if settings.demo:
         _print_demo_banner(settings, args.host, args.port)
     uvicorn.run(
@@ -169,18 +167,33 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _policies_check(settings: Settings, _args: argparse.Namespace) -> int:
+def _checked_policies(settings: Settings) -> Policies:
     from hub.policies import load_policies
     from hub.policy.access import PolicyError
+    from hub.schema.access import schema_coordinates
+    from hub.schema.root import build_schema
 
+    types = schema_coordinates(build_schema(settings)._schema)
     try:
-        policies = load_policies(settings.policies_dir)
+        return load_policies(settings.policies_dir, schema_types=types)
     except PolicyError as exc:
         raise CommandError(str(exc)) from None
+
+
+def _policies_check(settings: Settings, _args: argparse.Namespace) -> int:
+    policies = _checked_policies(settings)
     print(
         f"policies in {settings.policies_dir} are valid: "
-        f"{len(policies.access.roles)} roles, {len(policies.access.scopes)} scopes"
+        f"{len(policies.access.roles)} roles, {len(policies.access.scopes)} scopes, "
+        f"{len(policies.access.fields)} field rules"
     )
+    uncovered = policies.field_scopes.uncovered()
+    if uncovered:
+        print(f"{len(uncovered)} fields no rule covers (denied to everyone):")
+        for type_name, field_name in uncovered:
+            print(f"  {type_name}.{field_name}")
+    else:
+        print("every field is covered by a rule")
     return 0
 
 

@@ -20,9 +20,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
-from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
 
 from hub import graphql_http
+from hub.audit import AuditLog
 from hub.auth import Authenticator
 from hub.context import Context
 from hub.errors import BadRequest, HubError, MethodNotAllowed
@@ -36,8 +38,9 @@ from hub.idempotency import (
     scoped_key,
 )
 from hub.policies import Policies, load_policies
-from hub.schema.errors import HubSchema
+from hub.schema.access import schema_coordinates
 from hub.schema.root import build_schema
+from hub.schema.schema import HubSchema
 from hub.settings import Settings
 from hub.sources.store import Store
 from hub.store import migrate, seed
@@ -63,26 +66,32 @@ class Hub:
     engine: AsyncEngine
     store: Store
     authenticator: Authenticator
+    audit: AuditLog
 
 
 def create_app(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> Starlette:
     """The hub as an ASGI app; `transport` replaces every upstream HTTP connection (tests)."""
-    policies = load_policies(settings.policies_dir)
     schema = build_schema(settings)
+    policies = load_policies(settings.policies_dir, schema_types=schema_coordinates(schema._schema))
     state: dict[str, Hub] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = create_engine(settings)
         authenticator = Authenticator(settings, transport=transport)
+        audit = AuditLog(engine)
         try:
             await prepare_store(engine, demo=settings.demo)
-            state["hub"] = Hub(settings, schema, policies, engine, Store(engine), authenticator)
+            await audit.start()
+            state["hub"] = Hub(
+                settings, schema, policies, engine, Store(engine), authenticator, audit
+            )
             app.state.hub = state["hub"]
             yield
         finally:
+            await audit.close()
             await authenticator.aclose()
             await engine.dispose()
 
@@ -143,6 +152,8 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
             principal=principal,
             store=hub.store,
             granted=granted,
+            denied=hub.policies.field_scopes.denied(granted),
+            audit=hub.audit,
             request_id=request_id,
         )
         key = request.headers.get("idempotency-key")
@@ -167,8 +178,14 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
                 operation_name=params.operation_name,
                 allowed_operation_types=graphql_http.allowed_operations(request.method),
             )
-        except InvalidOperationTypeError:
-            raise MethodNotAllowed("Mutations are sent with POST.") from None
+        except InvalidOperationTypeError as error:
+            if error.operation_type == OperationType.MUTATION:
+                raise MethodNotAllowed("Mutations are sent with POST.") from None
+            raise BadRequest("Subscriptions are not served over HTTP.") from None
+        except CannotGetOperationTypeError:
+            raise BadRequest(
+                "The document has no operation of that name; name one with `operationName`."
+            ) from None
         except MissingQueryError:
             raise BadRequest("`query` is missing.") from None
         except BaseException:
@@ -183,6 +200,9 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
                 await finish(hub.store, claimed, StoredAnswer(status, body))
     except HubError as error:
         return graphql_http.error_response(error, media_type=media_type, request_id=request_id)
+    except Exception:
+        logger.exception("unexpected error in request %s", request_id)
+        return graphql_http.error_response(HubError(), media_type=media_type, request_id=request_id)
     return graphql_http.json_response(
         body, status, media_type=media_type, request_id=request_id, headers=context.response_headers
     )

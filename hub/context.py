@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from hub.audit import AuditLog
 from hub.auth import Principal
-from hub.errors import Forbidden, Unauthenticated
+from hub.errors import Forbidden
 from hub.loaders import Loaders
+from hub.policy.access import Coordinate
 from hub.policy.rows import RowScope, row_scope
 from hub.settings import Settings
 from hub.sources.store import Store
@@ -21,9 +23,11 @@ class Context:
     principal: Principal
     store: Store
     granted: frozenset[str] = frozenset()
+    denied: frozenset[Coordinate] = frozenset()
+    audit: AuditLog | None = None
     request_id: str = ""
-    idempotency_key: str | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
+    denials: set[Coordinate] = field(default_factory=set)
 
     @cached_property
     def scope(self) -> RowScope | None:
@@ -38,11 +42,3 @@ class Context:
         if self.scope is None:
             raise Forbidden("Your token names no tenant; tenant data is not available.")
         return self.scope
-
-    def require(self, scope_name: str) -> None:
-        """UNAUTHENTICATED without a token, FORBIDDEN unless roles and scopes grant `scope_name`."""
-        if scope_name in self.granted:
-            return
-        if self.principal.is_anonymous:
-            raise Unauthenticated("This needs a bearer token.")
-        raise Forbidden(f"This needs the `{scope_name}` scope.", scope=scope_name)

@@ -77,12 +77,13 @@ async def read_params(request: Request, *, max_body_bytes: int) -> GraphQLParams
         return _params(raw)
     if request.method != "POST":
         raise MethodNotAllowed("GraphQL accepts GET and POST only.")
-    media, _, params = request.headers.get("content-type", "").partition(";")
+    media, *params = request.headers.get("content-type", "").split(";")
     if media.strip().lower() != JSON:
         raise UnsupportedMediaType()
-    charset = params.strip().lower().removeprefix("charset=").strip('"') if params else "utf-8"
-    if charset not in ("utf-8", "utf8", ""):
-        raise UnsupportedMediaType("Send the request body encoded as utf-8.")
+    for param in params:
+        name, _, value = param.strip().partition("=")
+        if name.lower() == "charset" and value.strip('"').lower() not in ("utf-8", "utf8"):
+            raise UnsupportedMediaType("Send the request body encoded as utf-8.")
     body = await _body(request, max_body_bytes)
     if not body:
         raise BadRequest("The request body is empty; send a JSON object with `query`.")
@@ -153,15 +154,19 @@ def result_answer(
 ) -> tuple[int, dict[str, Any]]:
     """The status and body for an executed request, with the status its errors call for."""
     errors = result.errors or []
-    is_request_error = result.data is None and errors and not any(e.path for e in errors)
+    is_request_error = bool(errors) and result.data is None and not any(e.path for e in errors)
     status = 200
-    for error in errors:
-        original = error.original_error
-        if isinstance(original, HubError) and original.http_status in (401, 403, 413, 429):
-            status = original.http_status
-            break
-    else:
-        if is_request_error and media_type == GRAPHQL_RESPONSE:
+    if is_request_error:
+        # A refusal before execution (a bad token, an empty budget) keeps its own status;
+        # errors at a field's path never change it, as the data entry is there.
+        refusals = [
+            e.original_error.http_status
+            for e in errors
+            if isinstance(e.original_error, HubError) and e.original_error.http_status != 200
+        ]
+        if refusals and refusals[0] in (401, 403, 429):
+            status = refusals[0]
+        elif media_type == GRAPHQL_RESPONSE:
             status = 400
     body: dict[str, Any] = {}
     if not is_request_error:

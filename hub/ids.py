@@ -15,7 +15,7 @@ PREFIXES: Final = {
     "contact": "con",
     "consent": "cst",
 }
-_PATTERN = re.compile(r"^([a-z]{3})_[0-9a-f]{16}$")
+_PATTERN = re.compile(r"([a-z]{3})_[0-9a-f]{16}")
 
 
 def new_id(kind: str, *, at_ms: int | None = None, random_bits: int | None = None) -> str:
@@ -25,7 +25,9 @@ def new_id(kind: str, *, at_ms: int | None = None, random_bits: int | None = Non
     return f"{PREFIXES[kind]}_{ms & 0xFF_FFFF_FFFF:010x}{tail:06x}"
 
 
-def is_id(kind: str, value: str) -> bool:
+def is_id(kind: str, value: object) -> bool:
     """True when `value` is shaped like an id of this kind."""
-    match = _PATTERN.match(value)
+    if not isinstance(value, str):
+        return False
+    match = _PATTERN.fullmatch(value)
     return match is not None and match.group(1) == PREFIXES[kind]

@@ -70,12 +70,14 @@ class Loaders:
     @cached_property
     def member_page_by_campaign(self) -> DataLoader[Any, Any]:
         return _page_loader(
-            lambda ids, first, after: self.store.member_pages(ids, first=first, after=after)
+            lambda ids, first, after: self.store.member_pages(
+                self.scope, ids, first=first, after=after
+            )
         )
 
     @cached_property
     def member_count_by_campaign(self) -> DataLoader[Any, Any]:
-        return _loader(self.store.member_counts, 0)
+        return _loader(lambda ids: self.store.member_counts(self.scope, ids), 0)
 
     @cached_property
     def campaign_page_by_influencer(self) -> DataLoader[Any, Any]:

@@ -22,20 +22,23 @@ def to_minor(amount: Decimal, currency: str, *, argument: str) -> int:
         raise BadUserInput(
             "`currency` must be an ISO 4217 code such as EUR.", argument=f"{argument}.currency"
         )
-    try:
-        scaled = (amount * (10 ** exponent(currency))).normalize()
-    except InvalidOperation:
-        scaled = Decimal("NaN")
-    if not scaled.is_finite() or amount < 0 or amount > MAX_AMOUNT:
+    # Range first: arithmetic on a huge exponent would overflow or round.
+    if not amount.is_finite() or amount < 0 or amount > MAX_AMOUNT:
         raise BadUserInput(
             f"`amount` must be between 0 and {MAX_AMOUNT}.", argument=f"{argument}.amount"
         )
-    if scaled != scaled.to_integral_value():
+    places = exponent(currency)
+    quantum = Decimal(1).scaleb(-places)
+    try:
+        exact = amount.quantize(quantum)
+    except InvalidOperation:
+        exact = None
+    if exact is None or exact != amount:
         raise BadUserInput(
-            f"{currency} amounts have at most {exponent(currency)} decimal places.",
+            f"{currency} amounts have at most {places} decimal places.",
             argument=f"{argument}.amount",
         )
-    return int(scaled)
+    return int(exact.scaleb(places))
 
 
 def from_minor(minor: int, currency: str) -> Decimal:

@@ -2,40 +2,64 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from hub.policy.access import AccessPolicy, PolicyError, parse_access_policy
+from hub.policy.access import (
+    AccessPolicy,
+    FieldScopes,
+    PolicyError,
+    check_fields,
+    parse_access_policy,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Policies:
     access: AccessPolicy
+    field_scopes: FieldScopes
     cost: dict[str, Any]
     consent: dict[str, Any]
 
 
-def load_policies(directory: Path) -> Policies:
-    """Parse and check the three files; a problem is `PolicyError` naming file and entry."""
+def load_policies(directory: Path, *, schema_types: Mapping[str, Iterable[str]]) -> Policies:
+    """Parse the three files and check them against the schema's types and fields; a problem
+    is `PolicyError` naming the file, the line and the entry."""
+    access_path = directory / "access.yaml"
+    access_document, lines = _read(access_path, section="fields")
+    access = parse_access_policy(access_document, source="access.yaml")
+    check_fields(access, schema_types, line_of=lines.get)
+    coordinates = [(t, f) for t, fields in schema_types.items() for f in fields]
     return Policies(
-        access=parse_access_policy(_read(directory / "access.yaml"), source="access.yaml"),
-        cost=_mapping(_read(directory / "cost.yaml"), "cost.yaml"),
-        consent=_mapping(_read(directory / "consent.yaml"), "consent.yaml"),
+        access=access,
+        field_scopes=access.field_scopes(coordinates),
+        cost=_mapping(_read(directory / "cost.yaml")[0], "cost.yaml"),
+        consent=_mapping(_read(directory / "consent.yaml")[0], "consent.yaml"),
     )
 
 
-def _read(path: Path) -> Any:
+def _read(path: Path, *, section: str | None = None) -> tuple[Any, dict[str, int]]:
+    """The parsed file, and the 1-based line of each key of `section`."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        document = yaml.safe_load(text)
+        lines: dict[str, int] = {}
+        root = yaml.compose(text)
+        if section and isinstance(root, yaml.MappingNode):
+            for key, value in root.value:
+                if key.value == section and isinstance(value, yaml.MappingNode):
+                    lines = {k.value: k.start_mark.line + 1 for k, _ in value.value}
     except FileNotFoundError:
         raise PolicyError(f"{path}: policy file not found") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
         raise PolicyError(f"{path}:{line} is not valid YAML") from None
+    return document, lines
 
 
 def _mapping(document: Any, source: str) -> dict[str, Any]:

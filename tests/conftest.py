@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -13,6 +14,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+from starlette.applications import Starlette
 
 from hub.app import create_app
 from hub.auth import issue_token
@@ -65,12 +67,19 @@ def sqlite_settings(tmp_path: Path) -> Settings:
     )
 
 
-async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    """The app under its lifespan, and a client that talks to it in-process."""
     app = create_app(settings)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
-            yield client
+            yield app, client
+
+
+async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(settings) as (_app, client):
+        yield client
 
 
 @pytest.fixture

@@ -155,3 +155,54 @@ async def test_health_and_readiness(sqlite_client: httpx.AsyncClient) -> None:
     ready = await sqlite_client.get("/readyz")
     assert ready.status_code == 200
     assert json.loads(ready.text)["store"] == "ok"
+
+
+async def test_a_field_error_beside_data_keeps_status_200(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    token = make_token(roles=["partner"], scopes=["campaigns:read"])
+    status, payload = await gql(
+        sqlite_client,
+        '{ campaigns { totalCount } contact(id: "con_0000000000000001") { id } }',
+        token=token,
+    )
+    assert status == 200
+    assert payload["data"]["campaigns"]["totalCount"] == 6
+    assert codes(payload) == ["FORBIDDEN"]
+
+
+async def test_an_unknown_operation_name_is_a_bad_request(sqlite_client: httpx.AsyncClient) -> None:
+    response = await sqlite_client.post(
+        "/graphql", json={"query": "query A { __typename }", "operationName": "B"}
+    )
+    assert response.status_code == 400
+    assert codes(response.json()) == ["BAD_REQUEST"]
+
+
+async def test_content_type_parameters_besides_charset_are_accepted(
+    sqlite_client: httpx.AsyncClient,
+) -> None:
+    response = await sqlite_client.post(
+        "/graphql",
+        content=b'{"query": "{ __typename }"}',
+        headers={"content-type": "application/json; foo=bar; charset=UTF-8"},
+    )
+    assert response.status_code == 200
+    assert response.json()["data"] == {"__typename": "Query"}
+
+
+@pytest.mark.parametrize(
+    "representation",
+    [
+        '{__typename: "Campaign"}',
+        '{__typename: "Nope", id: "x"}',
+        '{__typename: "Campaign", id: 5}',
+    ],
+)
+async def test_malformed_entity_representations_are_bad_user_input(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken, representation: str
+) -> None:
+    query = f"{{ _entities(representations: [{representation}]) {{ __typename }} }}"
+    _, payload = await gql(sqlite_client, query, token=make_token())
+    assert codes(payload) == ["BAD_USER_INPUT"]
+    assert payload["errors"][0]["extensions"]["argument"] == "representations"

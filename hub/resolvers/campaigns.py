@@ -8,12 +8,12 @@ from decimal import Decimal
 from typing import Any
 
 from hub.context import Context
-from hub.errors import BadUserInput, NotFound
+from hub.errors import BadUserInput, Forbidden, NotFound
 from hub.ids import is_id, new_id
 from hub.money import to_minor
 from hub.resolvers.influencers import check_influencer_id
 from hub.schema.pagination import PageArgs
-from hub.sources.store import DuplicateRow, Page
+from hub.sources.store import DuplicateRow, MissingParent, Page
 from hub.store.tables import CampaignMemberRow, CampaignRow
 
 UNSET: Any = object()
@@ -39,11 +39,14 @@ def check_campaign_id(value: str, *, argument: str = "id") -> str:
 
 
 def text(value: str | None, *, argument: str, max_length: int, required: bool) -> str | None:
-    """Stripped text within `max_length`; an empty required value is BAD_USER_INPUT."""
+    """Stripped text within `max_length`, without control characters; an empty required
+    value is BAD_USER_INPUT."""
     if value is None:
         if required:
             raise BadUserInput(f"`{argument}` may not be null.", argument=argument)
         return None
+    if has_control_characters(value):
+        raise BadUserInput(f"`{argument}` may not hold control characters.", argument=argument)
     stripped = value.strip()
     if required and not stripped:
         raise BadUserInput(f"`{argument}` may not be empty.", argument=argument)
@@ -59,7 +62,6 @@ def budget(amount: Decimal, currency: str, *, argument: str) -> tuple[int, str]:
 
 
 async def campaign(context: Context, campaign_id: str) -> CampaignRow | None:
-    context.require("campaigns:read")
     context.require_scope()
     row: CampaignRow | None = await context.loaders.campaign_by_id.load(
         check_campaign_id(campaign_id)
@@ -68,7 +70,6 @@ async def campaign(context: Context, campaign_id: str) -> CampaignRow | None:
 
 
 async def campaigns(context: Context, status: str | None, page: PageArgs) -> Page[CampaignRow]:
-    context.require("campaigns:read")
     scope = context.require_scope()
     result = await context.store.campaign_page(
         scope, status=status, first=page.first, after=page.after
@@ -94,8 +95,14 @@ async def member_count(context: Context, campaign_id: str) -> int:
     return count
 
 
+def has_control_characters(value: str) -> bool:
+    return any(ord(char) < 32 or 127 <= ord(char) < 160 for char in value)
+
+
 async def create_campaign(context: Context, changes: CampaignChanges) -> CampaignRow:
     scope = context.require_scope()
+    if scope.campaigns is not None:
+        raise Forbidden("A token limited to some campaigns cannot create campaigns.")
     _check_dates(changes.starts_on or None, changes.ends_on or None)
     now = datetime.now(UTC)
     minor, currency = changes.budget if changes.budget not in (UNSET, None) else (None, None)
@@ -113,7 +120,10 @@ async def create_campaign(context: Context, changes: CampaignChanges) -> Campaig
         created_at=now,
         updated_at=now,
     )
-    await context.store.insert(row)
+    try:
+        await context.store.insert(row)
+    except MissingParent:
+        raise Forbidden("Your token's tenant is not known to the hub.") from None
     return row
 
 
@@ -135,6 +145,8 @@ async def update_campaign(
             values.get("starts_on", current.starts_on), values.get("ends_on", current.ends_on)
         )
 
+    if not values and changes.budget is UNSET:
+        raise BadUserInput("`input` changes nothing.", argument="input")
     row = await context.store.update_campaign(
         scope, campaign_id, values, check=check, now=datetime.now(UTC)
     )

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hub.context import Context
-from hub.errors import BadUserInput, NotFound
+from hub.errors import BadUserInput, Forbidden, NotFound
 from hub.ids import is_id
-from hub.resolvers.campaigns import text
+from hub.resolvers.campaigns import has_control_characters, text
 from hub.resolvers.influencers import check_influencer_id
-from hub.sources.store import DuplicateRow
+from hub.sources.store import DuplicateRow, MissingParent
 from hub.store.tables import ConsentRow, ContactRow
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
@@ -51,14 +51,12 @@ def normalise_email(email: str) -> str:
 
 
 async def contact(context: Context, contact_id: str) -> ContactRow | None:
-    context.require("contacts:read")
     context.require_scope()
     row: ContactRow | None = await context.loaders.contact_by_id.load(check_contact_id(contact_id))
     return row
 
 
 async def contacts_of_influencer(context: Context, influencer_id: str) -> list[ContactRow]:
-    context.require("contacts:read")
     context.require_scope()
     rows: list[ContactRow] = await context.loaders.contacts_by_influencer.load(influencer_id)
     return rows
@@ -78,14 +76,24 @@ async def upsert_contact(context: Context, fields: ContactFields) -> ContactRow:
         raise BadUserInput("A new contact needs an `email`.", argument="input.email")
     if fields.influencer_id is not None:
         check_influencer_id(fields.influencer_id, argument="input.influencerId")
-        if await context.loaders.influencer_by_id.load(fields.influencer_id) is None:
+        if await context.loaders.influencer_by_id.load(
+            fields.influencer_id
+        ) is None or not await context.store.influencer_in_scope(scope, fields.influencer_id):
             raise NotFound("No influencer with this id.", argument="input.influencerId")
+    elif fields.id is None and scope.campaigns is not None:
+        raise BadUserInput(
+            "A token limited to some campaigns must link a new contact to an influencer "
+            "of those campaigns.",
+            argument="input.influencerId",
+        )
     try:
         row = await context.store.upsert_contact(scope, fields.id, values, now=datetime.now(UTC))
     except DuplicateRow:
         raise BadUserInput(
             "Another contact of this tenant has this email.", argument="input.email"
         ) from None
+    except MissingParent:
+        raise Forbidden("Your token's tenant is not known to the hub.") from None
     if row is None:
         raise NotFound("No contact with this id.", argument="input.id")
     context.loaders.contact_by_id.clear(row.id).prime(row.id, row)
@@ -102,13 +110,18 @@ def _contact_values(fields: ContactFields) -> dict[str, Any]:
         values["influencer_id"] = fields.influencer_id
     if fields.email is not None:
         email = fields.email.strip()
-        if len(email) > 320 or not _EMAIL.match(email):
+        normalised = normalise_email(email)
+        if (
+            max(len(email), len(normalised)) > 320
+            or has_control_characters(email)
+            or not _EMAIL.fullmatch(email)
+        ):
             raise BadUserInput("`email` is not an email address.", argument="input.email")
         values["email"] = email
-        values["email_normalized"] = normalise_email(email)
+        values["email_normalized"] = normalised
     if fields.phone is not None:
         phone = fields.phone.strip()
-        if not _PHONE.match(phone):
+        if not _PHONE.fullmatch(phone):
             raise BadUserInput("`phone` is not a phone number.", argument="input.phone")
         values["phone"] = phone
     return values

@@ -23,7 +23,6 @@ def check_influencer_id(value: str, *, argument: str = "id") -> str:
 
 
 async def influencer(context: Context, influencer_id: str) -> InfluencerRow | None:
-    context.require("influencers:read")
     row: InfluencerRow | None = await context.loaders.influencer_by_id.load(
         check_influencer_id(influencer_id)
     )
@@ -55,7 +54,6 @@ def influencer_query(
 async def influencers(
     context: Context, query: InfluencerQuery, page: PageArgs
 ) -> Page[InfluencerRow]:
-    context.require("influencers:read")
     rows = await context.store.influencer_page(query, first=page.first, after=page.after)
     for row in rows.rows:
         context.loaders.influencer_by_id.prime(row.id, row)
@@ -74,7 +72,6 @@ async def accounts(context: Context, influencer_id: str) -> list[PlatformAccount
 
 
 async def campaigns(context: Context, influencer_id: str, page: PageArgs) -> Page[CampaignRow]:
-    context.require("campaigns:read")
     context.require_scope()
     result: Page[CampaignRow] = await context.loaders.campaign_page_by_influencer.load(
         (influencer_id, page.first, page.after)

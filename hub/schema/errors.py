@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
-from strawberry.federation import Schema
-from strawberry.types import ExecutionContext, ExecutionResult
-from strawberry.types.execution import PreExecutionError
 
 from hub.errors import HubError
-
-logger = logging.getLogger("hub.errors")
 
 MASKED_MESSAGE = "Unexpected error."
 
@@ -42,24 +36,3 @@ def _with(error: GraphQLError, message: str, extensions: dict[str, Any]) -> Grap
         original_error=error.original_error,
         extensions=extensions,
     )
-
-
-class HubSchema(Schema):
-    """The federation schema whose results carry error codes, logging only unexpected errors."""
-
-    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
-        result = await super().execute(*args, **kwargs)
-        if result.errors:
-            before = isinstance(result, PreExecutionError)
-            result.errors = [coded(error, before_execution=before) for error in result.errors]
-        return result
-
-    def process_errors(
-        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
-    ) -> None:
-        for error in errors:
-            original = error.original_error
-            if original is not None and not isinstance(original, HubError | GraphQLError):
-                logger.error("unexpected error at %s", error.path, exc_info=original)
-            elif original is None and error.path:
-                logger.error("unexpected error at %s: %s", error.path, error.message)

@@ -19,10 +19,10 @@ from hub.schema.campaigns import (
     campaign_changes,
 )
 from hub.schema.contacts import Contact, ContactInput
-from hub.schema.errors import HubSchema
 from hub.schema.influencers import Influencer, InfluencerFilter
 from hub.schema.money import MoneyInput
 from hub.schema.pagination import Connection, PageArgs, connection
+from hub.schema.schema import HubSchema
 from hub.schema.viewer import Viewer
 from hub.settings import Settings
 
@@ -103,7 +103,6 @@ class Mutation:
     async def create_campaign(
         self, info: Info[Context, None], input: CreateCampaignInput
     ) -> Campaign:
-        info.context.require("campaigns:write")
         row = await campaign_resolvers.create_campaign(info.context, campaign_changes(input))
         return Campaign.from_row(row)
 
@@ -111,7 +110,6 @@ class Mutation:
     async def update_campaign(
         self, info: Info[Context, None], id: strawberry.ID, input: UpdateCampaignInput
     ) -> Campaign:
-        info.context.require("campaigns:write")
         campaign_resolvers.check_campaign_id(id)
         row = await campaign_resolvers.update_campaign(info.context, id, campaign_changes(input))
         return Campaign.from_row(row)
@@ -124,7 +122,6 @@ class Mutation:
         influencer_id: strawberry.ID,
         fee: MoneyInput | None = None,
     ) -> CampaignMember:
-        info.context.require("campaigns:write")
         row = await campaign_resolvers.add_member(
             info.context,
             campaign_id,
@@ -135,7 +132,6 @@ class Mutation:
 
     @strawberry.mutation
     async def upsert_contact(self, info: Info[Context, None], input: ContactInput) -> Contact:
-        info.context.require("contacts:write")
         row = await contact_resolvers.upsert_contact(
             info.context,
             contact_resolvers.ContactFields(

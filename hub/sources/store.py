@@ -33,6 +33,10 @@ class DuplicateRow(Exception):
     """An insert or update clashed with a unique key."""
 
 
+class MissingParent(Exception):
+    """An insert or update named a parent row (tenant, influencer) that does not exist."""
+
+
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     """One page of rows in id order; `has_next` tells whether more follow."""
@@ -111,21 +115,23 @@ class Store:
         return await self._scalar(stmt)
 
     async def member_pages(
-        self, campaign_ids: Sequence[str], *, first: int, after: str | None
+        self, scope: RowScope, campaign_ids: Sequence[str], *, first: int, after: str | None
     ) -> dict[str, Page[CampaignMemberRow]]:
-        """Members of campaigns the caller already sees, `first` per campaign, in one query."""
-        where: list[ColumnElement[bool]] = [col(CampaignMemberRow.campaign_id).in_(campaign_ids)]
+        """Members of the caller's campaigns, `first` per campaign, in one query."""
+        where: list[ColumnElement[bool]] = [
+            col(CampaignMemberRow.campaign_id).in_(_scoped_campaign_ids(scope, campaign_ids))
+        ]
         if after:
             where.append(col(CampaignMemberRow.id) > after)
         return await self._pages(
             CampaignMemberRow, CampaignMemberRow.campaign_id, where, first=first
         )
 
-    async def member_counts(self, campaign_ids: Sequence[str]) -> dict[str, int]:
+    async def member_counts(self, scope: RowScope, campaign_ids: Sequence[str]) -> dict[str, int]:
         member = CampaignMemberRow
         stmt = (
             select(col(member.campaign_id), func.count())
-            .where(col(member.campaign_id).in_(campaign_ids))
+            .where(col(member.campaign_id).in_(_scoped_campaign_ids(scope, campaign_ids)))
             .group_by(col(member.campaign_id))
         )
         async with self.sessions() as session:
@@ -205,7 +211,7 @@ class Store:
             async with self.sessions.begin() as session:
                 session.add(row)
         except IntegrityError as exc:
-            raise DuplicateRow(str(exc.orig)) from None
+            raise _integrity_error(exc) from None
 
     async def update_campaign(
         self,
@@ -261,7 +267,10 @@ class Store:
                         setattr(row, key, value)
                     row.updated_at = now
                 return row
-            except IntegrityError:
+            except IntegrityError as exc:
+                error = _integrity_error(exc)
+                if not isinstance(error, DuplicateRow):
+                    raise error from None
                 # A concurrent insert took the email first: update that row instead.
                 continue
         raise DuplicateRow("contact email kept clashing")
@@ -280,6 +289,9 @@ class Store:
                 col(ContactRow.email_normalized) == email,
             )
             by_email = (await session.scalars(stmt.with_for_update())).one_or_none()
+            if by_email is not None and not await self._visible(session, scope, by_email.id):
+                # Never update, or show, a contact outside the caller's campaigns.
+                raise DuplicateRow("email belongs to a contact outside the caller's scope")
         if contact_id is None:
             return by_email
         stmt = select(ContactRow).where(col(ContactRow.id) == contact_id, *_contact_scope(scope))
@@ -287,6 +299,25 @@ class Store:
         if row is not None and by_email is not None and by_email.id != row.id:
             raise DuplicateRow("email belongs to another contact")
         return row
+
+    async def _visible(self, session: AsyncSession, scope: RowScope, contact_id: str) -> bool:
+        if scope.campaigns is None:
+            return True
+        stmt = select(col(ContactRow.id)).where(
+            col(ContactRow.id) == contact_id, *_contact_scope(scope)
+        )
+        return (await session.scalar(stmt)) is not None
+
+    async def influencer_in_scope(self, scope: RowScope, influencer_id: str) -> bool:
+        """Whether a contact linked to this influencer would be visible to the caller."""
+        if scope.campaigns is None:
+            return True
+        stmt = select(col(CampaignMemberRow.influencer_id)).where(
+            col(CampaignMemberRow.influencer_id) == influencer_id,
+            col(CampaignMemberRow.campaign_id).in_(_scoped_campaign_ids(scope, None)),
+        )
+        async with self.sessions() as session:
+            return (await session.scalar(stmt.limit(1))) is not None
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -344,10 +375,30 @@ def _contact_scope(scope: RowScope) -> list[ColumnElement[bool]]:
     where = [col(ContactRow.tenant_id) == scope.tenant]
     if scope.campaigns is not None:
         members = select(col(CampaignMemberRow.influencer_id)).where(
-            col(CampaignMemberRow.campaign_id).in_(sorted(scope.campaigns))
+            col(CampaignMemberRow.campaign_id).in_(_scoped_campaign_ids(scope, None))
         )
         where.append(col(ContactRow.influencer_id).in_(members))
     return where
+
+
+def _scoped_campaign_ids(scope: RowScope, ids: Sequence[str] | None) -> Select[Any]:
+    """The ids among `ids` (all when None) of campaigns the caller sees, as a subquery."""
+    stmt = select(col(CampaignRow.id)).where(*_campaign_scope(scope))
+    if ids is not None:
+        stmt = stmt.where(col(CampaignRow.id).in_(ids))
+    return stmt
+
+
+def _integrity_error(exc: IntegrityError) -> Exception:
+    """A unique-key clash is `DuplicateRow`; a missing parent row is `MissingParent`."""
+    original = exc.orig
+    code = getattr(original, "pgcode", None) or getattr(original, "sqlstate", None)
+    text = str(original)
+    if code == "23505" or "UNIQUE constraint failed" in text:
+        return DuplicateRow(text)
+    if code == "23503" or "FOREIGN KEY constraint failed" in text:
+        return MissingParent(text)
+    return exc
 
 
 def _status(status: str | None) -> list[ColumnElement[bool]]:
@@ -359,14 +410,19 @@ def _influencer_filters(query: InfluencerQuery) -> list[ColumnElement[bool]]:
     if query.country:
         where.append(col(InfluencerRow.country) == query.country)
     if query.handle_prefix:
-        escaped = query.handle_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        where.append(col(InfluencerRow.handle).like(f"{escaped}%", escape="\\"))
+        pattern = f"{_escape_like(query.handle_prefix.lower())}%"
+        where.append(func.lower(col(InfluencerRow.handle)).like(pattern, escape="\\"))
     if query.category:
         # JSON arrays are stored as text on both engines; match the quoted element.
-        where.append(cast(InfluencerRow.categories, Text).like(f'%"{query.category}"%'))
+        pattern = f'%"{_escape_like(query.category)}"%'
+        where.append(cast(InfluencerRow.categories, Text).like(pattern, escape="\\"))
     if query.platform:
         accounts = select(col(PlatformAccountRow.influencer_id)).where(
             col(PlatformAccountRow.platform) == query.platform
         )
         where.append(col(InfluencerRow.id).in_(accounts))
     return where
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

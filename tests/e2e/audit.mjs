@@ -1,6 +1,8 @@
 // Runs the graphql-http server audits against a GraphQL endpoint and prints a JSON summary.
 //
-// Usage: node tests/e2e/audit.mjs http://127.0.0.1:8000/graphql
+// Usage: node tests/e2e/audit.mjs http://127.0.0.1:8000/graphql [bearer-token]
+// The token, when given, goes on every request: some audits introspect (`__type`), which
+// the hub grants only to callers holding `schema:introspect`.
 // Output (stdout): {"ok": N, "notices": N, "warnings": N, "errors": N,
 //                   "details": [{"id", "name", "status", "reason", "response"}]}
 // Exit code: 0 when the audits ran (whatever they found), 2 on bad usage or a fatal failure.
@@ -29,8 +31,16 @@ async function main() {
     process.stderr.write('usage: node audit.mjs <graphql-url>\n');
     return 2;
   }
+  const token = process.argv[3];
+  const fetchFn = token
+    ? (input, init = {}) => {
+        const headers = new Headers(init.headers);
+        headers.set('authorization', `Bearer ${token}`);
+        return fetch(input, { ...init, headers });
+      }
+    : fetch;
   const summary = { ok: 0, notices: 0, warnings: 0, errors: 0, details: [] };
-  for (const audit of serverAudits({ url, fetchFn: fetch })) {
+  for (const audit of serverAudits({ url, fetchFn })) {
     const result = await audit.fn();
     if (result.status === 'ok') {
       summary.ok += 1;

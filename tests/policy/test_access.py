@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from hub.policy.access import PolicyError, parse_access_policy
+from hub.policy.access import PolicyError, check_fields, parse_access_policy
 from tests.conftest import ROOT
 
 POLICY = parse_access_policy(yaml.safe_load((ROOT / "policies" / "access.yaml").read_text()))
@@ -64,3 +64,74 @@ def test_a_broken_policy_names_the_entry(document: object, message: str) -> None
     with pytest.raises(PolicyError) as raised:
         parse_access_policy(document)
     assert str(raised.value) == message
+
+
+FIELD_POLICY = parse_access_policy(
+    {
+        "scopes": ["a:read", "b:read"],
+        "fields": {
+            "Thing": "a:read",
+            "Thing.secret": "b:read",
+            "*Edge": "public",
+            "Query.things": "a:read",
+        },
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("coordinate", "scope"),
+    [
+        (("Thing", "name"), "a:read"),
+        (("Thing", "secret"), "b:read"),
+        (("ThingEdge", "node"), "public"),
+        (("Query", "things"), "a:read"),
+        (("Query", "other"), None),
+        (("Other", "x"), None),
+    ],
+)
+def test_a_field_rule_wins_over_a_type_rule_which_wins_over_a_pattern(
+    coordinate: tuple[str, str], scope: str | None
+) -> None:
+    assert FIELD_POLICY.required_scope(coordinate) == scope
+
+
+@pytest.mark.parametrize(
+    ("granted", "denied"),
+    [
+        (set(), {("Thing", "name"), ("Thing", "secret"), ("Query", "other")}),
+        ({"a:read"}, {("Thing", "secret"), ("Query", "other")}),
+        ({"a:read", "b:read"}, {("Query", "other")}),
+    ],
+)
+def test_denied_fields_are_those_the_scopes_do_not_reach_and_those_no_rule_covers(
+    granted: set[str], denied: set[tuple[str, str]]
+) -> None:
+    scopes = FIELD_POLICY.field_scopes(
+        [("Thing", "name"), ("Thing", "secret"), ("ThingEdge", "node"), ("Query", "other")]
+    )
+    assert scopes.denied(frozenset(granted)) == denied
+    assert scopes.uncovered() == [("Query", "other")]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"Thng": "a:read"}, "access.yaml line 3: fields.Thng: unknown type 'Thng'"),
+        ({"Thing.nme": "a:read"}, "access.yaml line 3: fields.Thing.nme: Thing has no field 'nme'"),
+        ({"*Conn": "public"}, "access.yaml line 3: fields.*Conn: the pattern matches no type"),
+    ],
+)
+def test_rules_naming_what_the_schema_lacks_are_refused_with_their_line(
+    fields: dict[str, str], message: str
+) -> None:
+    policy = parse_access_policy({"scopes": ["a:read"], "fields": fields})
+    with pytest.raises(PolicyError) as raised:
+        check_fields(policy, {"Thing": ["name"], "Query": ["things"]}, line_of=lambda _k: 3)
+    assert str(raised.value) == message
+
+
+def test_a_rule_with_an_unknown_scope_is_refused() -> None:
+    with pytest.raises(PolicyError) as raised:
+        parse_access_policy({"scopes": ["a:read"], "fields": {"Thing": "a:write"}})
+    assert str(raised.value) == "access.yaml: fields.Thing: unknown scope 'a:write'"

@@ -224,3 +224,61 @@ async def test_an_analyst_may_read_but_not_create_campaigns(
     )
     assert codes(payload) == ["FORBIDDEN"]
     assert len(await _all_ids(client, token, first=100)) == 6
+
+
+async def test_a_token_limited_to_campaigns_cannot_create_one(
+    client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    allowed = (await _all_ids(client, make_token(), first=100))[:1]
+    token = make_token(campaigns=allowed)
+    _, payload = await gql(
+        client, CREATE, token=token, variables={"input": {"name": "n", "brand": "b"}}
+    )
+    assert codes(payload) == ["FORBIDDEN"]
+    assert len(await _all_ids(client, make_token(), first=100)) == 6
+
+
+async def test_a_claim_naming_another_tenants_campaign_sees_nothing_of_it(
+    client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    foreign = (await _all_ids(client, make_token(tenant="globex"), first=100))[0]
+    token = make_token(tenant="acme", campaigns=[foreign])
+    assert await _all_ids(client, token, first=100) == []
+    query = "{ influencers(first: 100) { edges { node { contacts { id } } } } }"
+    _, payload = await gql(client, query, token=token)
+    assert all(edge["node"]["contacts"] == [] for edge in payload["data"]["influencers"]["edges"])
+
+
+@pytest.mark.parametrize(
+    ("budget", "argument"),
+    [
+        ({"amount": "1e999999", "currency": "EUR"}, "input.budget.amount"),
+        ({"amount": "1000000000.0000000000000000000001", "currency": "EUR"}, "input.budget.amount"),
+        ({"amount": "NaN", "currency": "EUR"}, "input.budget.amount"),
+    ],
+)
+async def test_extreme_amounts_are_bad_user_input(
+    client: httpx.AsyncClient, make_token: MakeToken, budget: dict[str, str], argument: str
+) -> None:
+    variables = {"input": {"name": "n", "brand": "b", "budget": budget}}
+    _, payload = await gql(client, CREATE, token=make_token(), variables=variables)
+    assert codes(payload) == ["BAD_USER_INPUT"]
+    assert payload["errors"][0]["extensions"]["argument"] == argument
+
+
+async def test_control_characters_are_bad_user_input(
+    client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    variables = {"input": {"name": "evil\u0000name", "brand": "b"}}
+    _, payload = await gql(client, CREATE, token=make_token(), variables=variables)
+    assert codes(payload) == ["BAD_USER_INPUT"]
+    assert payload["errors"][0]["extensions"]["argument"] == "input.name"
+
+
+async def test_an_update_that_changes_nothing_is_bad_user_input(
+    client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    target = (await _all_ids(client, make_token(), first=100))[0]
+    mutation = f'mutation {{ updateCampaign(id: "{target}", input: {{}}) {{ id }} }}'
+    _, payload = await gql(client, mutation, token=make_token())
+    assert codes(payload) == ["BAD_USER_INPUT"]

@@ -106,3 +106,21 @@ async def test_contacts_and_consents_are_read_in_the_callers_tenant(
     _, payload = await gql(client, query, token=make_token(tenant="acme"))
     statuses = {c["status"] for c in payload["data"]["contact"]["consents"]}
     assert statuses <= {"GRANTED", "WITHDRAWN", "EXPIRED"} and statuses
+
+
+async def test_a_campaign_limited_token_cannot_reach_other_contacts_by_email(
+    client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    manager = make_token()
+    _, campaigns = await gql(
+        client, "{ campaigns(first: 1) { edges { node { id } } } }", token=manager
+    )
+    allowed = campaigns["data"]["campaigns"]["edges"][0]["node"]["id"]
+    _, outside = await _upsert(client, manager, email="outside@example.com", company="Before")
+    outside_id = outside["data"]["upsertContact"]["id"]
+    limited = make_token(campaigns=[allowed])
+    _, payload = await _upsert(client, limited, email="OUTSIDE@example.com", company="PWNED")
+    assert codes(payload) == ["BAD_USER_INPUT"]
+    assert "Before" not in str(payload) and "outside@" not in str(payload)
+    _, read = await gql(client, f'{{ contact(id: "{outside_id}") {{ company }} }}', token=manager)
+    assert read["data"]["contact"]["company"] == "Before"

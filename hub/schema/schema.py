@@ -1,0 +1,109 @@
+"""`HubSchema`: the federation schema with the hub's execution rules around strawberry's."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.federation import Schema
+from strawberry.federation.schema import FederationAny
+from strawberry.types import ExecutionContext, ExecutionResult, Info
+from strawberry.types.execution import PreExecutionError
+
+from hub.audit import AuditEvent
+from hub.errors import BadUserInput, HubError, Unauthenticated
+from hub.schema.access import GuardedExecutor
+from hub.schema.errors import coded
+
+logger = logging.getLogger("hub.errors")
+
+ENTITY_TYPES = frozenset({"Campaign", "Contact", "Influencer"})
+_SUGGESTION = re.compile(r" Did you mean .*\?$")
+
+
+class HubSchema(Schema):
+    """The federation schema whose results carry error codes, logging only unexpected errors."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("execution_context_class", GuardedExecutor)
+        super().__init__(*args, **kwargs)
+
+    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        """Strawberry's execute, then: error codes, field suggestions only for callers who may
+        introspect, one 401 for an anonymous caller who touched a guarded field, and the
+        request's denials on the audit trail."""
+        result = await super().execute(*args, **kwargs)
+        context = kwargs.get("context_value")
+        if result.errors:
+            before = isinstance(result, PreExecutionError)
+            result.errors = [coded(error, before_execution=before) for error in result.errors]
+            if context is not None and "schema:introspect" not in context.granted:
+                result.errors = [_without_suggestions(error) for error in result.errors]
+        if context is not None and context.denials:
+            _audit_denials(context)
+            if context.principal.is_anonymous:
+                refusal = Unauthenticated("This needs a bearer token.")
+                error = GraphQLError(
+                    refusal.message, original_error=refusal, extensions=refusal.extensions
+                )
+                return ExecutionResult(data=None, errors=[error], extensions=result.extensions)
+        return result
+
+    def entities_resolver(
+        self, info: Info, representations: list[FederationAny]
+    ) -> list[FederationAny]:
+        """`_entities`, refusing representations that are not `{__typename, id}` of ours."""
+        for index, representation in enumerate(representations):
+            if not (
+                isinstance(representation, dict)
+                and representation.get("__typename") in ENTITY_TYPES
+                and isinstance(representation.get("id"), str)
+                and set(representation) == {"__typename", "id"}
+            ):
+                raise BadUserInput(
+                    f"representations[{index}] must be {{__typename, id}} of one of "
+                    f"{', '.join(sorted(ENTITY_TYPES))}.",
+                    argument="representations",
+                )
+        copies = [FederationAny(dict(r)) for r in representations]  # type: ignore[call-overload]
+        return super().entities_resolver(info, copies)
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            original = error.original_error
+            if original is not None and not isinstance(original, HubError | GraphQLError):
+                logger.error("unexpected error at %s", error.path, exc_info=original)
+            elif original is None and error.path:
+                logger.error("unexpected error at %s: %s", error.path, error.message)
+
+
+def _without_suggestions(error: GraphQLError) -> GraphQLError:
+    if (error.extensions or {}).get("code") != "GRAPHQL_VALIDATION_FAILED":
+        return error
+    error.message = _SUGGESTION.sub("", error.message)
+    return error
+
+
+def _audit_denials(context: Any) -> None:
+    if context.audit is None:
+        return
+    principal = context.principal
+    now = datetime.now(UTC)
+    for type_name, field_name in sorted(context.denials):
+        context.audit.record(
+            AuditEvent(
+                at=now,
+                coordinate=f"{type_name}.{field_name}",
+                decision="denied",
+                tenant_id=principal.tenant,
+                principal=principal.subject,
+                client_id=principal.client_id,
+                purpose=principal.purpose,
+                reason="anonymous" if principal.is_anonymous else "scope",
+            )
+        )

@@ -1,0 +1,108 @@
+"""Field authorization from `policies/access.yaml`, enforced by the executor on every path."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import select
+
+from hub.settings import Settings
+from hub.store.tables import AuditEventRow
+from tests.conftest import MakeToken, running_app
+from tests.helpers import codes, gql
+
+PARTNER = {"roles": ["partner"], "scopes": ["campaigns:read", "influencers:read"]}
+
+
+async def _first_contact(client: httpx.AsyncClient, make_token: MakeToken) -> str:
+    _, payload = await gql(
+        client,
+        "{ influencers(first: 100) { edges { node { contacts { id } } } } }",
+        token=make_token(),
+    )
+    ids: list[str] = [
+        contact["id"]
+        for edge in payload["data"]["influencers"]["edges"]
+        for contact in edge["node"]["contacts"]
+    ]
+    return ids[0]
+
+
+async def test_a_partner_without_contacts_read_gets_forbidden_and_the_rest(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    contact_id = await _first_contact(sqlite_client, make_token)
+    query = f'{{ campaigns {{ totalCount }} contact(id: "{contact_id}") {{ email fullName }} }}'
+    status, payload = await gql(sqlite_client, query, token=make_token(**PARTNER))
+    assert status == 200
+    assert payload["data"]["campaigns"]["totalCount"] == 6
+    assert payload["data"]["contact"] is None
+    assert codes(payload) == ["FORBIDDEN"]
+    assert payload["errors"][0]["path"] == ["contact"]
+    assert payload["errors"][0]["extensions"]["coordinate"] == "Query.contact"
+
+
+async def test_nested_personal_fields_are_refused_through_aliases_and_fragments(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    query = """{ c: campaigns(first: 1) { edges { node { name ...M } } } }
+      fragment M on Campaign { members(first: 1) { edges { node {
+        who: influencer { handle ... on Influencer { people: contacts { email } } } } } } }"""
+    _, payload = await gql(sqlite_client, query, token=make_token(**PARTNER))
+    member = payload["data"]["c"]["edges"][0]["node"]["members"]["edges"][0]["node"]
+    assert member["who"] is None
+    assert codes(payload) == ["FORBIDDEN"]
+    assert payload["errors"][0]["path"][-1] == "people"
+
+
+async def test_write_scopes_alone_do_not_read_back_data(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    contact_id = await _first_contact(sqlite_client, make_token)
+    token = make_token(scopes=["contacts:write"])
+    query = f'mutation {{ upsertContact(input: {{id: "{contact_id}", role: "x"}}) {{ email }} }}'
+    _, payload = await gql(sqlite_client, query, token=token)
+    assert payload["data"] == {"upsertContact": {"email": None}}
+    assert codes(payload) == ["FORBIDDEN"]
+    assert payload["errors"][0]["path"] == ["upsertContact", "email"]
+    assert "@" not in str(payload)
+
+
+async def test_introspection_needs_the_introspect_scope(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    query = "{ __schema { queryType { name } } }"
+    _, refused = await gql(sqlite_client, query, token=make_token(**PARTNER))
+    allowed_token = make_token(roles=["partner"], scopes=["schema:introspect"])
+    _, allowed = await gql(sqlite_client, query, token=allowed_token)
+    anonymous_status, anonymous = await gql(sqlite_client, query)
+    assert codes(refused) == ["FORBIDDEN"] and refused["data"] is None
+    assert allowed["data"] == {"__schema": {"queryType": {"name": "Query"}}}
+    assert anonymous_status == 401 and codes(anonymous) == ["UNAUTHENTICATED"]
+
+
+async def test_field_suggestions_are_hidden_from_callers_who_may_not_introspect(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    _, partner = await gql(sqlite_client, "{ campaing }", token=make_token(**PARTNER))
+    _, manager = await gql(sqlite_client, "{ campaing }", token=make_token())
+    assert partner["errors"][0]["message"] == "Cannot query field 'campaing' on type 'Query'."
+    assert "Did you mean 'campaign'" in manager["errors"][0]["message"]
+
+
+async def test_every_denial_is_on_the_audit_trail(
+    sqlite_settings: Settings, make_token: MakeToken
+) -> None:
+    async with running_app(sqlite_settings) as (app, client):
+        token = make_token(subject="partner-7", client_id="crm-sync", **PARTNER)
+        await gql(
+            client,
+            '{ a: contact(id: "con_0000000000000001") { id } '
+            'b: contact(id: "con_0000000000000002") { id } }',
+            token=token,
+        )
+        await app.state.hub.audit.flush()
+        async with app.state.hub.store.sessions() as session:
+            rows = (await session.scalars(select(AuditEventRow))).all()
+    assert [(r.coordinate, r.decision, r.principal, r.client_id, r.tenant_id) for r in rows] == [
+        ("Query.contact", "denied", "partner-7", "crm-sync", "acme")
+    ]

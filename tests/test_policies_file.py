@@ -1,0 +1,36 @@
+"""The shipped policy files load, cover every field, and stop the hub when they are wrong."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hub.policies import load_policies
+from hub.policy.access import PolicyError
+from hub.schema.access import schema_coordinates
+from hub.schema.root import build_schema
+from hub.settings import Settings
+from tests.conftest import ROOT
+
+TYPES = schema_coordinates(build_schema(Settings())._schema)
+
+
+def test_the_shipped_access_policy_covers_every_field() -> None:
+    policies = load_policies(ROOT / "policies", schema_types=TYPES)
+    assert policies.field_scopes.uncovered() == []
+    assert policies.field_scopes.scopes[("Contact", "email")] == "contacts:read"
+
+
+def test_a_misspelt_field_stops_the_hub_naming_file_line_and_entry(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    path = tmp_path / "policies" / "access.yaml"
+    text = path.read_text()
+    line = text.splitlines().index("  Contact.influencer: influencers:read") + 1
+    path.write_text(text.replace("Contact.influencer:", "Contact.influencr:"))
+    with pytest.raises(PolicyError) as raised:
+        load_policies(tmp_path / "policies", schema_types=TYPES)
+    assert str(raised.value) == (
+        f"access.yaml line {line}: fields.Contact.influencr: Contact has no field 'influencr'"
+    )
