@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from hub.auth import KNOWN_ROLES
 from hub.policy.access import (
     AccessPolicy,
     FieldScopes,
@@ -29,10 +30,16 @@ class Policies:
 def load_policies(directory: Path, *, schema_types: Mapping[str, Iterable[str]]) -> Policies:
     """Parse the three files and check them against the schema's types and fields; a problem
     is `PolicyError` naming the file, the line and the entry."""
-    access_path = directory / "access.yaml"
-    access_document, lines = _read(access_path, section="fields")
+    access_document, lines = _read(directory / "access.yaml", sections=("roles", "fields"))
     access = parse_access_policy(access_document, source="access.yaml")
-    check_fields(access, schema_types, line_of=lines.get)
+    for role in access.roles:
+        if role not in KNOWN_ROLES:
+            line = lines["roles"].get(role)
+            raise PolicyError(
+                f"access.yaml{'' if line is None else f' line {line}'}: roles.{role}: unknown "
+                f"role (tokens carry {', '.join(sorted(KNOWN_ROLES))})"
+            )
+    check_fields(access, schema_types, line_of=lines["fields"].get)
     coordinates = [(t, f) for t, fields in schema_types.items() for f in fields]
     return Policies(
         access=access,
@@ -42,17 +49,17 @@ def load_policies(directory: Path, *, schema_types: Mapping[str, Iterable[str]])
     )
 
 
-def _read(path: Path, *, section: str | None = None) -> tuple[Any, dict[str, int]]:
-    """The parsed file, and the 1-based line of each key of `section`."""
+def _read(path: Path, *, sections: tuple[str, ...] = ()) -> tuple[Any, dict[str, dict[str, int]]]:
+    """The parsed file, and for each of `sections` the 1-based line of each of its keys."""
     try:
         text = path.read_text(encoding="utf-8")
         document = yaml.safe_load(text)
-        lines: dict[str, int] = {}
+        lines: dict[str, dict[str, int]] = {section: {} for section in sections}
         root = yaml.compose(text)
-        if section and isinstance(root, yaml.MappingNode):
+        if isinstance(root, yaml.MappingNode):
             for key, value in root.value:
-                if key.value == section and isinstance(value, yaml.MappingNode):
-                    lines = {k.value: k.start_mark.line + 1 for k, _ in value.value}
+                if key.value in lines and isinstance(value, yaml.MappingNode):
+                    lines[key.value] = {k.value: k.start_mark.line + 1 for k, _ in value.value}
     except FileNotFoundError:
         raise PolicyError(f"{path}: policy file not found") from None
     except yaml.YAMLError as exc:

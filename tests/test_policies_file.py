@@ -34,3 +34,14 @@ def test_a_misspelt_field_stops_the_hub_naming_file_line_and_entry(tmp_path: Pat
     assert str(raised.value) == (
         f"access.yaml line {line}: fields.Contact.influencr: Contact has no field 'influencr'"
     )
+
+
+def test_an_unknown_role_stops_the_hub_naming_its_line(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "policies", tmp_path / "policies")
+    path = tmp_path / "policies" / "access.yaml"
+    text = path.read_text()
+    line = text.splitlines().index("  analyst:") + 1
+    path.write_text(text.replace("  analyst:", "  analist:"))
+    with pytest.raises(PolicyError) as raised:
+        load_policies(tmp_path / "policies", schema_types=TYPES)
+    assert str(raised.value).startswith(f"access.yaml line {line}: roles.analist: unknown role")

@@ -1,0 +1,107 @@
+"""start_simulators: the three simulators under uvicorn on loopback ports, in the running loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+
+import uvicorn
+from starlette.applications import Starlette
+
+from hub.simulators.config import SimulatorConfig
+from hub.simulators.crm import create_crm_app
+from hub.simulators.discovery import create_discovery_app
+from hub.simulators.social import create_social_app
+
+FACTORIES: Mapping[str, Callable[[SimulatorConfig], Starlette]] = {
+    "crm": create_crm_app,
+    "social": create_social_app,
+    "discovery": create_discovery_app,
+}
+SIMULATOR_NAMES = tuple(FACTORIES)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A server that leaves signal handling to the process hosting it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@dataclass(slots=True)
+class RunningSimulators:
+    """Base URLs by simulator name (`http://127.0.0.1:<port>`); `stop()` shuts them down."""
+
+    urls: dict[str, str]
+    _servers: list[uvicorn.Server] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.should_exit = True
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def start_simulators(
+    config_by_name: Mapping[str, SimulatorConfig],
+    *,
+    host: str = "127.0.0.1",
+    ports: Mapping[str, int] | None = None,
+) -> RunningSimulators:
+    """Serve each named simulator (`crm`, `social`, `discovery`) until `stop()` is awaited.
+
+    A port of 0 or an absent port means a free one. Only loopback hosts are accepted: the
+    simulators have no real security and must not be reachable from other machines.
+    """
+    unknown = set(config_by_name) - set(FACTORIES)
+    if unknown:
+        raise ValueError(f"unknown simulators: {', '.join(sorted(unknown))}")
+    if host not in LOOPBACK_HOSTS:
+        raise ValueError(f"simulators bind to loopback only, not {host}")
+    running = RunningSimulators(urls={})
+    try:
+        for name, config in config_by_name.items():
+            sock = _bind(host, (ports or {}).get(name, 0))
+            app = FACTORIES[name](config)
+            server = _EmbeddedServer(
+                uvicorn.Config(
+                    app,
+                    lifespan="off",
+                    log_config=None,
+                    access_log=False,
+                    ws="none",
+                    timeout_graceful_shutdown=1,
+                )
+            )
+            running._servers.append(server)
+            task = asyncio.create_task(server.serve(sockets=[sock]), name=f"simulator-{name}")
+            running._tasks.append(task)
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError(f"simulator {name} stopped while starting")
+                await asyncio.sleep(0.01)
+            address, port = sock.getsockname()[:2]
+            shown = f"[{address}]" if ":" in address else address
+            running.urls[name] = f"http://{shown}:{port}"
+    except BaseException:
+        await running.stop()
+        raise
+    return running
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
