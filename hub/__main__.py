@@ -168,14 +168,12 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _checked_policies(settings: Settings) -> Policies:
-    from hub.policies import load_policies
+    from hub.policies import load_for_schema
     from hub.policy.access import PolicyError
-    from hub.schema.access import schema_coordinates
     from hub.schema.root import build_schema
 
-    types = schema_coordinates(build_schema(settings)._schema)
     try:
-        return load_policies(settings.policies_dir, schema_types=types)
+        return load_for_schema(settings.policies_dir, build_schema(settings))
     except PolicyError as exc:
         raise CommandError(str(exc)) from None
 

@@ -37,8 +37,7 @@ from hub.idempotency import (
     request_hash,
     scoped_key,
 )
-from hub.policies import Policies, load_policies
-from hub.schema.access import schema_coordinates
+from hub.policies import Policies, load_for_schema
 from hub.schema.root import build_schema
 from hub.schema.schema import HubSchema
 from hub.settings import Settings
@@ -74,7 +73,7 @@ def create_app(
 ) -> Starlette:
     """The hub as an ASGI app; `transport` replaces every upstream HTTP connection (tests)."""
     schema = build_schema(settings)
-    policies = load_policies(settings.policies_dir, schema_types=schema_coordinates(schema._schema))
+    policies = load_for_schema(settings.policies_dir, schema)
     state: dict[str, Hub] = {}
 
     @contextlib.asynccontextmanager
@@ -153,6 +152,7 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
             store=hub.store,
             granted=granted,
             denied=hub.policies.field_scopes.denied(granted),
+            consent=hub.policies.consent,
             audit=hub.audit,
             request_id=request_id,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -10,6 +11,7 @@ from hub.auth import Principal
 from hub.errors import Forbidden
 from hub.loaders import Loaders
 from hub.policy.access import Coordinate
+from hub.policy.consent import ConsentPolicy
 from hub.policy.rows import RowScope, row_scope
 from hub.settings import Settings
 from hub.sources.store import Store
@@ -25,9 +27,11 @@ class Context:
     granted: frozenset[str] = frozenset()
     denied: frozenset[Coordinate] = frozenset()
     audit: AuditLog | None = None
+    consent: ConsentPolicy | None = None
     request_id: str = ""
     response_headers: dict[str, str] = field(default_factory=dict)
     denials: set[Coordinate] = field(default_factory=set)
+    on_subject_change: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
 
     @cached_property
     def scope(self) -> RowScope | None:
@@ -36,6 +40,12 @@ class Context:
     @cached_property
     def loaders(self) -> Loaders:
         return Loaders(self.store, self.scope)
+
+    async def forget_subject(self, subject: str) -> None:
+        """Drop what this request (and, through the hooks, every cache) holds of a subject."""
+        self.loaders.consents_by_contact.clear(subject)
+        for hook in self.on_subject_change:
+            await hook(subject)
 
     def require_scope(self) -> RowScope:
         """The caller's row scope, or FORBIDDEN when the token names no tenant."""

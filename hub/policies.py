@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from strawberry.schema import Schema
 
 from hub.auth import KNOWN_ROLES
 from hub.policy.access import (
@@ -17,6 +18,7 @@ from hub.policy.access import (
     check_fields,
     parse_access_policy,
 )
+from hub.policy.consent import ConsentPolicy, parse_consent_policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,12 +26,18 @@ class Policies:
     access: AccessPolicy
     field_scopes: FieldScopes
     cost: dict[str, Any]
-    consent: dict[str, Any]
+    consent: ConsentPolicy
 
 
-def load_policies(directory: Path, *, schema_types: Mapping[str, Iterable[str]]) -> Policies:
-    """Parse the three files and check them against the schema's types and fields; a problem
-    is `PolicyError` naming the file, the line and the entry."""
+def load_policies(
+    directory: Path,
+    *,
+    schema_types: Mapping[str, Iterable[str]],
+    personal_fields: Iterable[str] = (),
+) -> Policies:
+    """Parse the three files and check them against the schema's types and fields (and its
+    personal-data fields, which consent.yaml must cover exactly); a problem is `PolicyError`
+    naming the file, the line and the entry."""
     access_document, lines = _read(directory / "access.yaml", sections=("roles", "fields"))
     access = parse_access_policy(access_document, source="access.yaml")
     for role in access.roles:
@@ -45,8 +53,37 @@ def load_policies(directory: Path, *, schema_types: Mapping[str, Iterable[str]])
         access=access,
         field_scopes=access.field_scopes(coordinates),
         cost=_mapping(_read(directory / "cost.yaml")[0], "cost.yaml"),
-        consent=_mapping(_read(directory / "consent.yaml")[0], "consent.yaml"),
+        consent=_consent(directory, set(personal_fields)),
     )
+
+
+def load_for_schema(directory: Path, schema: Schema) -> Policies:
+    """`load_policies` against the running schema's fields and personal-data fields."""
+    from hub.schema.access import schema_coordinates
+    from hub.schema.consent import personal_fields
+
+    return load_policies(
+        directory,
+        schema_types=schema_coordinates(schema._schema),
+        personal_fields=personal_fields(schema),
+    )
+
+
+def _consent(directory: Path, personal: set[str]) -> ConsentPolicy:
+    document, lines = _read(directory / "consent.yaml", sections=("fields",))
+    policy = parse_consent_policy(document, source="consent.yaml")
+    for coordinate in sorted(set(policy.fields) - personal):
+        line = lines["fields"].get(coordinate)
+        raise PolicyError(
+            f"consent.yaml{'' if line is None else f' line {line}'}: fields.{coordinate}: "
+            "not a personal-data field of the schema"
+        )
+    for coordinate in sorted(personal - set(policy.fields)):
+        raise PolicyError(
+            f"consent.yaml: personal-data field {coordinate} has no rule; "
+            "add it under `fields` with a basis for each purpose"
+        )
+    return policy
 
 
 def _read(path: Path, *, sections: tuple[str, ...] = ()) -> tuple[Any, dict[str, dict[str, int]]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.policies import load_policies
+from hub.policies import load_for_schema, load_policies
 from hub.policy.access import PolicyError
 from hub.schema.access import schema_coordinates
 from hub.schema.root import build_schema
@@ -18,7 +18,7 @@ TYPES = schema_coordinates(build_schema(Settings())._schema)
 
 
 def test_the_shipped_access_policy_covers_every_field() -> None:
-    policies = load_policies(ROOT / "policies", schema_types=TYPES)
+    policies = load_for_schema(ROOT / "policies", build_schema(Settings()))
     assert policies.field_scopes.uncovered() == []
     assert policies.field_scopes.scopes[("Contact", "email")] == "contacts:read"
 

@@ -11,6 +11,7 @@ from strawberry.types import Info
 from hub.context import Context
 from hub.resolvers import contacts as resolvers
 from hub.resolvers import influencers as influencer_resolvers
+from hub.schema.consent import PersonalData
 from hub.schema.influencers import Influencer
 from hub.store.tables import ConsentRow, ContactRow
 
@@ -64,11 +65,23 @@ class Contact:
     id: strawberry.ID
     role: str | None
     company: str | None
-    full_name: str | None
-    email: str | None
-    phone: str | None
+    personal_name: strawberry.Private[str | None]
+    personal_email: strawberry.Private[str | None]
+    personal_phone: strawberry.Private[str | None]
     crm_id: strawberry.Private[str | None]
     influencer_id: strawberry.Private[str | None]
+
+    @strawberry.field(extensions=[PersonalData()])
+    async def full_name(self) -> str | None:
+        return self.personal_name
+
+    @strawberry.field(extensions=[PersonalData()])
+    async def email(self) -> str | None:
+        return self.personal_email
+
+    @strawberry.field(extensions=[PersonalData()])
+    async def phone(self) -> str | None:
+        return self.personal_phone
 
     @classmethod
     def from_row(cls, row: ContactRow) -> Contact:
@@ -76,9 +89,9 @@ class Contact:
             id=strawberry.ID(row.id),
             role=row.role,
             company=row.company,
-            full_name=row.full_name,
-            email=row.email,
-            phone=row.phone,
+            personal_name=row.full_name,
+            personal_email=row.email,
+            personal_phone=row.phone,
             crm_id=row.crm_id,
             influencer_id=row.influencer_id,
         )

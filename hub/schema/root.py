@@ -8,6 +8,7 @@ from strawberry.types import Info
 
 from hub.context import Context
 from hub.resolvers import campaigns as campaign_resolvers
+from hub.resolvers import consents as consent_resolvers
 from hub.resolvers import contacts as contact_resolvers
 from hub.resolvers import influencers as influencer_resolvers
 from hub.schema.campaigns import (
@@ -18,7 +19,7 @@ from hub.schema.campaigns import (
     UpdateCampaignInput,
     campaign_changes,
 )
-from hub.schema.contacts import Contact, ContactInput
+from hub.schema.contacts import Consent, Contact, ContactInput
 from hub.schema.influencers import Influencer, InfluencerFilter
 from hub.schema.money import MoneyInput
 from hub.schema.pagination import Connection, PageArgs, connection
@@ -146,6 +147,27 @@ class Mutation:
             ),
         )
         return Contact.from_row(row)
+
+    @strawberry.mutation(description="Record a consent; history is kept, never overwritten.")
+    async def grant_consent(
+        self,
+        info: Info[Context, None],
+        contact_id: strawberry.ID,
+        purpose: str,
+        source: str,
+        evidence: str | None = None,
+    ) -> Consent:
+        row = await consent_resolvers.grant_consent(
+            info.context, contact_id, purpose, source, evidence
+        )
+        return Consent.from_row(row, now=row.recorded_at)
+
+    @strawberry.mutation(description="Withdraw a consent; effective for the very next request.")
+    async def withdraw_consent(
+        self, info: Info[Context, None], contact_id: strawberry.ID, purpose: str
+    ) -> Consent:
+        row = await consent_resolvers.withdraw_consent(info.context, contact_id, purpose)
+        return Consent.from_row(row, now=row.recorded_at)
 
 
 def build_schema(settings: Settings) -> HubSchema:

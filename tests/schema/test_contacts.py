@@ -24,6 +24,13 @@ async def _contact_ids(client: httpx.AsyncClient, token: str) -> set[str]:
     }
 
 
+async def _grant(client: httpx.AsyncClient, token: str, contact_id: str) -> None:
+    mutation = """mutation ($id: ID!) { grantConsent(contactId: $id,
+      purpose: "campaign_management", source: "test") { status } }"""
+    _, payload = await gql(client, mutation, token=token, variables={"id": contact_id})
+    assert payload["data"]["grantConsent"]["status"] == "GRANTED", payload
+
+
 async def _upsert(
     client: httpx.AsyncClient, token: str, **fields: Any
 ) -> tuple[int, dict[str, Any]]:
@@ -37,6 +44,7 @@ async def test_upsert_with_the_same_email_updates_one_contact(
     _, created = await _upsert(
         client, token, email="Ola.Nowak@Example.com", fullName="Ola Nowak", phone="+48 600 100 200"
     )
+    await _grant(client, token, created["data"]["upsertContact"]["id"])
     _, again = await _upsert(client, token, email="  ola.nowak@example.COM ", role="manager")
     first, second = created["data"]["upsertContact"], again["data"]["upsertContact"]
     assert first["id"] == second["id"]
@@ -88,6 +96,7 @@ async def test_an_email_of_another_contact_cannot_be_taken_over(
     _, one = await _upsert(client, token, email="one@example.com")
     _, two = await _upsert(client, token, email="two@example.com")
     two_id = two["data"]["upsertContact"]["id"]
+    await _grant(client, token, two_id)
     _, clash = await _upsert(client, token, id=two_id, email="ONE@example.com")
     assert codes(clash) == ["BAD_USER_INPUT"]
     _, read = await gql(client, f'{{ contact(id: "{two_id}") {{ email }} }}', token=token)

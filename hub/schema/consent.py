@@ -1,0 +1,79 @@
+"""Consent enforcement: every personal-data field decides, per request, from one batched
+lookup of its subjects' consents, and audits what it lets out."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from strawberry.extensions import FieldExtension
+from strawberry.schema import Schema
+from strawberry.types import Info
+
+from hub.audit import AuditEvent
+from hub.errors import ConsentRequired
+from hub.policy.consent import ConsentEvent, Decision, consent_states, decide, mask
+
+
+class PersonalData(FieldExtension):
+    """Marks a field as personal data of the subject `source.id`: `consent.yaml` rules it."""
+
+    async def resolve_async(
+        self, next_: Callable[..., Awaitable[Any]], source: Any, info: Info, **kwargs: Any
+    ) -> Any:
+        value = await next_(source, info, **kwargs)
+        if value is None:
+            return None
+        context = info.context
+        coordinate = f"{info._raw_info.parent_type.name}.{info.field_name}"
+        rule = context.consent.fields[coordinate]
+        history = await context.loaders.consents_by_contact.load(source.id)
+        now = datetime.now(UTC)
+        states = consent_states(_events(history), now=now)
+        decision = decide(rule, context.principal.purpose, states)
+        _audit(context, coordinate, source.id, decision, now)
+        if decision is Decision.ALLOW:
+            return value
+        if decision is Decision.MASK:
+            return mask(rule.mask, str(value))
+        raise ConsentRequired(
+            "The person has no valid consent or basis for your purpose.",
+            purpose=context.principal.purpose,
+        )
+
+
+def personal_fields(schema: Schema) -> list[str]:
+    """The coordinates of every field of the schema that carries `PersonalData`."""
+    names = schema.config.name_converter
+    found = []
+    for concrete in schema.schema_converter.type_map.values():
+        definition = concrete.definition
+        for field in getattr(definition, "fields", []):
+            if any(isinstance(e, PersonalData) for e in field.extensions):
+                type_name = getattr(definition, "name", "")
+                found.append(f"{type_name}.{names.get_graphql_name(field)}")
+    return sorted(found)
+
+
+def _events(rows: Iterable[Any]) -> list[ConsentEvent]:
+    return [ConsentEvent(r.purpose, r.status, r.recorded_at, r.expires_at) for r in rows]
+
+
+def _audit(context: Any, coordinate: str, subject: str, decision: Decision, now: datetime) -> None:
+    if context.audit is None:
+        return
+    principal = context.principal
+    context.audit.record(
+        AuditEvent(
+            at=now,
+            coordinate=coordinate,
+            decision=decision.value,
+            tenant_id=principal.tenant,
+            principal=principal.subject,
+            client_id=principal.client_id,
+            purpose=principal.purpose,
+            subject=subject,
+            reason=None if decision is Decision.ALLOW else "no basis for the purpose",
+        )
+    )

@@ -1,0 +1,220 @@
+"""Consent-aware personal data: every path, warm caches, withdrawal, audit of every value."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlmodel import col
+
+from hub.settings import Settings
+from hub.store.tables import AuditEventRow
+from tests.conftest import MakeToken, running_app
+from tests.helpers import codes, gql
+
+GRANT = """mutation ($id: ID!, $p: String!) {
+  grantConsent(contactId: $id, purpose: $p, source: "web form", evidence: "doc-1") {
+    id purpose status lawfulBasis source evidence expiresAt } }"""
+WITHDRAW = """mutation ($id: ID!, $p: String!) {
+  withdrawConsent(contactId: $id, purpose: $p) { purpose status withdrawnAt } }"""
+DPO = {"roles": ["dpo", "manager"]}
+
+
+async def _new_contact(client: httpx.AsyncClient, token: str, email: str) -> tuple[str, str]:
+    _, influencers = await gql(
+        client,
+        "{ campaigns(first: 1) { edges { node { members(first: 1) { edges { node {"
+        " influencer { id } } } } } } } }",
+        token=token,
+    )
+    influencer = influencers["data"]["campaigns"]["edges"][0]["node"]["members"]["edges"][0][
+        "node"
+    ]["influencer"]["id"]
+    mutation = """mutation ($input: ContactInput!) { upsertContact(input: $input) { id } }"""
+    fields = {
+        "email": email,
+        "fullName": "Ola Nowak",
+        "phone": "+48 600 100 506",
+        "influencerId": influencer,
+    }
+    _, payload = await gql(client, mutation, token=token, variables={"input": fields})
+    return payload["data"]["upsertContact"]["id"], influencer
+
+
+def _paths(contact_id: str, influencer_id: str) -> dict[str, str]:
+    """Every way a query can reach the contact's email."""
+    representation = f'{{__typename: "Contact", id: "{contact_id}"}}'
+    return {
+        "direct": f'{{ contact(id: "{contact_id}") {{ id email }} }}',
+        "alias": f'{{ c: contact(id: "{contact_id}") {{ id mail: email }} }}',
+        "fragment": f'{{ contact(id: "{contact_id}") {{ ...P }} }} '
+        "fragment P on Contact { id email }",
+        "inline": f'{{ contact(id: "{contact_id}") {{ ... on Contact {{ id email }} }} }}',
+        "nested": f'{{ influencer(id: "{influencer_id}") {{ contacts {{ id email }} }} }}',
+        "entities": f"{{ _entities(representations: [{representation}]) "
+        "{ ... on Contact { id email } } }",
+    }
+
+
+def _emails(value: Any, contact_id: str) -> list[str]:
+    """The email values the answer gives for this contact, under any alias."""
+    if isinstance(value, dict):
+        own = [
+            v
+            for k, v in value.items()
+            if k in ("email", "mail") and v and value.get("id") == contact_id
+        ]
+        return own + [e for v in value.values() for e in _emails(v, contact_id)]
+    if isinstance(value, list):
+        return [e for item in value for e in _emails(item, contact_id)]
+    return []
+
+
+async def test_personal_data_follows_consent_on_every_path(
+    client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    manager = make_token()
+    contact_id, influencer_id = await _new_contact(client, manager, "ola@example.com")
+    paths = _paths(contact_id, influencer_id)
+    for name, query in paths.items():
+        _, masked = await gql(client, query, token=manager)
+        assert _emails(masked["data"], contact_id) == ["o***@example.com"], name
+    _, granted = await gql(
+        client, GRANT, token=manager, variables={"id": contact_id, "p": "campaign_management"}
+    )
+    assert granted["data"]["grantConsent"]["status"] == "GRANTED"
+    for name, query in paths.items():
+        _, shown = await gql(client, query, token=manager)
+        assert _emails(shown["data"], contact_id) == ["ola@example.com"], name
+    _, withdrawn = await gql(
+        client, WITHDRAW, token=manager, variables={"id": contact_id, "p": "campaign_management"}
+    )
+    assert withdrawn["data"]["withdrawConsent"]["status"] == "WITHDRAWN"
+    for name, query in paths.items():
+        _, after = await gql(client, query, token=manager)
+        assert "ola@example.com" not in str(after), name
+        assert _emails(after["data"], contact_id) == ["o***@example.com"], name
+
+
+async def test_a_purpose_without_basis_gets_consent_required_at_the_path(
+    client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    manager = make_token()
+    contact_id, _ = await _new_contact(client, manager, "ana@example.com")
+    await gql(
+        client, GRANT, token=manager, variables={"id": contact_id, "p": "campaign_management"}
+    )
+    analyst = make_token(purpose="analytics", roles=["manager"])
+    query = f'{{ contact(id: "{contact_id}") {{ id role fullName email phone }} }}'
+    _, payload = await gql(client, query, token=analyst)
+    assert payload["data"]["contact"] == {
+        "id": contact_id,
+        "role": None,
+        "fullName": None,
+        "email": None,
+        "phone": None,
+    }
+    assert codes(payload) == ["CONSENT_REQUIRED"] * 3
+    assert sorted(e["path"][-1] for e in payload["errors"]) == ["email", "fullName", "phone"]
+    _, none = await gql(client, query, token=make_token(purpose=None))
+    assert none["data"]["contact"]["email"] is None
+
+
+async def test_consent_history_is_kept_and_bad_requests_change_nothing(
+    client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    manager = make_token()
+    contact_id, _ = await _new_contact(client, manager, "hist@example.com")
+    variables = {"id": contact_id, "p": "analytics"}
+    _, never = await gql(client, WITHDRAW, token=manager, variables=variables)
+    assert codes(never) == ["NOT_FOUND"]
+    await gql(client, GRANT, token=manager, variables=variables)
+    await gql(client, WITHDRAW, token=manager, variables=variables)
+    _, twice = await gql(client, WITHDRAW, token=manager, variables=variables)
+    assert twice["data"]["withdrawConsent"]["status"] == "WITHDRAWN"
+    await gql(client, GRANT, token=manager, variables=variables)
+    _, bad = await gql(client, GRANT, token=manager, variables={"id": contact_id, "p": "spam"})
+    assert codes(bad) == ["BAD_USER_INPUT"]
+    query = f'{{ contact(id: "{contact_id}") {{ consents {{ purpose status }} }} }}'
+    _, payload = await gql(client, query, token=manager)
+    assert [c["status"] for c in payload["data"]["contact"]["consents"]] == [
+        "GRANTED",
+        "WITHDRAWN",
+        "GRANTED",
+    ]
+    analyst = make_token(roles=["analyst"])
+    _, refused = await gql(client, GRANT, token=analyst, variables=variables)
+    assert codes(refused) == ["FORBIDDEN"]
+
+
+async def test_every_personal_value_that_leaves_has_exactly_one_audit_event(
+    sqlite_settings: Settings, make_token: MakeToken
+) -> None:
+    rng = random.Random(11)
+    async with running_app(sqlite_settings) as (app, client):
+        manager = make_token(subject="auditor-check", client_id="dash")
+        _, listing = await gql(
+            client,
+            "{ influencers(first: 100) { edges { node { contacts { id } } } } }",
+            token=manager,
+        )
+        ids = [
+            c["id"] for e in listing["data"]["influencers"]["edges"] for c in e["node"]["contacts"]
+        ]
+        returned: list[tuple[str, str, str]] = []
+        for _ in range(12):
+            chosen = rng.sample(ids, 3)
+            purpose = rng.choice(["campaign_management", "analytics", "partner_outreach"])
+            token = make_token(subject="auditor-check", client_id="dash", purpose=purpose)
+            fields = rng.sample(["fullName", "email", "phone"], rng.randint(1, 3))
+            query = (
+                "{ "
+                + " ".join(
+                    f'c{i}: contact(id: "{cid}") {{ id {" ".join(fields)} }}'
+                    for i, cid in enumerate(chosen)
+                )
+                + " }"
+            )
+            _, payload = await gql(client, query, token=token)
+            for node in payload["data"].values():
+                for field in fields:
+                    if node[field] is not None:
+                        returned.append((node["id"], f"Contact.{field}", purpose))
+        await app.state.hub.audit.flush()
+        async with app.state.hub.store.sessions() as session:
+            rows = (
+                await session.scalars(
+                    select(AuditEventRow).where(
+                        col(AuditEventRow.principal) == "auditor-check",
+                        col(AuditEventRow.decision).in_(["allowed", "masked"]),
+                    )
+                )
+            ).all()
+    written = sorted((r.subject or "", r.coordinate, r.purpose or "") for r in rows)
+    assert returned, "the workload must return personal values"
+    assert written == sorted(returned)
+
+
+@pytest.mark.parametrize("purpose", ["campaign_management", "analytics", "partner_outreach"])
+async def test_demo_subjects_without_consent_never_show_a_value(
+    client: httpx.AsyncClient, make_token: MakeToken, purpose: str
+) -> None:
+    token = make_token(purpose=purpose, roles=["manager"])
+    query = """{ influencers(first: 100) { edges { node { contacts {
+      id email fullName phone consents { purpose status } } } } } }"""
+    _, payload = await gql(client, query, token=token)
+    seen = {True: 0, False: 0}
+    for edge in payload["data"]["influencers"]["edges"]:
+        for contact in edge["node"]["contacts"]:
+            states = [c for c in contact["consents"] if c["purpose"] == purpose]
+            granted = bool(states) and states[-1]["status"] == "GRANTED"
+            seen[granted] += 1
+            if granted:
+                assert "***" not in (contact["email"] or ""), (contact, purpose)
+            else:
+                for field in ("email", "fullName", "phone"):
+                    assert contact[field] is None or "***" in contact[field], (contact, purpose)
+    assert seen[True] > 0 and seen[False] > 0

@@ -1,0 +1,259 @@
+"""The in-process cache: TTL, stale-while-revalidate, tags, single flight, LRU."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from hub.errors import SourceUnavailable
+from hub.sources.cache import subject_tag
+from hub.sources.memory_cache import MemoryCache
+from hub.sources.metrics import Metrics
+from tests.sources.fakes import FakeClock
+
+
+class Loader:
+    """Records the batches it is asked for; `gate`, when set, holds every load until opened."""
+
+    def __init__(self, *, version: str = "v1", fail: Exception | None = None) -> None:
+        self.batches: list[list[str]] = []
+        self.version = version
+        self.fail = fail
+        self.gate: asyncio.Event | None = None
+
+    async def __call__(self, keys: list[str]) -> dict[str, Any]:
+        self.batches.append(keys)
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+        return {key: {"key": key, "version": self.version} for key in keys if key != "crm:gone"}
+
+
+async def settle() -> None:
+    """Let background tasks and their done-callbacks run."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def value(key: str, version: str = "v1") -> dict[str, str]:
+    return {"key": key, "version": version}
+
+
+async def test_an_entry_is_fresh_for_ttl_s_then_stale_for_stale_ttl_s_then_gone() -> None:
+    clock = FakeClock()
+    cache = MemoryCache(clock=clock)
+    await cache.set_many({"crm:a": value("a")}, ttl_s=10, stale_ttl_s=5)
+    entry = (await cache.get_many(["crm:a"]))["crm:a"]
+    assert entry.value == value("a")
+    assert (entry.fresh_until - clock.now_s, entry.stale_until - clock.now_s) == (10, 15)
+    clock.advance(10)
+    entry = (await cache.get_many(["crm:a"]))["crm:a"]
+    assert not entry.is_fresh(clock.time())
+    clock.advance(5)
+    assert await cache.get_many(["crm:a"]) == {}
+
+
+async def test_load_many_calls_the_loader_once_with_only_the_missing_keys() -> None:
+    cache = MemoryCache(clock=FakeClock())
+    await cache.set_many({"crm:a": value("crm:a", "cached")}, ttl_s=10, stale_ttl_s=5)
+    loader = Loader()
+    found = await cache.load_many(
+        ["crm:a", "crm:b", "crm:gone", "crm:c", "crm:b"], loader, ttl_s=10, stale_ttl_s=5
+    )
+    assert found == {
+        "crm:a": value("crm:a", "cached"),
+        "crm:b": value("crm:b"),
+        "crm:c": value("crm:c"),
+    }
+    assert loader.batches == [["crm:b", "crm:gone", "crm:c"]]
+    again = await cache.load_many(["crm:a", "crm:b", "crm:gone"], loader, ttl_s=10, stale_ttl_s=5)
+    assert list(again) == ["crm:a", "crm:b"]
+    assert loader.batches[1:] == [["crm:gone"]]
+
+
+async def test_concurrent_loads_of_the_same_cold_keys_call_the_loader_once() -> None:
+    cache = MemoryCache(clock=FakeClock())
+    loader = Loader()
+    loader.gate = asyncio.Event()
+    first = asyncio.create_task(
+        cache.load_many(["crm:a", "crm:b"], loader, ttl_s=10, stale_ttl_s=5)
+    )
+    second = asyncio.create_task(
+        cache.load_many(["crm:b", "crm:c"], loader, ttl_s=10, stale_ttl_s=5)
+    )
+    await asyncio.sleep(0)
+    loader.gate.set()
+    assert await first == {"crm:a": value("crm:a"), "crm:b": value("crm:b")}
+    assert await second == {"crm:b": value("crm:b"), "crm:c": value("crm:c")}
+    assert loader.batches == [["crm:a", "crm:b"], ["crm:c"]]
+
+
+async def test_a_failed_load_reaches_every_waiting_caller_and_is_not_cached() -> None:
+    cache = MemoryCache(clock=FakeClock())
+    loader = Loader(fail=SourceUnavailable("crm"))
+    loader.gate = asyncio.Event()
+    calls = [cache.load_many(["crm:a"], loader, ttl_s=10, stale_ttl_s=5) for _ in range(2)]
+    tasks = [asyncio.create_task(call) for call in calls]
+    await asyncio.sleep(0)
+    loader.gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert [type(result) for result in results] == [SourceUnavailable, SourceUnavailable]
+    loader.fail = None
+    assert await cache.load_many(["crm:a"], loader, ttl_s=10, stale_ttl_s=5) == {
+        "crm:a": value("crm:a")
+    }
+    assert len(loader.batches) == 2
+
+
+async def test_a_caller_that_gives_up_does_not_cancel_the_load_others_await() -> None:
+    cache = MemoryCache(clock=FakeClock())
+    loader = Loader()
+    loader.gate = asyncio.Event()
+    impatient = asyncio.create_task(cache.load_many(["crm:a"], loader, ttl_s=10, stale_ttl_s=5))
+    patient = asyncio.create_task(cache.load_many(["crm:a"], loader, ttl_s=10, stale_ttl_s=5))
+    await asyncio.sleep(0)
+    impatient.cancel()
+    loader.gate.set()
+    assert await patient == {"crm:a": value("crm:a")}
+    assert impatient.cancelled()
+    assert loader.batches == [["crm:a"]]
+
+
+async def test_a_stale_entry_is_served_while_one_background_refresh_runs() -> None:
+    clock = FakeClock()
+    cache = MemoryCache(clock=clock)
+    await cache.set_many({"crm:a": value("crm:a", "old")}, ttl_s=10, stale_ttl_s=60)
+    clock.advance(11)
+    loader = Loader(version="new")
+    loader.gate = asyncio.Event()
+    for _ in range(3):
+        found = await cache.load_many(["crm:a"], loader, ttl_s=10, stale_ttl_s=60)
+        assert found == {"crm:a": value("crm:a", "old")}
+    await asyncio.sleep(0)
+    assert loader.batches == [["crm:a"]]
+    loader.gate.set()
+    await settle()
+    found = await cache.load_many(["crm:a"], loader, ttl_s=10, stale_ttl_s=60)
+    assert found == {"crm:a": value("crm:a", "new")}
+    assert loader.batches == [["crm:a"]]
+    await cache.aclose()
+
+
+async def test_a_failed_background_refresh_keeps_serving_the_stale_entry() -> None:
+    clock = FakeClock()
+    cache = MemoryCache(clock=clock)
+    await cache.set_many({"crm:a": value("crm:a", "old")}, ttl_s=10, stale_ttl_s=60)
+    clock.advance(11)
+    loader = Loader(fail=SourceUnavailable("crm"))
+    assert await cache.load_many(["crm:a"], loader, ttl_s=10, stale_ttl_s=60) == {
+        "crm:a": value("crm:a", "old")
+    }
+    await settle()
+    assert await cache.load_many(["crm:a"], loader, ttl_s=10, stale_ttl_s=60) == {
+        "crm:a": value("crm:a", "old")
+    }
+    await settle()
+    assert len(loader.batches) == 2
+
+
+async def test_past_stale_until_an_entry_is_a_miss_that_waits_for_the_loader() -> None:
+    clock = FakeClock()
+    cache = MemoryCache(clock=clock)
+    await cache.set_many({"crm:a": value("crm:a", "old")}, ttl_s=10, stale_ttl_s=5)
+    clock.advance(15)
+    found = await cache.load_many(["crm:a"], Loader(version="new"), ttl_s=10, stale_ttl_s=5)
+    assert found == {"crm:a": value("crm:a", "new")}
+
+
+async def test_purge_tag_deletes_every_entry_of_that_subject_only() -> None:
+    cache = MemoryCache(clock=FakeClock())
+    await cache.set_many(
+        {"crm:a": value("a"), "crm:b": value("b"), "social:c": value("c")},
+        ttl_s=10,
+        stale_ttl_s=5,
+        tags={
+            "crm:a": [subject_tag("con_1")],
+            "crm:b": [subject_tag("con_2")],
+            "social:c": [subject_tag("con_1"), "influencer:inf_1"],
+        },
+    )
+    assert await cache.purge_tag(subject_tag("con_1")) == 2
+    assert list(await cache.get_many(["crm:a", "crm:b", "social:c"])) == ["crm:b"]
+    assert await cache.purge_tag(subject_tag("con_1")) == 0
+    assert await cache.purge_tag("influencer:inf_1") == 0
+
+
+async def test_a_load_that_raced_a_purge_is_returned_but_not_cached() -> None:
+    cache = MemoryCache(clock=FakeClock())
+    loader = Loader()
+    loader.gate = asyncio.Event()
+    load = asyncio.create_task(
+        cache.load_many(
+            ["crm:a"], loader, ttl_s=10, stale_ttl_s=5, tags_for=lambda key, _: ["subject:a"]
+        )
+    )
+    await asyncio.sleep(0)
+    await cache.purge_tag("subject:a")
+    loader.gate.set()
+    assert await load == {"crm:a": value("crm:a")}
+    assert await cache.get_many(["crm:a"]) == {}
+
+
+async def test_the_least_recently_used_entry_is_evicted_first() -> None:
+    cache = MemoryCache(max_entries=2, clock=FakeClock())
+    await cache.set_many({"crm:a": 1, "crm:b": 2}, ttl_s=10, stale_ttl_s=5, tags={"crm:a": ["t"]})
+    await cache.get_many(["crm:a"])
+    await cache.set_many({"crm:c": 3}, ttl_s=10, stale_ttl_s=5)
+    assert sorted(await cache.get_many(["crm:a", "crm:b", "crm:c"])) == ["crm:a", "crm:c"]
+    await cache.set_many({"crm:d": 4}, ttl_s=10, stale_ttl_s=5)
+    assert await cache.purge_tag("t") == 0
+
+
+async def test_a_published_purge_drops_local_entries_and_reaches_every_feed() -> None:
+    cache = MemoryCache(clock=FakeClock())
+    await cache.set_many({"crm:a": 1}, ttl_s=10, stale_ttl_s=5, tags={"crm:a": ["subject:a"]})
+    feed = await cache.subscribe_purges()
+    await cache.publish_purge("subject:a")
+    await cache.purge_tag("subject:b")
+    assert await cache.get_many(["crm:a"]) == {}
+    assert [await anext(feed), await anext(feed)] == ["subject:a", "subject:b"]
+    await feed.aclose()
+    await cache.purge_tag("subject:c")
+    assert [tag async for tag in feed] == []
+
+
+async def test_lookups_are_counted_as_hits_stale_and_misses_per_source() -> None:
+    clock = FakeClock()
+    registry = Metrics()
+    cache = MemoryCache(clock=clock, metrics=registry)
+    await cache.set_many({"crm:a": 1}, ttl_s=10, stale_ttl_s=60)
+    await cache.set_many({"crm:b": 2}, ttl_s=1, stale_ttl_s=60)
+    clock.advance(5)
+    await cache.load_many(["crm:a", "crm:b", "crm:c", "social:d"], Loader(), ttl_s=1, stale_ttl_s=1)
+    lookups = registry.counter("hub_cache_lookups_total", "", ("source", "result"))
+    counts = {
+        (source, result): lookups.value(source, result)
+        for source in ("crm", "social")
+        for result in ("hit", "stale", "miss")
+    }
+    assert counts == {
+        ("crm", "hit"): 1,
+        ("crm", "stale"): 1,
+        ("crm", "miss"): 1,
+        ("social", "hit"): 0,
+        ("social", "stale"): 0,
+        ("social", "miss"): 1,
+    }
+    await cache.aclose()
+
+
+@pytest.mark.parametrize("keys", [[], ["crm:a"]])
+async def test_load_many_of_cached_or_no_keys_never_calls_the_loader(keys: list[str]) -> None:
+    cache = MemoryCache(clock=FakeClock())
+    await cache.set_many({"crm:a": 1}, ttl_s=10, stale_ttl_s=5)
+    loader = Loader()
+    assert await cache.load_many(keys, loader, ttl_s=10, stale_ttl_s=5) == dict.fromkeys(keys, 1)
+    assert loader.batches == []
