@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
@@ -146,6 +149,35 @@ def _schema(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(_settings: Settings, args: argparse.Namespace) -> int:
+    from hub.simulators import SIMULATOR_NAMES, SimulatorConfig, start_simulators
+    from hub.store.seed import SeedPlan
+
+    plan = SeedPlan.demo()
+    config = SimulatorConfig(
+        seed=args.seed,
+        influencers=args.influencers or plan.influencers,
+        latency_ms=(args.latency_ms, args.latency_ms),
+    )
+    ports = {"crm": args.port, "social": args.port + 1, "discovery": args.port + 2}
+
+    async def run() -> None:
+        running = await start_simulators(
+            {name: config for name in SIMULATOR_NAMES}, ports=ports if args.port else None
+        )
+        try:
+            for name, url in running.urls.items():
+                print(f"HUB_{name.upper()}_URL={url}", flush=True)
+            print("Press Ctrl-C to stop.", flush=True)
+            await asyncio.Event().wait()
+        finally:
+            await running.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+    return 0
+
+
 def _token(settings: Settings, args: argparse.Namespace) -> int:
     from hub.auth import issue_token
 
@@ -176,6 +208,37 @@ def _checked_policies(settings: Settings) -> Policies:
         return load_for_schema(settings.policies_dir, build_schema(settings))
     except PolicyError as exc:
         raise CommandError(str(exc)) from None
+
+
+def _cost(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.cost_report import render_cost_report
+    from hub.errors import HubError
+    from hub.schema.root import build_schema
+
+    try:
+        query = args.file.read_text(encoding="utf-8")
+        variables = json.loads(args.variables)
+    except (OSError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    if not isinstance(variables, dict):
+        raise CommandError("--variables must be a JSON object")
+    schema = build_schema(settings)
+    policies = _checked_policies(settings)
+    try:
+        print(
+            render_cost_report(
+                schema._schema,
+                query,
+                policy=policies.cost,
+                operation_name=args.operation,
+                variables=variables,
+                roles=args.role,
+                client_id=args.client_id,
+            )
+        )
+    except HubError as exc:
+        raise CommandError(f"{exc.code}: {exc.message}") from None
+    return 0
 
 
 def _policies_check(settings: Settings, _args: argparse.Namespace) -> int:
@@ -217,6 +280,13 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--reset", action="store_true", help="delete existing rows first")
     seed.set_defaults(run=_seed)
 
+    simulate = commands.add_parser("simulate", help="run the source simulators alone")
+    simulate.add_argument("--port", type=int, default=0, help="CRM port; social +1, discovery +2")
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--influencers", type=int, default=0, help="default: the demo's")
+    simulate.add_argument("--latency-ms", type=int, default=0)
+    simulate.set_defaults(run=_simulate)
+
     schema = commands.add_parser("schema", help="print the SDL")
     schema.set_defaults(run=_schema)
 
@@ -230,6 +300,14 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--subject")
     token.add_argument("--ttl", type=int, default=3600, help="seconds")
     token.set_defaults(run=_token)
+
+    cost = commands.add_parser("cost", help="explain what a query costs and which limits it meets")
+    cost.add_argument("file", type=Path, help="a file holding the GraphQL document")
+    cost.add_argument("--operation", help="the operation to cost, when the file has several")
+    cost.add_argument("--variables", help="variables as a JSON object", default="{}")
+    cost.add_argument("--role", action="append", default=[], help="roles whose limits apply")
+    cost.add_argument("--client-id", help="the client whose tier applies")
+    cost.set_defaults(run=_cost)
 
     policies = commands.add_parser("policies", help="policy files")
     policy_commands = policies.add_subparsers(dest="policy_command", required=True)

@@ -7,7 +7,7 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,7 +26,9 @@ from strawberry.types.graphql import OperationType
 from hub import graphql_http
 from hub.audit import AuditLog
 from hub.auth import Authenticator
+from hub.budget import Bucket, create_bucket
 from hub.context import Context
+from hub.erasure import ErasureRetrier
 from hub.errors import BadRequest, HubError, MethodNotAllowed
 from hub.idempotency import (
     StoredAnswer,
@@ -37,11 +39,16 @@ from hub.idempotency import (
     request_hash,
     scoped_key,
 )
+from hub.persisted import QueryStore, create_query_store, load_manifest, resolve_query
 from hub.policies import Policies, load_for_schema
 from hub.schema.root import build_schema
 from hub.schema.schema import HubSchema
 from hub.settings import Settings
+from hub.sources.cache import Cache
+from hub.sources.metrics import Metrics
+from hub.sources.registry import Sources
 from hub.sources.store import Store
+from hub.sources.upstreams import Upstreams, open_upstreams
 from hub.store import migrate, seed
 from hub.store.engine import create_engine
 from hub.web.graphiql import graphiql_assets_dir
@@ -66,6 +73,13 @@ class Hub:
     store: Store
     authenticator: Authenticator
     audit: AuditLog
+    bucket: Bucket
+    queries: QueryStore
+    manifest: dict[str, str]
+    sources: Sources = field(default_factory=Sources)
+    cache: Cache | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    upstreams: Upstreams | None = None
 
 
 def create_app(
@@ -74,6 +88,9 @@ def create_app(
     """The hub as an ASGI app; `transport` replaces every upstream HTTP connection (tests)."""
     schema = build_schema(settings)
     policies = load_for_schema(settings.policies_dir, schema)
+    manifest = load_manifest(
+        settings.trusted_documents or settings.policies_dir / "trusted-documents.json"
+    )
     state: dict[str, Hub] = {}
 
     @contextlib.asynccontextmanager
@@ -81,16 +98,45 @@ def create_app(
         engine = create_engine(settings)
         authenticator = Authenticator(settings, transport=transport)
         audit = AuditLog(engine)
+        bucket = create_bucket(settings.cache_url)
+        queries = create_query_store(settings.cache_url)
+        upstreams: Upstreams | None = None
+        retrier: ErasureRetrier | None = None
         try:
+            upstreams = await open_upstreams(settings, transport=transport)
             await prepare_store(engine, demo=settings.demo)
             await audit.start()
+            sources = upstreams.sources
+            retrier = ErasureRetrier(
+                Store(engine), lambda: sources.crm, interval_s=settings.erasure_retry_interval_s
+            )
+            retrier.start()
             state["hub"] = Hub(
-                settings, schema, policies, engine, Store(engine), authenticator, audit
+                settings=settings,
+                schema=schema,
+                policies=policies,
+                engine=engine,
+                store=Store(engine),
+                authenticator=authenticator,
+                audit=audit,
+                bucket=bucket,
+                queries=queries,
+                manifest=manifest,
+                sources=upstreams.sources,
+                cache=upstreams.cache,
+                metrics=upstreams.metrics,
+                upstreams=upstreams,
             )
             app.state.hub = state["hub"]
             yield
         finally:
+            if retrier is not None:
+                await retrier.aclose()
             await audit.close()
+            await bucket.aclose()
+            await queries.aclose()
+            if upstreams is not None:
+                await upstreams.aclose()
             await authenticator.aclose()
             await engine.dispose()
 
@@ -107,12 +153,19 @@ def create_app(
         except Exception:
             logger.warning("store unreachable", exc_info=True)
             return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503)
-        return JSONResponse({"status": "ready", "store": "ok", "sources": {}})
+        return JSONResponse(
+            {"status": "ready", "store": "ok", "sources": state["hub"].sources.states()}
+        )
+
+    async def metrics(_request: Request) -> Response:
+        text = state["hub"].metrics.render_prometheus()
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     routes = [
         Route("/graphql", graphql, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         Mount("/graphiql/assets", StaticFiles(directory=graphiql_assets_dir()), name="assets"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
@@ -143,6 +196,14 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
         media_type = graphql_http.negotiate(request.headers.get("accept"))
         params = await graphql_http.read_params(request, max_body_bytes=hub.settings.max_body_bytes)
         principal = await hub.authenticator.authenticate(request.headers.get("authorization"))
+        tier = hub.policies.cost.tier_for(principal.client_id)
+        query = await resolve_query(
+            params.query,
+            params.extensions,
+            store=hub.queries,
+            manifest=hub.manifest,
+            trusted_only=tier.trusted_documents_only,
+        )
         granted = hub.policies.access.granted_scopes(
             principal.roles, principal.scopes, anonymous=principal.is_anonymous
         )
@@ -153,14 +214,18 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
             granted=granted,
             denied=hub.policies.field_scopes.denied(granted),
             consent=hub.policies.consent,
+            cost=hub.policies.cost,
+            bucket=hub.bucket,
             audit=hub.audit,
             request_id=request_id,
+            sources=hub.sources,
+            on_subject_change=[] if hub.upstreams is None else [hub.upstreams.forget_subject],
         )
         key = request.headers.get("idempotency-key")
         claimed = None
-        if key is not None and is_mutation(params.query, params.operation_name):
+        if key is not None and is_mutation(query, params.operation_name):
             claimed = scoped_key(key, principal)
-            digest = request_hash(params.query, params.operation_name, params.variables)
+            digest = request_hash(query, params.operation_name, params.variables)
             stored = await claim(hub.store, claimed, digest)
             if stored is not None:
                 return graphql_http.json_response(
@@ -172,7 +237,7 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
                 )
         try:
             result = await hub.schema.execute(
-                params.query,
+                query,
                 variable_values=params.variables,
                 context_value=context,
                 operation_name=params.operation_name,

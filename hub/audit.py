@@ -8,10 +8,11 @@ import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlmodel import col
 
-from hub.store.tables import AuditEventRow
+from hub.store.tables import AuditEventRow, ErasureRow
 
 logger = logging.getLogger("hub.audit")
 
@@ -61,7 +62,8 @@ class AuditLog:
                 return 0
             try:
                 async with self.engine.begin() as connection:
-                    await connection.execute(insert(AuditEventRow), [asdict(e) for e in batch])
+                    rows = await _without_erased_subjects(connection, batch)
+                    await connection.execute(insert(AuditEventRow), rows)
             except Exception:
                 logger.exception("audit batch of %d events not written; kept for retry", len(batch))
                 self._buffer[:0] = batch
@@ -69,6 +71,7 @@ class AuditLog:
             return len(batch)
 
     async def close(self) -> None:
+        """Stop the writer and write what is still buffered."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -81,3 +84,28 @@ class AuditLog:
                 await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
             self._wake.clear()
             await self.flush()
+
+
+async def _without_erased_subjects(
+    connection: AsyncConnection, batch: list[AuditEvent]
+) -> list[dict[str, object]]:
+    """The batch as rows, with the subject of anyone erased meanwhile pseudonymised: an
+    event buffered before an erasure must not write the person's id back."""
+    from hub.erasure import pseudonym
+
+    subjects = {e.subject for e in batch if e.subject}
+    erased: set[tuple[str, str]] = set()
+    if subjects:
+        result = await connection.execute(
+            select(col(ErasureRow.contact_id), col(ErasureRow.tenant_id)).where(
+                col(ErasureRow.contact_id).in_(subjects)
+            )
+        )
+        erased = {(contact, tenant) for contact, tenant in result.all()}
+    rows = []
+    for event in batch:
+        row = asdict(event)
+        if event.subject and (event.subject, event.tenant_id) in erased:
+            row["subject"] = pseudonym(event.tenant_id or "", event.subject)
+        rows.append(row)
+    return rows

@@ -8,12 +8,15 @@ from functools import cached_property
 
 from hub.audit import AuditLog
 from hub.auth import Principal
+from hub.budget import Bucket
 from hub.errors import Forbidden
 from hub.loaders import Loaders
 from hub.policy.access import Coordinate
 from hub.policy.consent import ConsentPolicy
+from hub.policy.cost import CostPolicy
 from hub.policy.rows import RowScope, row_scope
 from hub.settings import Settings
+from hub.sources.registry import Sources
 from hub.sources.store import Store
 
 
@@ -28,10 +31,13 @@ class Context:
     denied: frozenset[Coordinate] = frozenset()
     audit: AuditLog | None = None
     consent: ConsentPolicy | None = None
+    cost: CostPolicy | None = None
+    bucket: Bucket | None = None
     request_id: str = ""
     response_headers: dict[str, str] = field(default_factory=dict)
     denials: set[Coordinate] = field(default_factory=set)
     on_subject_change: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
+    sources: Sources = field(default_factory=Sources)
 
     @cached_property
     def scope(self) -> RowScope | None:
@@ -39,7 +45,7 @@ class Context:
 
     @cached_property
     def loaders(self) -> Loaders:
-        return Loaders(self.store, self.scope)
+        return Loaders(self.store, self.scope, sources=self.sources)
 
     async def forget_subject(self, subject: str) -> None:
         """Drop what this request (and, through the hooks, every cache) holds of a subject."""

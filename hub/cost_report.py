@@ -80,11 +80,13 @@ def _breakdown_lines(estimate: CostEstimate) -> list[str]:
 
 def _tier_lines(total: int, policy: CostPolicy, client_id: str | None) -> list[str]:
     lines = ["Tiers:"]
+    width = max((len(name) for name in policy.tiers), default=0)
     for tier in policy.tiers.values():
         verdict = "allowed" if total <= tier.max_query_cost else "refused"
+        only = ", registered operations only" if tier.trusted_documents_only else ""
         lines.append(
-            f"  {tier.name:<10} max {tier.max_query_cost:>8,} per query: {verdict}; bucket "
-            f"{tier.bucket_size:,} points, refilled at {tier.restore_rate_per_s:g}/s"
+            f"  {tier.name:<{width}} max {tier.max_query_cost:>8,} per query: {verdict}; bucket "
+            f"{tier.bucket_size:,} points, refilled at {tier.restore_rate_per_s:g}/s{only}"
         )
     if client_id is not None:
         tier = policy.tier_for(client_id)

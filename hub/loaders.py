@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
+from datetime import date
 from functools import cached_property
 from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
 
+from hub.errors import SourceUnavailable
 from hub.policy.rows import RowScope
+from hub.sources.registry import Sources
+from hub.sources.social import MetricRecord, SocialLookup
 from hub.sources.store import Page, Store
 from hub.store.tables import CampaignRow
 
@@ -17,6 +22,8 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 PageKey = tuple[str, int, str | None]
 """(parent id, first, after) of a nested connection."""
+MetricsKey = tuple[str, date, date]
+"""(account external id, since, until) of a daily metric series."""
 
 
 def _loader(
@@ -51,9 +58,18 @@ def _page_loader(
 class Loaders:
     """The loaders of one request; tenant-owned ones see only `scope`'s rows."""
 
-    def __init__(self, store: Store, scope: RowScope | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        scope: RowScope | None,
+        *,
+        sources: Sources | None = None,
+        social: SocialLookup | None = None,
+    ) -> None:
         self.store = store
         self.scope = scope or RowScope(tenant="")
+        self.sources = sources or Sources()
+        self.social = social if social is not None else self.sources.social
 
     @cached_property
     def influencer_by_id(self) -> DataLoader[Any, Any]:
@@ -103,5 +119,82 @@ class Loaders:
     def consents_by_contact(self) -> DataLoader[Any, Any]:
         return _loader(lambda ids: self.store.consents_by_contact(self.scope, ids), [])
 
+    @cached_property
+    def metrics_by_account(self) -> DataLoader[Any, Any]:
+        """Daily series keyed (external id, since, until): one `daily_metrics` call per
+        distinct window, the windows fetched concurrently."""
+
+        async def batch(keys: list[MetricsKey]) -> list[list[MetricRecord] | Exception]:
+            by_window: dict[tuple[date, date], list[str]] = defaultdict(list)
+            for external_id, since, until in dict.fromkeys(keys):
+                by_window[(since, until)].append(external_id)
+            windows = list(by_window)
+            answers = await asyncio.gather(
+                *(self._daily_metrics(by_window[window], *window) for window in windows),
+                return_exceptions=True,
+            )
+            found = dict(zip(windows, answers, strict=True))
+            results: list[list[MetricRecord] | Exception] = []
+            for external_id, since, until in keys:
+                answer = found[(since, until)]
+                if isinstance(answer, Exception):
+                    results.append(answer)
+                elif isinstance(answer, BaseException):
+                    raise answer
+                else:
+                    results.append(answer.get(external_id, []))
+            return results
+
+        return DataLoader(batch)
+
+    async def _daily_metrics(
+        self, external_ids: list[str], since: date, until: date
+    ) -> dict[str, list[MetricRecord]]:
+        if self.social is None:
+            raise SourceUnavailable("social")
+        return await self.social.daily_metrics(external_ids, since, until)
+
+    @cached_property
+    def account_record_by_external_id(self) -> DataLoader[Any, Any]:
+        """Social account figures; one upstream call per batch level."""
+
+        async def fetch(ids: list[str]) -> dict[str, Any]:
+            social = self.sources.social
+            if social is None:
+                raise _unconfigured("social")
+            return dict(await social.accounts(ids))
+
+        return _loader(fetch, None)
+
+    @cached_property
+    def profile_record_by_influencer(self) -> DataLoader[Any, Any]:
+        """Discovery profiles (audience); one upstream query per batch level."""
+
+        async def fetch(ids: list[str]) -> dict[str, Any]:
+            discovery = self.sources.discovery
+            if discovery is None:
+                raise _unconfigured("discovery")
+            return dict(await discovery.profiles(ids))
+
+        return _loader(fetch, None)
+
+    @cached_property
+    def crm_record_by_contact(self) -> DataLoader[Any, Any]:
+        """CRM enrichment keyed by (crm id, contact id), within the caller's tenant."""
+
+        async def fetch(keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+            crm = self.sources.crm
+            if crm is None:
+                raise _unconfigured("crm")
+            subjects = dict(keys)
+            found = await crm.contacts(self.scope.tenant, list(subjects), subjects=subjects)
+            return {key: found[key[0]] for key in keys if key[0] in found}
+
+        return _loader(fetch, None)
+
     def prime_campaign(self, row: CampaignRow) -> None:
         self.campaign_by_id.prime(row.id, row)
+
+
+def _unconfigured(source: str) -> SourceUnavailable:
+    return SourceUnavailable(source, f"The {source} source is not configured.")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from graphql import GraphQLSchema
 from strawberry.schema import Schema
 
 from hub.auth import KNOWN_ROLES
@@ -19,13 +20,14 @@ from hub.policy.access import (
     parse_access_policy,
 )
 from hub.policy.consent import ConsentPolicy, parse_consent_policy
+from hub.policy.cost import CostPolicy, parse_cost_policy
 
 
 @dataclass(frozen=True, slots=True)
 class Policies:
     access: AccessPolicy
     field_scopes: FieldScopes
-    cost: dict[str, Any]
+    cost: CostPolicy
     consent: ConsentPolicy
 
 
@@ -34,6 +36,7 @@ def load_policies(
     *,
     schema_types: Mapping[str, Iterable[str]],
     personal_fields: Iterable[str] = (),
+    graphql_schema: GraphQLSchema | None = None,
 ) -> Policies:
     """Parse the three files and check them against the schema's types and fields (and its
     personal-data fields, which consent.yaml must cover exactly); a problem is `PolicyError`
@@ -52,7 +55,7 @@ def load_policies(
     return Policies(
         access=access,
         field_scopes=access.field_scopes(coordinates),
-        cost=_mapping(_read(directory / "cost.yaml")[0], "cost.yaml"),
+        cost=parse_cost_policy(_read(directory / "cost.yaml")[0], schema=graphql_schema),
         consent=_consent(directory, set(personal_fields)),
     )
 
@@ -66,6 +69,7 @@ def load_for_schema(directory: Path, schema: Schema) -> Policies:
         directory,
         schema_types=schema_coordinates(schema._schema),
         personal_fields=personal_fields(schema),
+        graphql_schema=schema._schema,
     )
 
 
@@ -104,9 +108,3 @@ def _read(path: Path, *, sections: tuple[str, ...] = ()) -> tuple[Any, dict[str,
         line = f" line {mark.line + 1}" if mark is not None else ""
         raise PolicyError(f"{path}:{line} is not valid YAML") from None
     return document, lines
-
-
-def _mapping(document: Any, source: str) -> dict[str, Any]:
-    if not isinstance(document, dict):
-        raise PolicyError(f"{source}: expected a mapping at the top level")
-    return document

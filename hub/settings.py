@@ -8,9 +8,13 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.sources.base import SourceSettings
+
 JwtAlgorithm = Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384"]
 
 DEV_JWT_SECRET = "dev-secret-change-me-0123456789abcdef"
+DEV_SOURCE_CREDENTIAL = "sim-dev-key"
+SOURCE_NAMES = ("crm", "social", "discovery")
 
 
 class Settings(BaseSettings):
@@ -26,6 +30,10 @@ class Settings(BaseSettings):
     )
     cache_url: str = "memory://"
     policies_dir: Path = Path("./policies")
+    trusted_documents: Path | None = Field(
+        default=None,
+        description="Trusted-documents manifest; default: trusted-documents.json in policies_dir",
+    )
 
     jwt_secret: str | None = DEV_JWT_SECRET
     jwt_jwks_url: str | None = None
@@ -40,8 +48,39 @@ class Settings(BaseSettings):
     page_size_cap: int = Field(default=100, ge=1, le=10_000)
     document_cache_size: int = Field(default=1024, ge=0)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    erasure_retry_interval_s: float = Field(default=30.0, gt=0)
 
     demo: bool = False
+
+    cache_namespace: str = Field(default="hub", min_length=1, max_length=64)
+    cache_local_ttl_s: float = Field(default=5.0, ge=0)
+
+    source_retries: int = Field(default=2, ge=0, le=5)
+    source_breaker_failures: int = Field(default=5, ge=1)
+    source_breaker_reset_s: float = Field(default=10.0, ge=0)
+
+    crm_url: str | None = None
+    crm_credential: str | None = Field(default=DEV_SOURCE_CREDENTIAL, repr=False)
+    crm_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    crm_ttl_s: float = Field(default=300.0, ge=0)
+    crm_quota_per_s: float | None = Field(default=None, gt=0)
+    social_url: str | None = None
+    social_credential: str | None = Field(default=DEV_SOURCE_CREDENTIAL, repr=False)
+    social_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    social_ttl_s: float = Field(default=300.0, ge=0)
+    social_quota_per_s: float | None = Field(default=None, gt=0)
+    discovery_url: str | None = None
+    discovery_credential: str | None = Field(default=DEV_SOURCE_CREDENTIAL, repr=False)
+    discovery_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    discovery_ttl_s: float = Field(default=3600.0, ge=0)
+    discovery_quota_per_s: float | None = Field(default=None, gt=0)
+
+    @field_validator("crm_url", "social_url", "discovery_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -60,6 +99,30 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def has_source_urls(self) -> bool:
+        return any(getattr(self, f"{name}_url") is not None for name in SOURCE_NAMES)
+
+    def source_settings(self, name: str, *, base_url: str | None = None) -> SourceSettings:
+        """How to reach source `name` (`crm`, `social`, `discovery`); `base_url` overrides
+        the configured URL (the demo's simulators)."""
+        if name not in SOURCE_NAMES:
+            raise ValueError(f"unknown source {name!r}")
+        url = base_url or getattr(self, f"{name}_url")
+        if url is None:
+            raise ValueError(f"source {name!r} has no URL: set HUB_{name.upper()}_URL")
+        return SourceSettings(
+            name=name,
+            base_url=url,
+            credential=getattr(self, f"{name}_credential"),
+            timeout_s=getattr(self, f"{name}_timeout_s"),
+            ttl_s=getattr(self, f"{name}_ttl_s"),
+            quota_per_s=getattr(self, f"{name}_quota_per_s"),
+            retries=self.source_retries,
+            breaker_failures=self.source_breaker_failures,
+            breaker_reset_s=self.source_breaker_reset_s,
+        )
 
 
 class SettingsError(Exception):

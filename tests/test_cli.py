@@ -111,3 +111,21 @@ def test_policies_check_and_schema(
     assert "5 roles, 9 scopes" in capsys.readouterr().out
     assert main(["schema"]) == 0
     assert capsys.readouterr().out.strip() == (ROOT / "schema.graphql").read_text().strip()
+
+
+def test_cost_explains_a_query_with_its_breakdown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in _env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    document = tmp_path / "q.graphql"
+    document.write_text("query Q($n: Int) { campaigns(first: $n) { edges { node { name } } } }")
+    assert main(["cost", str(document), "--variables", '{"n": 7}', "--client-id", "bi"]) == 0
+    out = capsys.readouterr().out
+    assert "Estimated cost: 9 points" in out
+    assert "CampaignEdge.node" in out
+    assert "Client bi: tier standard, allowed" in out
+    document.write_text("{ " + " ".join(f"a{i}: me {{ subject }}" for i in range(30)) + " }")
+    assert main(["cost", str(document)]) == 0
+    wide = capsys.readouterr().out
+    assert "root fields              30 / 10  OVER THE LIMIT" in wide

@@ -10,6 +10,8 @@ from functools import lru_cache
 from typing import Any
 
 PUBLIC = "public"
+ROLE_PREFIX = "role:"
+"""A rule `role:dpo` needs the role itself, whatever the scopes."""
 Coordinate = tuple[str, str]
 """(type name, field name)"""
 
@@ -58,12 +60,18 @@ class AccessPolicy:
     def granted_scopes(
         self, roles: Iterable[str], token_scopes: frozenset[str], *, anonymous: bool
     ) -> frozenset[str]:
-        """The union of the roles' ceilings, narrowed by the token's scopes when it has any.
+        """The union of the roles' ceilings, narrowed by the token's scopes when it has any,
+        plus `role:<name>` for each role the policy knows (for rules that need a role).
 
         A role marked `token_scopes_required` contributes only scopes the token names.
         """
         if anonymous:
             return self.anonymous
+        roles = list(roles)
+        held = {ROLE_PREFIX + role for role in roles if role in self.roles}
+        return self._scopes(roles, token_scopes) | held
+
+    def _scopes(self, roles: Iterable[str], token_scopes: frozenset[str]) -> frozenset[str]:
         granted: set[str] = set()
         for role in roles:
             rule = self.roles.get(role)
@@ -143,7 +151,11 @@ def parse_access_policy(document: Any, *, source: str = "access.yaml") -> Access
     if not isinstance(fields, dict):
         raise PolicyError(f"{source}: fields must be a mapping of field to scope")
     for key, scope in fields.items():
-        if scope != PUBLIC and scope not in scopes:
+        role = str(scope).removeprefix(ROLE_PREFIX)
+        if str(scope).startswith(ROLE_PREFIX):
+            if role not in roles:
+                raise PolicyError(f"{source}: fields.{key}: unknown role {role!r}")
+        elif scope != PUBLIC and scope not in scopes:
             raise PolicyError(f"{source}: fields.{key}: unknown scope {scope!r}")
     return AccessPolicy(
         scopes=scopes,

@@ -39,6 +39,8 @@ class Tier:
     max_query_cost: int
     bucket_size: int
     restore_rate_per_s: float
+    trusted_documents_only: bool = False
+    """Clients of this tier may only run operations of the trusted-documents manifest."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,11 +194,15 @@ def _tier(name: str, value: Any, where: str) -> Tier:
     rate = value.get("restore_rate_per_s")
     if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
         raise PolicyError(f"{where}.restore_rate_per_s must be a number above 0")
+    trusted_only = value.get("trusted_documents_only", False)
+    if not isinstance(trusted_only, bool):
+        raise PolicyError(f"{where}.trusted_documents_only must be true or false")
     tier = Tier(
         name,
         _count(value.get("max_query_cost"), f"{where}.max_query_cost"),
         _count(value.get("bucket_size"), f"{where}.bucket_size"),
         float(rate),
+        trusted_only,
     )
     if tier.max_query_cost > tier.bucket_size:
         # A query the bucket can never hold would be THROTTLED forever, not refused.

@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hub.context import Context
+from hub.erasure import is_tombstoned
 from hub.errors import BadUserInput, Forbidden, NotFound
 from hub.ids import is_id
 from hub.resolvers.campaigns import has_control_characters, text
 from hub.resolvers.influencers import check_influencer_id
+from hub.sources.crm import CrmRecord
 from hub.sources.store import DuplicateRow, MissingParent
 from hub.store.tables import ConsentRow, ContactRow
 
@@ -62,6 +64,17 @@ async def contacts_of_influencer(context: Context, influencer_id: str) -> list[C
     return rows
 
 
+async def crm_record(context: Context, crm_id: str | None, contact_id: str) -> CrmRecord | None:
+    """The CRM's enrichment of one contact of the caller's tenant, batched across the request."""
+    if crm_id is None:
+        return None
+    context.require_scope()
+    record: CrmRecord | None = await context.loaders.crm_record_by_contact.load(
+        (crm_id, contact_id)
+    )
+    return record
+
+
 async def consents(context: Context, contact_id: str) -> list[ConsentRow]:
     rows: list[ConsentRow] = await context.loaders.consents_by_contact.load(contact_id)
     return rows
@@ -85,6 +98,15 @@ async def upsert_contact(context: Context, fields: ContactFields) -> ContactRow:
             "A token limited to some campaigns must link a new contact to an influencer "
             "of those campaigns.",
             argument="input.influencerId",
+        )
+    if await is_tombstoned(
+        context.store,
+        scope.tenant,
+        email=values.get("email_normalized"),
+        crm_id=values.get("crm_id"),
+    ):
+        raise BadUserInput(
+            "This person was erased; their data is not stored again.", argument="input"
         )
     try:
         row = await context.store.upsert_contact(scope, fields.id, values, now=datetime.now(UTC))

@@ -8,6 +8,8 @@ from hub.context import Context
 from hub.errors import BadUserInput
 from hub.ids import is_id
 from hub.schema.pagination import PageArgs
+from hub.sources.discovery import ProfileRecord
+from hub.sources.social import AccountRecord
 from hub.sources.store import InfluencerQuery, Page
 from hub.store.tables import CampaignRow, InfluencerRow, PlatformAccountRow
 
@@ -69,6 +71,22 @@ async def accounts(context: Context, influencer_id: str) -> list[PlatformAccount
         influencer_id
     )
     return rows
+
+
+async def account_record(context: Context, external_id: str) -> AccountRecord | None:
+    """The social metrics API's figures of one account, batched across the request."""
+    record: AccountRecord | None = await context.loaders.account_record_by_external_id.load(
+        external_id
+    )
+    return record
+
+
+async def profile_record(context: Context, influencer_id: str) -> ProfileRecord | None:
+    """The discovery service's profile of one influencer, batched across the request."""
+    record: ProfileRecord | None = await context.loaders.profile_record_by_influencer.load(
+        influencer_id
+    )
+    return record
 
 
 async def campaigns(context: Context, influencer_id: str, page: PageArgs) -> Page[CampaignRow]:

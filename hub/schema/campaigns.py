@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from datetime import date
 from enum import Enum
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
 from hub.context import Context
-from hub.errors import BadUserInput
+from hub.errors import BadUserInput, NotFound
+from hub.policy.metrics import Granularity
 from hub.resolvers import campaigns as resolvers
 from hub.resolvers import influencers as influencer_resolvers
+from hub.resolvers import metrics as metric_resolvers
 from hub.schema.influencers import Influencer
+from hub.schema.metrics import Granularity as GranularityType
+from hub.schema.metrics import MetricPoint, MetricTotals
 from hub.schema.money import Money, MoneyInput
 from hub.schema.pagination import Connection, PageArgs, connection
 from hub.store.tables import CampaignMemberRow, CampaignRow
@@ -115,6 +120,38 @@ class Campaign:
             row_id=lambda row: row.id,
             count=lambda: resolvers.member_count(context, self.id),
         )
+
+    @strawberry.field(description="Sums over every member's accounts, per period.")
+    async def metrics(
+        self,
+        info: Info[Context, None],
+        from_: Annotated[date, strawberry.argument(name="from")],
+        to: date,
+        granularity: GranularityType | None = Granularity.DAY,  # type: ignore[valid-type]
+    ) -> list[MetricPoint] | None:
+        row = await self._row(info.context)
+        points = await metric_resolvers.campaign_metrics(
+            info.context, row, from_, to, granularity or Granularity.DAY
+        )
+        return [MetricPoint.from_point(point) for point in points]
+
+    @strawberry.field(description="Totals over `from..to`, by default the campaign's dates.")
+    async def totals(
+        self,
+        info: Info[Context, None],
+        from_: Annotated[date | None, strawberry.argument(name="from")] = None,
+        to: date | None = None,
+    ) -> MetricTotals | None:
+        row = await self._row(info.context)
+        return MetricTotals.from_totals(
+            await metric_resolvers.campaign_totals(info.context, row, from_, to)
+        )
+
+    async def _row(self, context: Context) -> CampaignRow:
+        row = await resolvers.campaign(context, self.id)
+        if row is None:
+            raise NotFound("No campaign with this id.")
+        return row
 
 
 @strawberry.input

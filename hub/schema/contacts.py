@@ -64,7 +64,7 @@ class Consent:
 class Contact:
     id: strawberry.ID
     role: str | None
-    company: str | None
+    stored_company: strawberry.Private[str | None]
     personal_name: strawberry.Private[str | None]
     personal_email: strawberry.Private[str | None]
     personal_phone: strawberry.Private[str | None]
@@ -79,16 +79,31 @@ class Contact:
     async def email(self) -> str | None:
         return self.personal_email
 
-    @strawberry.field(extensions=[PersonalData()])
-    async def phone(self) -> str | None:
-        return self.personal_phone
+    @strawberry.field(extensions=[PersonalData()], description="Falls back to the CRM's.")
+    async def phone(self, info: Info[Context, None]) -> str | None:
+        if self.personal_phone is not None:
+            return self.personal_phone
+        record = await resolvers.crm_record(info.context, self.crm_id, self.id)
+        return None if record is None else record.phone
+
+    @strawberry.field(description="The own store's value, else the CRM's.")
+    async def company(self, info: Info[Context, None]) -> str | None:
+        if self.stored_company is not None:
+            return self.stored_company
+        record = await resolvers.crm_record(info.context, self.crm_id, self.id)
+        return None if record is None else record.company
+
+    @strawberry.field(extensions=[PersonalData()], description="From the CRM.")
+    async def job_title(self, info: Info[Context, None]) -> str | None:
+        record = await resolvers.crm_record(info.context, self.crm_id, self.id)
+        return None if record is None else record.job_title
 
     @classmethod
     def from_row(cls, row: ContactRow) -> Contact:
         return cls(
             id=strawberry.ID(row.id),
             role=row.role,
-            company=row.company,
+            stored_company=row.company,
             personal_name=row.full_name,
             personal_email=row.email,
             personal_phone=row.phone,

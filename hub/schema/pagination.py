@@ -79,8 +79,11 @@ def connection(
     node: Callable[[RowT], NodeT],
     row_id: Callable[[RowT], str],
     count: Callable[[], Awaitable[int]],
+    cursor: Callable[[RowT], str] | None = None,
 ) -> Connection[NodeT]:
-    edges = [Edge(cursor=encode_cursor(row_id(row)), node=node(row)) for row in rows]
+    """A page of rows as a connection; cursors carry the row id unless `cursor` says else."""
+    make_cursor = cursor or (lambda row: encode_cursor(row_id(row)))
+    edges = [Edge(cursor=make_cursor(row), node=node(row)) for row in rows]
     return Connection(
         edges=edges,
         page_info=PageInfo(
@@ -107,3 +110,21 @@ class PageArgs:
         """`first: null` means the field's default page size."""
         size = default if first is None else first
         return cls(check_first(size, cap=cap), decode_cursor(after, kind=kind))
+
+
+def encode_number_cursor(number: int) -> str:
+    return encode_cursor(f"n:{number}")
+
+
+def decode_number_cursor(cursor: str | None) -> int | None:
+    """The row number inside a cursor made by `encode_number_cursor`, or BAD_USER_INPUT."""
+    if cursor is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    number = text.removeprefix(_CURSOR_PREFIX + "n:")
+    if not text.startswith(_CURSOR_PREFIX + "n:") or not number.isdigit():
+        raise BadUserInput("`after` is not a valid cursor.", argument="after")
+    return int(number)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import strawberry
 from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from hub.context import Context
+from hub.policy.metrics import Granularity
 from hub.resolvers import campaigns as campaign_resolvers
 from hub.resolvers import consents as consent_resolvers
 from hub.resolvers import contacts as contact_resolvers
 from hub.resolvers import influencers as influencer_resolvers
+from hub.resolvers import metrics as metric_resolvers
+from hub.resolvers import privacy
 from hub.schema.campaigns import (
     Campaign,
     CampaignMember,
@@ -20,9 +24,20 @@ from hub.schema.campaigns import (
     campaign_changes,
 )
 from hub.schema.contacts import Consent, Contact, ContactInput
+from hub.schema.cost import QueryCost
 from hub.schema.influencers import Influencer, InfluencerFilter
+from hub.schema.metrics import Granularity as GranularityType
+from hub.schema.metrics import MetricConnection, MetricsFilter, metric_connection
 from hub.schema.money import MoneyInput
-from hub.schema.pagination import Connection, PageArgs, connection
+from hub.schema.pagination import (
+    Connection,
+    PageArgs,
+    check_first,
+    connection,
+    decode_number_cursor,
+    encode_number_cursor,
+)
+from hub.schema.privacy import AccessEvent, ErasureReport
 from hub.schema.schema import HubSchema
 from hub.schema.viewer import Viewer
 from hub.settings import Settings
@@ -97,6 +112,60 @@ class Query:
         row = await contact_resolvers.contact(info.context, id)
         return None if row is None else Contact.from_row(row)
 
+    @strawberry.field(description="Per-account metric rows for BI tools, scoped like campaigns.")
+    async def metrics(
+        self,
+        info: Info[Context, None],
+        filter: MetricsFilter,
+        granularity: GranularityType | None = Granularity.DAY,  # type: ignore[valid-type]
+        first: int | None = 100,
+        after: str | None = None,
+    ) -> MetricConnection:
+        context = info.context
+        size = check_first(100 if first is None else first, cap=context.settings.page_size_cap)
+        query = metric_resolvers.metrics_query(
+            since=filter.from_,
+            until=filter.to,
+            campaign_id=filter.campaign_id,
+            influencer_id=filter.influencer_id,
+            platform=filter.platform,
+        )
+        rows = await metric_resolvers.metric_rows(context, query, granularity or Granularity.DAY)
+        return metric_connection(rows, first=size, after=after)
+
+    @strawberry.field(description="Who read or was refused this person's data (role dpo).")
+    async def personal_data_access_log(
+        self,
+        info: Info[Context, None],
+        contact_id: strawberry.ID,
+        first: int | None = 50,
+        after: str | None = None,
+    ) -> Connection[AccessEvent]:
+        context = info.context
+        size = check_first(50 if first is None else first, cap=context.settings.page_size_cap)
+        start = decode_number_cursor(after)
+        page = await privacy.access_log(context, contact_id, first=size, after=start)
+        return connection(
+            page.rows,
+            has_next=page.has_next,
+            after=after,
+            node=AccessEvent.from_row,
+            row_id=lambda row: str(row.id),
+            cursor=lambda row: encode_number_cursor(row.id or 0),
+            count=lambda: privacy.access_log_count(context, contact_id),
+        )
+
+    @strawberry.field(description="The person's data, consents and access log as one document.")
+    async def export_contact_data(self, info: Info[Context, None], id: strawberry.ID) -> JSON:
+        return JSON(await privacy.export_contact(info.context, id))
+
+    @strawberry.field(description="The report of an erasure, as it stands now.")
+    async def erasure_report(
+        self, info: Info[Context, None], contact_id: strawberry.ID
+    ) -> ErasureReport | None:
+        row = await privacy.erasure_report(info.context, contact_id)
+        return None if row is None else ErasureReport.from_row(row)
+
 
 @strawberry.type
 class Mutation:
@@ -169,6 +238,11 @@ class Mutation:
         row = await consent_resolvers.withdraw_consent(info.context, contact_id, purpose)
         return Consent.from_row(row, now=row.recorded_at)
 
+    @strawberry.mutation(description="Erase a person everywhere (role dpo); see erasureReport.")
+    async def erase_contact(self, info: Info[Context, None], id: strawberry.ID) -> ErasureReport:
+        row = await privacy.erase_contact(info.context, id)
+        return ErasureReport.from_row(row)
+
 
 def build_schema(settings: Settings) -> HubSchema:
     """The hub's schema with its extensions, configured from `settings`."""
@@ -180,5 +254,6 @@ def build_schema(settings: Settings) -> HubSchema:
         extensions=[
             lambda: ParserCache(maxsize=cache_size),
             lambda: ValidationCache(maxsize=cache_size),
+            QueryCost,
         ],
     )

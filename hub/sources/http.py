@@ -173,6 +173,15 @@ class SourceClient:
         request = {"json": json, "headers": headers}
         return await self._call("POST", path, request, idempotent=idempotent, parse=parse)
 
+    async def delete(self, path: str, *, headers: Headers | None = None) -> bool:
+        """DELETE `path` (retried: deleting twice deletes once); False when the upstream answers
+        404, i.e. the thing is already gone."""
+        request: dict[str, Any] = {"headers": headers}
+        status: int = await self._call(
+            "DELETE", path, request, idempotent=True, parse=None, absent_ok=True
+        )
+        return status != 404
+
     async def load_many(
         self,
         kind: str,
@@ -225,6 +234,7 @@ class SourceClient:
         *,
         idempotent: bool,
         parse: Callable[[Any], Any] | None,
+        absent_ok: bool = False,
     ) -> Any:
         self.metrics.record_call(self.name, method)
         try:
@@ -233,7 +243,9 @@ class SourceClient:
             self.metrics.record_error(self.name, "circuit_open")
             raise
         try:
-            value, failure = await self._exchange(method, path, request, idempotent, parse)
+            value, failure = await self._exchange(
+                method, path, request, idempotent, parse, absent_ok=absent_ok
+            )
         except BaseException:
             # Cancelled (or a bug in `parse`): no verdict on the upstream.
             self.breaker.release(probe=probe)
@@ -258,6 +270,8 @@ class SourceClient:
         request: dict[str, Any],
         idempotent: bool,
         parse: Callable[[Any], Any] | None,
+        *,
+        absent_ok: bool = False,
     ) -> tuple[Any, _Failure | None]:
         try:
             if idempotent:
@@ -277,6 +291,12 @@ class SourceClient:
             return None, self._unavailable("connect", f"request failed ({type(exc).__name__})")
         except SourceUnavailable as exc:
             return None, _Failure("quota", exc, breaker="release")
+        if absent_ok:
+            # The caller wants the status only (a DELETE): 404 is an answer, not a failure.
+            if response.status_code == 404:
+                return 404, None
+            failure = self._status_failure(response.status_code)
+            return (response.status_code, None) if failure is None else (None, failure)
         failure = self._status_failure(response.status_code)
         if failure is not None:
             return None, failure

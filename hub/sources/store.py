@@ -179,7 +179,7 @@ class Store:
     # -- contacts and consents (tenant-owned, personal data) ------------------------------
 
     async def contacts_by_id(self, scope: RowScope, ids: Sequence[str]) -> dict[str, ContactRow]:
-        stmt = select(ContactRow).where(col(ContactRow.id).in_(ids), *_contact_scope(scope))
+        stmt = select(ContactRow).where(col(ContactRow.id).in_(ids), *contact_scope(scope))
         return {row.id: row for row in await self._all(stmt)}
 
     async def contacts_by_influencer(
@@ -187,7 +187,7 @@ class Store:
     ) -> dict[str, list[ContactRow]]:
         stmt = (
             select(ContactRow)
-            .where(col(ContactRow.influencer_id).in_(influencer_ids), *_contact_scope(scope))
+            .where(col(ContactRow.influencer_id).in_(influencer_ids), *contact_scope(scope))
             .order_by(col(ContactRow.id))
         )
         return _group(await self._all(stmt), "influencer_id")
@@ -294,7 +294,7 @@ class Store:
                 raise DuplicateRow("email belongs to a contact outside the caller's scope")
         if contact_id is None:
             return by_email
-        stmt = select(ContactRow).where(col(ContactRow.id) == contact_id, *_contact_scope(scope))
+        stmt = select(ContactRow).where(col(ContactRow.id) == contact_id, *contact_scope(scope))
         row = (await session.scalars(stmt.with_for_update())).one_or_none()
         if row is not None and by_email is not None and by_email.id != row.id:
             raise DuplicateRow("email belongs to another contact")
@@ -304,7 +304,7 @@ class Store:
         if scope.campaigns is None:
             return True
         stmt = select(col(ContactRow.id)).where(
-            col(ContactRow.id) == contact_id, *_contact_scope(scope)
+            col(ContactRow.id) == contact_id, *contact_scope(scope)
         )
         return (await session.scalar(stmt)) is not None
 
@@ -370,7 +370,7 @@ def _campaign_scope(scope: RowScope) -> list[ColumnElement[bool]]:
     return where
 
 
-def _contact_scope(scope: RowScope) -> list[ColumnElement[bool]]:
+def contact_scope(scope: RowScope) -> list[ColumnElement[bool]]:
     """Same tenant; with a `campaigns` claim, only contacts of those campaigns' members."""
     where = [col(ContactRow.tenant_id) == scope.tenant]
     if scope.campaigns is not None:

@@ -137,3 +137,34 @@ class IdempotencyRow(SQLModel, table=True):
     request_hash: str = Field(max_length=64)
     response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime
+
+
+class ErasureRow(SQLModel, table=True):
+    """The tombstone of an erased contact: hashes only, so syncs cannot bring it back."""
+
+    __tablename__ = "erasures"
+
+    contact_id: str = Field(primary_key=True, max_length=40)
+    tenant_id: str = Field(index=True, max_length=64)
+    erased_at: datetime
+    erased_by: str | None = Field(default=None, max_length=200)
+    email_hash: str | None = Field(default=None, max_length=64, index=True)
+    crm_hash: str | None = Field(default=None, max_length=64, index=True)
+    sources: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+
+
+class ErasureTaskRow(SQLModel, table=True):
+    """An upstream deletion still to be done; retried until the source confirms it."""
+
+    __tablename__ = "erasure_tasks"
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: str = Field(index=True, max_length=40)
+    tenant_id: str = Field(max_length=64)
+    source: str = Field(max_length=32)
+    upstream_id: str = Field(max_length=64)
+    attempts: int = 0
+    next_attempt_at: datetime
+    last_error: str | None = Field(default=None, max_length=500)

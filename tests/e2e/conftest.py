@@ -1,5 +1,6 @@
 """Fixtures that start the real hub under uvicorn and run the repository's Node tools."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -69,10 +70,10 @@ def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, stderr_
     )
 
 
-@pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start `hub serve --demo` on a free loopback port with a fresh SQLite file."""
-    workdir = tmp_path_factory.mktemp("live_server")
+@contextlib.contextmanager
+def running_hub(workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`hub serve --demo` on a free loopback port with a fresh SQLite file in `workdir`;
+    stopped (SIGTERM, then kill) on exit."""
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {
@@ -91,9 +92,16 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=stdout, stderr=stderr)
         try:
             _wait_until_healthy(process, base_url, stderr_path)
-            yield base_url
+            yield process, base_url
         finally:
             _stop(process)
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One hub for the session's end-to-end tests."""
+    with running_hub(tmp_path_factory.mktemp("live_server")) as (_process, base_url):
+        yield base_url
 
 
 class NodeRunner:

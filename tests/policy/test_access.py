@@ -11,33 +11,28 @@ from tests.conftest import ROOT
 POLICY = parse_access_policy(yaml.safe_load((ROOT / "policies" / "access.yaml").read_text()))
 
 
+ANALYST = {"influencers:read", "campaigns:read", "metrics:read", "schema:introspect"}
+
+
 @pytest.mark.parametrize(
     ("roles", "token_scopes", "anonymous", "granted"),
     [
         ([], [], True, set()),
+        (["analyst"], [], False, ANALYST | {"role:analyst"}),
+        (["analyst"], ["metrics:read", "campaigns:write"], False, {"metrics:read", "role:analyst"}),
+        (["partner"], [], False, {"role:partner"}),
         (
-            ["analyst"],
-            [],
+            ["partner"],
+            ["campaigns:read", "campaigns:write"],
             False,
-            {"influencers:read", "campaigns:read", "metrics:read", "schema:introspect"},
+            {"campaigns:read", "role:partner"},
         ),
-        (["analyst"], ["metrics:read", "campaigns:write"], False, {"metrics:read"}),
-        (["partner"], [], False, set()),
-        (["partner"], ["campaigns:read", "campaigns:write"], False, {"campaigns:read"}),
-        (["manager"], ["contacts:write"], False, {"contacts:write"}),
+        (["manager"], ["contacts:write"], False, {"contacts:write", "role:manager"}),
         (
             ["analyst", "dpo"],
             [],
             False,
-            {
-                "influencers:read",
-                "campaigns:read",
-                "metrics:read",
-                "schema:introspect",
-                "contacts:read",
-                "consents:write",
-                "audit:read",
-            },
+            ANALYST | {"contacts:read", "consents:write", "audit:read", "role:analyst", "role:dpo"},
         ),
         (["intruder"], ["campaigns:read"], False, set()),
     ],
@@ -135,3 +130,21 @@ def test_a_rule_with_an_unknown_scope_is_refused() -> None:
     with pytest.raises(PolicyError) as raised:
         parse_access_policy({"scopes": ["a:read"], "fields": {"Thing": "a:write"}})
     assert str(raised.value) == "access.yaml: fields.Thing: unknown scope 'a:write'"
+
+
+def test_a_rule_may_need_a_role_instead_of_a_scope() -> None:
+    policy = parse_access_policy(
+        {
+            "scopes": ["a:read"],
+            "roles": {"dpo": {"scopes": []}},
+            "fields": {"Mutation.erase": "role:dpo"},
+        }
+    )
+    scopes = policy.field_scopes([("Mutation", "erase")])
+    as_dpo = policy.granted_scopes(["dpo"], frozenset(), anonymous=False)
+    as_other = policy.granted_scopes(["dpo2"], frozenset(), anonymous=False)
+    assert scopes.denied(as_dpo) == frozenset()
+    assert scopes.denied(as_other) == {("Mutation", "erase")}
+    with pytest.raises(PolicyError) as raised:
+        parse_access_policy({"scopes": [], "fields": {"X": "role:king"}})
+    assert str(raised.value) == "access.yaml: fields.X: unknown role 'king'"

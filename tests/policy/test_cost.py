@@ -292,7 +292,7 @@ def test_clients_get_their_tier(client_id: str | None, tier: str) -> None:
     ("roles", "limits"),
     [
         ([], Limits()),
-        (["manager"], Limits()),
+        (["manager"], Limits(max_depth=12)),
         (["analyst"], Limits(max_depth=12, max_aliases=40, max_root_fields=20, max_tokens=3000)),
         (
             ["analyst", "admin"],
@@ -327,9 +327,9 @@ TIER = {"max_query_cost": 1, "bucket_size": 2, "restore_rate_per_s": 1}
         ({"tiers": []}, "cost.yaml: tiers must be a mapping"),
         ({"weights": {"types": {"Nope": 1}}}, "cost.yaml: weights.types.Nope: unknown type 'Nope'"),
         (
-            {"weights": {"fields": {"Influencer.audience": 5}}},
-            "cost.yaml: weights.fields.Influencer.audience: "
-            "unknown field 'audience' on type 'Influencer'",
+            {"weights": {"fields": {"Influencer.followerCount": 5}}},
+            "cost.yaml: weights.fields.Influencer.followerCount: "
+            "unknown field 'followerCount' on type 'Influencer'",
         ),
         (
             {"weights": {"fields": {"Nope.x": 5}}},

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import yaml
 from graphql import get_introspection_query, parse
@@ -228,17 +226,12 @@ BOMB = (
 )
 
 
-def refuse(query: str, limits: Limits) -> tuple[HubError | None, float]:
-    """What the hub does before execution (tokens, parse, limits, static cost), and the
-    milliseconds its own checks took: graphql-core's parse, bounded by the token limit, is
-    left out of the timing."""
-    checking_s = 0.0
-    started = time.perf_counter()
+def refuse(query: str, limits: Limits) -> HubError | None:
+    """What the hub does before execution: tokens, parse, limits, static cost.
+    (How long it takes is measured by bench/attacks.py, not here.)"""
     try:
         check_tokens(query, limits)
-        checking_s += time.perf_counter() - started
         document = parse(query)
-        started = time.perf_counter()
         check_limits(document, limits, operation_name=None)
         total = estimate_cost(
             SCHEMA, document, operation_name=None, variables=None, policy=POLICY
@@ -247,8 +240,8 @@ def refuse(query: str, limits: Limits) -> tuple[HubError | None, float]:
         if total > most:
             raise CostTooExpensive("too expensive", cost={"estimated": total, "max": most})
     except HubError as error:
-        return error, (checking_s + time.perf_counter() - started) * 1000
-    return None, (checking_s + time.perf_counter() - started) * 1000
+        return error
+    return None
 
 
 @pytest.mark.parametrize(
@@ -301,13 +294,9 @@ def refuse(query: str, limits: Limits) -> tuple[HubError | None, float]:
         (BOMB, DEFAULT, "QUERY_TOO_COMPLEX", {"limit": 10, "actual": 2**30}),
     ],
 )
-def test_attack_documents_are_refused_quickly(
+def test_attack_documents_are_refused_before_execution(
     query: str, limits: Limits, code: str, detail: dict[str, object]
 ) -> None:
-    error, elapsed_ms = refuse(query, limits)
+    error = refuse(query, limits)
     assert error is not None
     assert error.extensions == {"code": code, **detail}
-    # Measured at 0.05-4 ms. The best of three runs, and a loose bound, so that a busy
-    # machine (the suite runs beside other work) does not make it flaky.
-    best_ms = min([elapsed_ms, *(refuse(query, limits)[1] for _ in range(2))])
-    assert best_ms < 50

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +15,7 @@ from sqlmodel import col
 
 from hub.settings import Settings
 from hub.store.tables import AuditEventRow
-from tests.conftest import MakeToken, running_app
+from tests.conftest import ROOT, TEST_SECRET, MakeToken, running_app
 from tests.helpers import codes, gql
 
 GRANT = """mutation ($id: ID!, $p: String!) {
@@ -218,3 +221,33 @@ async def test_demo_subjects_without_consent_never_show_a_value(
                 for field in ("email", "fullName", "phone"):
                     assert contact[field] is None or "***" in contact[field], (contact, purpose)
     assert seen[True] > 0 and seen[False] > 0
+
+
+async def test_a_withdrawal_on_one_replica_holds_on_the_other(
+    tmp_path: Path, make_token: MakeToken
+) -> None:
+    redis_url = os.environ.get("HUB_TEST_REDIS_URL")
+    if not redis_url:
+        pytest.skip("HUB_TEST_REDIS_URL is not set; two replicas share their cache in Redis")
+    common: dict[str, Any] = {
+        "database_url": f"sqlite+aiosqlite:///{tmp_path}/shared.db",
+        "policies_dir": ROOT / "policies",
+        "jwt_secret": TEST_SECRET,
+        "demo": True,
+        "cache_url": redis_url,
+        "cache_namespace": f"hub-test-{uuid.uuid4().hex[:8]}",
+    }
+    manager = make_token()
+    async with running_app(Settings(**common)) as (_a, one):
+        contact_id, _ = await _new_contact(one, manager, "replica@example.com")
+        variables = {"id": contact_id, "p": "campaign_management"}
+        await gql(one, GRANT, token=manager, variables=variables)
+        async with running_app(Settings(**common)) as (_b, two):
+            query = f'{{ contact(id: "{contact_id}") {{ id email phone jobTitle company }} }}'
+            _, warm = await gql(two, query, token=manager)
+            assert warm["data"]["contact"]["email"] == "replica@example.com"
+            await gql(one, WITHDRAW, token=manager, variables=variables)
+            _, after = await gql(two, query, token=manager)
+    assert after["data"]["contact"]["email"] == "r***@example.com"
+    assert "replica@example.com" not in str(after)
+    assert after["data"]["contact"]["phone"] in (None, "+48 *** *** 506")

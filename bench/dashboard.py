@@ -1,0 +1,232 @@
+"""The campaign dashboard over all four sources with 20 ms upstream latency, cold and warm
+(prints figures)."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+
+from hub.app import create_app
+from hub.auth import issue_token
+from hub.settings import DEV_SOURCE_CREDENTIAL, Settings
+from hub.simulators import SIMULATOR_NAMES, SimulatorConfig, start_simulators
+from hub.store.seed import SeedPlan
+
+ROOT = Path(__file__).resolve().parents[1]
+LATENCY_MS = 20
+MEMBERS = 20
+DASHBOARD = """
+query Dashboard($id: ID!, $from: Date!, $to: Date!) {
+  campaign(id: $id) {
+    name budget { amount currency }
+    metrics(from: $from, to: $to) { date impressions engagements spend { amount } cpm { amount } }
+    totals(from: $from, to: $to) { impressions engagementRate cpc { amount } }
+    members(first: 20) { totalCount edges { node { status fee { amount }
+      influencer { handle
+        accounts { platform username followers }
+        audience { countries { code share } }
+        metrics(from: $from, to: $to, granularity: WEEK) { date impressions engagementRate }
+        contacts { role company }
+      } } } }
+  }
+}
+"""
+WINDOW = {"from": "2026-03-01", "to": "2026-03-30"}
+
+
+def percentile(samples: list[float], share: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+@asynccontextmanager
+async def hub_client(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    """The hub in process, behind httpx's ASGITransport (no socket between bench and hub)."""
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            yield app.state.hub, client
+
+
+async def upstream_calls(urls: dict[str, str]) -> int:
+    async with httpx.AsyncClient() as client:
+        answers = [await client.get(f"{url}/_control/stats") for url in urls.values()]
+    return sum(int(answer.json()["total"]) for answer in answers)
+
+
+def cache_ratio(hub: Any) -> tuple[float, float]:
+    """(hits + stale, lookups) of the hub's source caches so far."""
+    counter = hub.metrics.counter(
+        "hub_cache_lookups_total", "Cache lookups by result.", ("source", "result")
+    )
+    served = lookups = 0.0
+    for source in SIMULATOR_NAMES:
+        for result in ("hit", "stale", "miss"):
+            value = counter.value(source, result)
+            lookups += value
+            if result != "miss":
+                served += value
+    return served, lookups
+
+
+async def ask(client: httpx.AsyncClient, token: str, campaign_id: str) -> float:
+    started = time.perf_counter()
+    response = await client.post(
+        "/graphql",
+        json={"query": DASHBOARD, "variables": {"id": campaign_id, **WINDOW}},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    elapsed = (time.perf_counter() - started) * 1000
+    payload = response.json()
+    if response.status_code != 200 or payload.get("errors"):
+        raise SystemExit(f"dashboard query failed: {payload.get('errors')}")
+    return elapsed
+
+
+async def prepare(client: httpx.AsyncClient, token: str) -> str:
+    """A campaign of the demo tenant with `MEMBERS` members."""
+    query = "{ campaigns(first: 1) { edges { node { id members(first: 100) { totalCount } } } } }"
+    found = (await client.post("/graphql", json={"query": query}, headers=_auth(token))).json()
+    node = found["data"]["campaigns"]["edges"][0]["node"]
+    missing = MEMBERS - node["members"]["totalCount"]
+    listed = await client.post(
+        "/graphql",
+        json={"query": "{ influencers(first: 100) { edges { node { id } } } }"},
+        headers=_auth(token),
+    )
+    add = (
+        "mutation ($c: ID!, $i: ID!) { addCampaignMember(campaignId: $c, influencerId: $i) { id } }"
+    )
+    for edge in listed.json()["data"]["influencers"]["edges"]:
+        if missing <= 0:
+            break
+        variables = {"c": node["id"], "i": edge["node"]["id"]}
+        added = await client.post(
+            "/graphql", json={"query": add, "variables": variables}, headers=_auth(token)
+        )
+        missing -= 0 if added.json().get("errors") else 1
+    return str(node["id"])
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def round_trip_ms(url: str, samples: int = 20) -> float:
+    """p50 of one direct call to the social simulator: one upstream round trip."""
+    times = []
+    async with httpx.AsyncClient(headers=_auth(DEV_SOURCE_CREDENTIAL or "")) as client:
+        for _ in range(samples):
+            started = time.perf_counter()
+            await client.get(f"{url}/v2/accounts", params={"ids": "none"})
+            times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def serve_simulators(urls: Connection, stop: Event) -> None:
+    """The simulators in a process of their own, so that they do not share the hub's loop."""
+
+    async def run() -> None:
+        plan = SeedPlan.demo()
+        config = SimulatorConfig(
+            seed=plan.seed, influencers=plan.influencers, latency_ms=(LATENCY_MS, LATENCY_MS)
+        )
+        running = await start_simulators({name: config for name in SIMULATOR_NAMES})
+        urls.send(running.urls)
+        await asyncio.to_thread(stop.wait)
+        await running.stop()
+
+    asyncio.run(run())
+
+
+async def measure(cold_rounds: int, warm_rounds: int) -> None:
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    stop = context.Event()
+    process = context.Process(target=serve_simulators, args=(sender, stop), daemon=True)
+    process.start()
+    try:
+        if not receiver.poll(30):
+            raise SystemExit("the simulators did not start")
+        simulators = SimpleNamespace(urls=receiver.recv())
+        with tempfile.TemporaryDirectory() as folder:
+            settings = Settings(
+                database_url=f"sqlite+aiosqlite:///{folder}/hub.db",
+                policies_dir=ROOT / "policies",
+                demo=True,
+                **{f"{name}_url": url for name, url in simulators.urls.items()},
+            )
+            token = issue_token(
+                settings,
+                subject="bench",
+                tenant="acme",
+                roles=["manager"],
+                purpose="campaign_management",
+                client_id="graphiql-demo",
+            )
+            async with hub_client(settings) as (_hub, client):
+                campaign_id = await prepare(client, token)
+            rtt = await round_trip_ms(simulators.urls["social"])
+
+            async with hub_client(settings) as (hub, client):
+                # The first request pays for the engine and the document caches; not measured.
+                await ask(client, token, campaign_id)
+                cold: list[float] = []
+                cold_calls: list[int] = []
+                for _ in range(cold_rounds):
+                    hub.cache.entries.clear()  # every source answer cold, the process warm
+                    before = await upstream_calls(simulators.urls)
+                    cold.append(await ask(client, token, campaign_id))
+                    cold_calls.append(await upstream_calls(simulators.urls) - before)
+                await ask(client, token, campaign_id)
+                served0, lookups0 = cache_ratio(hub)
+                before = await upstream_calls(simulators.urls)
+                warm = [await ask(client, token, campaign_id) for _ in range(warm_rounds)]
+                warm_calls = await upstream_calls(simulators.urls) - before
+                served, lookups = cache_ratio(hub)
+    finally:
+        stop.set()
+        process.join(10)
+
+    hit_ratio = (served - served0) / max(1.0, lookups - lookups0)
+    print(
+        f"upstream latency {LATENCY_MS} ms; one round trip p50 {rtt:.1f} ms; "
+        "hub in process (ASGITransport), simulators in a child process"
+    )
+    print("| run | requests | p50 | p95 | upstream calls / query | cache hit ratio |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        f"| cold | {cold_rounds} | {statistics.median(cold):.1f} ms | "
+        f"{percentile(cold, 0.95):.1f} ms | {statistics.mean(cold_calls):.1f} | 0 |"
+    )
+    print(
+        f"| warm | {warm_rounds} | {statistics.median(warm):.1f} ms | "
+        f"{percentile(warm, 0.95):.1f} ms | {warm_calls / warm_rounds:.2f} | {hit_ratio:.3f} |"
+    )
+    target = 2 * rtt + statistics.median(warm)
+    print(f"cold p50 target (2 x round trip + warm p50): {target:.1f} ms")
+
+
+def main() -> None:
+    cold_rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    warm_rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 100
+    asyncio.run(measure(cold_rounds, warm_rounds))
+
+
+if __name__ == "__main__":
+    main()

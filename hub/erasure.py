@@ -1,0 +1,236 @@
+"""Erasure: anonymise a contact in the own store, delete its upstream copies, keep a tombstone,
+and retry the upstream deletions that failed until they succeed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlmodel import col
+
+from hub.errors import SourceError
+from hub.policy.rows import RowScope
+from hub.sources.crm import CrmLookup
+from hub.sources.store import Store, contact_scope
+from hub.store.tables import (
+    AuditEventRow,
+    ConsentRow,
+    ContactRow,
+    ErasureRow,
+    ErasureTaskRow,
+)
+
+logger = logging.getLogger("hub.erasure")
+
+RETRY_BACKOFF_S = (30, 120, 600, 3600)
+NO_CONTACT_DATA = "holds no data about contacts"
+
+
+def fingerprint(tenant: str, value: str) -> str:
+    """What a tombstone keeps of an identifier: enough to recognise it, nothing to read."""
+    return hashlib.sha256(f"{tenant}:{value}".encode()).hexdigest()
+
+
+def pseudonym(tenant: str, contact_id: str) -> str:
+    """The subject of an erased contact's audit events: stable, not the id."""
+    return "erased:" + fingerprint(tenant, contact_id)[:16]
+
+
+async def erase_in_store(
+    store: Store,
+    scope: RowScope,
+    contact_id: str,
+    *,
+    now: datetime,
+    erased_by: str | None,
+    crm_configured: bool,
+) -> tuple[ErasureRow | None, str | None]:
+    """Anonymise the contact, pseudonymise its audit trail and write the tombstone in one
+    transaction. Returns the tombstone (None when the contact is not in scope) and the CRM id
+    still to delete upstream. Erasing twice returns the first tombstone."""
+    async with store.sessions.begin() as session:
+        existing = await session.get(ErasureRow, contact_id)
+        if existing is not None and existing.tenant_id == scope.tenant:
+            return existing, None
+        stmt = select(ContactRow).where(col(ContactRow.id) == contact_id, *contact_scope(scope))
+        row = (await session.scalars(stmt.with_for_update())).one_or_none()
+        if row is None:
+            return None, None
+        crm_id = row.crm_id
+        tombstone = ErasureRow(
+            contact_id=contact_id,
+            tenant_id=scope.tenant,
+            erased_at=now,
+            erased_by=erased_by,
+            email_hash=fingerprint(scope.tenant, row.email_normalized)
+            if row.email_normalized
+            else None,
+            crm_hash=fingerprint(scope.tenant, crm_id) if crm_id else None,
+            sources=[
+                _entry("store", "ERASED", None, now),
+                _entry("crm", "PENDING", None, now)
+                if crm_id and crm_configured
+                else _entry("crm", "NOT_SUPPORTED", _crm_reason(crm_id), now),
+                _entry("social", "NOT_SUPPORTED", NO_CONTACT_DATA, now),
+                _entry("discovery", "NOT_SUPPORTED", NO_CONTACT_DATA, now),
+            ],
+        )
+        for name in (
+            "full_name",
+            "email",
+            "email_normalized",
+            "phone",
+            "role",
+            "company",
+            "crm_id",
+        ):
+            setattr(row, name, None)
+        row.erased_at = now
+        row.updated_at = now
+        session.add(tombstone)
+        await session.execute(
+            update(ConsentRow).where(col(ConsentRow.contact_id) == contact_id).values(evidence=None)
+        )
+        await session.execute(
+            update(AuditEventRow)
+            .where(col(AuditEventRow.subject) == contact_id)
+            .values(subject=pseudonym(scope.tenant, contact_id))
+        )
+        if crm_id and crm_configured:
+            session.add(
+                ErasureTaskRow(
+                    contact_id=contact_id,
+                    tenant_id=scope.tenant,
+                    source="crm",
+                    upstream_id=crm_id,
+                    next_attempt_at=now,
+                )
+            )
+    return tombstone, crm_id if crm_configured else None
+
+
+async def delete_upstream(
+    store: Store, crm: CrmLookup, task: ErasureTaskRow, *, now: datetime
+) -> str:
+    """One attempt at a task: on success the task goes and the report says ERASED; on failure
+    the report says FAILED with the reason and the task waits for its next attempt."""
+    try:
+        await crm.delete(task.upstream_id)
+    except SourceError as exc:
+        attempts = task.attempts + 1
+        delay = RETRY_BACKOFF_S[min(attempts - 1, len(RETRY_BACKOFF_S) - 1)]
+        async with store.sessions.begin() as session:
+            await session.execute(
+                update(ErasureTaskRow)
+                .where(col(ErasureTaskRow.id) == task.id)
+                .values(
+                    attempts=attempts,
+                    next_attempt_at=now + timedelta(seconds=delay),
+                    last_error=exc.message[:500],
+                )
+            )
+            await _report(session, task.contact_id, "crm", "FAILED", exc.message, now)
+        return "FAILED"
+    async with store.sessions.begin() as session:
+        stale = await session.get(ErasureTaskRow, task.id)
+        if stale is not None:
+            await session.delete(stale)
+        await _report(session, task.contact_id, "crm", "ERASED", None, now)
+    return "ERASED"
+
+
+async def due_tasks(store: Store, *, now: datetime, limit: int = 50) -> list[ErasureTaskRow]:
+    async with store.sessions() as session:
+        stmt = (
+            select(ErasureTaskRow)
+            .where(col(ErasureTaskRow.next_attempt_at) <= now)
+            .order_by(col(ErasureTaskRow.next_attempt_at))
+            .limit(limit)
+        )
+        return list((await session.scalars(stmt)).all())
+
+
+class ErasureRetrier:
+    """Retries failed upstream deletions in the background until each succeeds."""
+
+    def __init__(
+        self,
+        store: Store,
+        crm: Callable[[], CrmLookup | None],
+        *,
+        interval_s: float = 30.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.crm = crm
+        self.interval_s = interval_s
+        self.clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    async def run_once(self) -> int:
+        crm = self.crm()
+        if crm is None:
+            return 0
+        done = 0
+        for task in await due_tasks(self.store, now=self.clock()):
+            if await delete_upstream(self.store, crm, task, now=self.clock()) == "ERASED":
+                done += 1
+        return done
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="erasure-retrier")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.run_once()
+            except Exception:
+                logger.exception("erasure retry round failed; trying again later")
+
+
+async def _report(
+    session: Any, contact_id: str, source: str, status: str, reason: str | None, now: datetime
+) -> None:
+    tombstone = await session.get(ErasureRow, contact_id)
+    if tombstone is None:
+        return
+    tombstone.sources = [
+        _entry(source, status, reason, now) if entry["source"] == source else entry
+        for entry in tombstone.sources
+    ]
+
+
+def _entry(source: str, status: str, reason: str | None, now: datetime) -> dict[str, Any]:
+    return {"source": source, "status": status, "reason": reason, "updated_at": now.isoformat()}
+
+
+def _crm_reason(crm_id: str | None) -> str:
+    return "no CRM record is linked" if not crm_id else "the CRM source is not configured"
+
+
+async def is_tombstoned(
+    store: Store, tenant: str, *, email: str | None, crm_id: str | None
+) -> bool:
+    """Whether an email or CRM id belongs to a person this tenant erased."""
+    hashes = [fingerprint(tenant, value) for value in (email, crm_id) if value]
+    if not hashes:
+        return False
+    stmt = select(col(ErasureRow.contact_id)).where(
+        col(ErasureRow.tenant_id) == tenant,
+        or_(col(ErasureRow.email_hash).in_(hashes), col(ErasureRow.crm_hash).in_(hashes)),
+    )
+    async with store.sessions() as session:
+        return (await session.scalar(stmt.limit(1))) is not None

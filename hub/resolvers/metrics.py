@@ -1,0 +1,182 @@
+"""Metric series of influencers and campaigns from the social metrics API, scoped like rows."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from hub.context import Context
+from hub.errors import BadUserInput
+from hub.policy.metrics import Counts, Granularity, check_range, roll_up, total
+from hub.resolvers import campaigns as campaign_resolvers
+from hub.resolvers.influencers import check_influencer_id
+from hub.schema.pagination import PageArgs
+from hub.sources.social import MetricRecord
+from hub.store.tables import CampaignMemberRow, CampaignRow, PlatformAccountRow
+
+MAX_MEMBERS = 1000
+"""The most members of one campaign whose metrics are summed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One period's counts; `influencer_id` and `platform` set on per-account rows."""
+
+    day: date
+    granularity: Granularity
+    counts: Counts
+    currency: str | None
+    influencer_id: str | None = None
+    platform: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    since: date
+    until: date
+    counts: Counts
+    currency: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsQuery:
+    """The checked `MetricsFilter` of `Query.metrics`."""
+
+    since: date
+    until: date
+    campaign_id: str | None = None
+    influencer_id: str | None = None
+    platform: str | None = None
+
+
+async def _series(
+    context: Context, accounts: Sequence[PlatformAccountRow], since: date, until: date
+) -> list[list[MetricRecord]]:
+    loader = context.loaders.metrics_by_account
+    found: list[list[MetricRecord]] = await asyncio.gather(
+        *(loader.load((account.external_id, since, until)) for account in accounts)
+    )
+    return found
+
+
+def _points(
+    series: Iterable[list[MetricRecord]], granularity: Granularity, currency: str | None
+) -> list[Point]:
+    return [
+        Point(day, granularity, counts, currency)
+        for day, counts in roll_up(_flat(series), granularity)
+    ]
+
+
+async def _accounts_of(context: Context, influencer_ids: Sequence[str]) -> list[PlatformAccountRow]:
+    found: list[list[PlatformAccountRow]] = await context.loaders.accounts_by_influencer.load_many(
+        list(influencer_ids)
+    )
+    return [account for accounts in found for account in accounts]
+
+
+async def influencer_metrics(
+    context: Context, influencer_id: str, since: date, until: date, granularity: Granularity
+) -> list[Point]:
+    """The influencer's accounts summed per period; spend has no known currency here."""
+    check_range(since, until)
+    accounts = await _accounts_of(context, [influencer_id])
+    return _points(await _series(context, accounts, since, until), granularity, None)
+
+
+async def _members(context: Context, campaign_id: str) -> list[CampaignMemberRow]:
+    page = await campaign_resolvers.members(context, campaign_id, PageArgs(MAX_MEMBERS, None))
+    return page.rows
+
+
+def currency_of(campaign: CampaignRow, members: Sequence[CampaignMemberRow]) -> str | None:
+    """The campaign's currency, else its members' fee currency: the API's spend is read in it."""
+    return campaign.currency or next((m.currency for m in members if m.currency), None)
+
+
+async def campaign_metrics(
+    context: Context, campaign: CampaignRow, since: date, until: date, granularity: Granularity
+) -> list[Point]:
+    """Every member's accounts summed per period."""
+    check_range(since, until)
+    members = await _members(context, campaign.id)
+    accounts = await _accounts_of(context, [member.influencer_id for member in members])
+    series = await _series(context, accounts, since, until)
+    return _points(series, granularity, currency_of(campaign, members))
+
+
+async def campaign_totals(
+    context: Context, campaign: CampaignRow, since: date | None, until: date | None
+) -> Totals:
+    """Totals over `since..until`, by default the campaign's own dates."""
+    since, until = check_range(since or campaign.starts_on, until or campaign.ends_on)
+    members = await _members(context, campaign.id)
+    accounts = await _accounts_of(context, [member.influencer_id for member in members])
+    series = await _series(context, accounts, since, until)
+    counts = total(counts for _, counts in roll_up(_flat(series), Granularity.MONTH))
+    return Totals(since, until, counts, currency_of(campaign, members))
+
+
+def _flat(series: Iterable[list[MetricRecord]]) -> Iterator[MetricRecord]:
+    return (record for records in series for record in records)
+
+
+def metrics_query(
+    *,
+    since: date | None,
+    until: date | None,
+    campaign_id: str | None,
+    influencer_id: str | None,
+    platform: str | None,
+) -> MetricsQuery:
+    """The checked filter: a date range, and a campaign or an influencer to report on."""
+    since, until = check_range(
+        since, until, since_argument="filter.from", until_argument="filter.to"
+    )
+    if campaign_id is None and influencer_id is None:
+        raise BadUserInput(
+            "Give `campaignId` or `influencerId` in `filter`.", argument="filter.campaignId"
+        )
+    if campaign_id is not None:
+        campaign_resolvers.check_campaign_id(campaign_id, argument="filter.campaignId")
+    if influencer_id is not None:
+        check_influencer_id(influencer_id, argument="filter.influencerId")
+    return MetricsQuery(since, until, campaign_id, influencer_id, platform)
+
+
+async def metric_rows(
+    context: Context, query: MetricsQuery, granularity: Granularity
+) -> list[Point]:
+    """Per-account rows ordered by (day, influencer, platform); a campaign outside the
+    caller's scope, or an influencer outside the campaign, gives no rows."""
+    currency: str | None = None
+    if query.campaign_id is not None:
+        campaign = await campaign_resolvers.campaign(context, query.campaign_id)
+        if campaign is None:
+            return []
+        members = await _members(context, campaign.id)
+        influencer_ids = [member.influencer_id for member in members]
+        currency = currency_of(campaign, members)
+        if query.influencer_id is not None:
+            influencer_ids = [i for i in influencer_ids if i == query.influencer_id]
+    else:
+        assert query.influencer_id is not None
+        influencer_ids = [query.influencer_id]
+    accounts = [
+        account
+        for account in await _accounts_of(context, influencer_ids)
+        if query.platform is None or account.platform == query.platform
+    ]
+    series = await _series(context, accounts, query.since, query.until)
+    rows = [
+        Point(day, granularity, counts, currency, account.influencer_id, account.platform)
+        for account, records in zip(accounts, series, strict=True)
+        for day, counts in roll_up(records, granularity)
+    ]
+    return sorted(rows, key=row_key)
+
+
+def row_key(point: Point) -> tuple[str, str, str]:
+    return (point.day.isoformat(), point.influencer_id or "", point.platform or "")

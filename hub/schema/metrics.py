@@ -1,0 +1,170 @@
+"""`MetricPoint`, `MetricTotals`, `MetricsFilter`, `MetricConnection`: rolled-up social metrics."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+
+import strawberry
+
+from hub.errors import BadUserInput
+from hub.money import exponent
+from hub.policy import metrics as policy
+from hub.resolvers.metrics import Point, Totals, row_key
+from hub.schema.money import Money
+from hub.schema.pagination import Connection, Edge, PageInfo
+
+Granularity = strawberry.enum(policy.Granularity, name="Granularity")
+
+_CURSOR_PREFIX = "m1:"
+
+
+def _money(minor: Decimal | int | None, currency: str | None) -> Money | None:
+    if minor is None or currency is None:
+        return None
+    return Money(amount=Decimal(minor).scaleb(-exponent(currency)), currency=currency)
+
+
+@strawberry.type
+class MetricPoint:
+    date: date
+    granularity: Granularity  # type: ignore[valid-type]
+    impressions: int
+    reach: int
+    engagements: int
+    likes: int
+    comments: int
+    shares: int
+    saves: int
+    video_views: int
+    clicks: int
+    conversions: int
+    spend: Money | None
+    engagement_rate: float | None
+    cpm: Money | None
+    cpe: Money | None
+    cpc: Money | None
+    influencer_id: strawberry.ID | None = None
+    platform: str | None = None
+
+    @classmethod
+    def from_point(cls, point: Point) -> MetricPoint:
+        counts, currency = point.counts, point.currency
+        rates = policy.rates(counts)
+        return cls(
+            date=point.day,
+            granularity=point.granularity,
+            impressions=counts.impressions,
+            reach=counts.reach,
+            engagements=counts.engagements,
+            likes=counts.likes,
+            comments=counts.comments,
+            shares=counts.shares,
+            saves=counts.saves,
+            video_views=counts.video_views,
+            clicks=counts.clicks,
+            conversions=counts.conversions,
+            spend=_money(counts.spend_minor, currency),
+            engagement_rate=None if rates.engagement_rate is None else float(rates.engagement_rate),
+            cpm=_money(rates.cpm_minor, currency),
+            cpe=_money(rates.cpe_minor, currency),
+            cpc=_money(rates.cpc_minor, currency),
+            influencer_id=None
+            if point.influencer_id is None
+            else strawberry.ID(point.influencer_id),
+            platform=point.platform,
+        )
+
+
+@strawberry.type
+class MetricTotals:
+    from_: date = strawberry.field(name="from")
+    to: date
+    impressions: int
+    reach: int
+    engagements: int
+    clicks: int
+    conversions: int
+    spend: Money | None
+    engagement_rate: float | None
+    cpm: Money | None
+    cpe: Money | None
+    cpc: Money | None
+
+    @classmethod
+    def from_totals(cls, totals: Totals) -> MetricTotals:
+        counts, currency = totals.counts, totals.currency
+        rates = policy.rates(counts)
+        return cls(
+            from_=totals.since,
+            to=totals.until,
+            impressions=counts.impressions,
+            reach=counts.reach,
+            engagements=counts.engagements,
+            clicks=counts.clicks,
+            conversions=counts.conversions,
+            spend=_money(counts.spend_minor, currency),
+            engagement_rate=None if rates.engagement_rate is None else float(rates.engagement_rate),
+            cpm=_money(rates.cpm_minor, currency),
+            cpe=_money(rates.cpe_minor, currency),
+            cpc=_money(rates.cpc_minor, currency),
+        )
+
+
+@strawberry.input
+class MetricsFilter:
+    campaign_id: strawberry.ID | None = None
+    influencer_id: strawberry.ID | None = None
+    platform: str | None = None
+    from_: date | None = strawberry.field(default=None, name="from")
+    to: date | None = None
+
+
+@strawberry.type(name="MetricConnection")
+class MetricConnection(Connection[MetricPoint]):
+    """Per-account rows ordered by (date, influencerId, platform)."""
+
+
+def encode_cursor(point: Point) -> str:
+    text = _CURSOR_PREFIX + "|".join(row_key(point))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[str, str, str] | None:
+    """The row key inside `cursor`, or BAD_USER_INPUT when it is not one of ours."""
+    if cursor is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    parts = text.removeprefix(_CURSOR_PREFIX).split("|")
+    if not text.startswith(_CURSOR_PREFIX) or len(parts) != 3:
+        raise BadUserInput("`after` is not a valid cursor.", argument="after")
+    return parts[0], parts[1], parts[2]
+
+
+def metric_connection(rows: Sequence[Point], *, first: int, after: str | None) -> MetricConnection:
+    """One page of `rows` (already ordered by `row_key`) after the cursor."""
+    start = decode_cursor(after)
+    remaining = [row for row in rows if start is None or row_key(row) > start]
+    page = remaining[:first]
+    edges = [Edge(cursor=encode_cursor(row), node=MetricPoint.from_point(row)) for row in page]
+    total = len(rows)
+
+    async def count() -> int:
+        return total
+
+    return MetricConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=len(remaining) > first,
+            has_previous_page=after is not None,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        count=count,
+    )

@@ -1,0 +1,164 @@
+"""The social metrics API adapter: accounts and daily metrics by external account id."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Any, Protocol
+
+from hub.sources import shapes
+from hub.sources.http import SourceClient
+
+MAX_IDS = 100
+"""The most accounts one upstream call may name."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    external_id: str
+    platform: str
+    username: str
+    followers: int
+    following: int
+    posts: int
+    verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRecord:
+    """One account's figures for one day; `spend_minor` in the currency's minor unit."""
+
+    external_id: str
+    day: date
+    impressions: int
+    reach: int
+    likes: int
+    comments: int
+    shares: int
+    saves: int
+    video_views: int
+    clicks: int
+    conversions: int
+    spend_minor: int
+
+
+class SocialLookup(Protocol):
+    """Batch reads of the social metrics API; ids it does not know are left out.
+
+    Failures raise `SourceUnavailable` or `SourceTimeout`.
+    """
+
+    async def accounts(self, external_ids: Sequence[str]) -> dict[str, AccountRecord]: ...
+
+    async def daily_metrics(
+        self, external_ids: Sequence[str], since: date, until: date
+    ) -> dict[str, list[MetricRecord]]: ...
+
+
+_COUNTS = (
+    "impressions",
+    "reach",
+    "likes",
+    "comments",
+    "shares",
+    "saves",
+    "video_views",
+    "clicks",
+    "conversions",
+)
+
+
+class SocialSource:
+    """`SocialLookup` over HTTP: `GET /v2/accounts`, `POST /v2/metrics:batchGet`, cached."""
+
+    def __init__(self, client: SourceClient) -> None:
+        self.client = client
+
+    async def accounts(self, external_ids: Sequence[str]) -> dict[str, AccountRecord]:
+        found = await self.client.load_many(
+            "account", external_ids, self._fetch_accounts, tenant=None
+        )
+        return {id_: AccountRecord(**value) for id_, value in found.items()}
+
+    async def daily_metrics(
+        self, external_ids: Sequence[str], since: date, until: date
+    ) -> dict[str, list[MetricRecord]]:
+        """Every day `since..until` (inclusive) of each account, one upstream call per 100
+        accounts not cached for that range."""
+        window = f"{since.isoformat()}..{until.isoformat()}"
+        keys = {f"{id_}@{window}": id_ for id_ in external_ids}
+
+        async def fetch(wanted: list[str]) -> Mapping[str, Any]:
+            points = await self._fetch_metrics([keys[key] for key in wanted], since, until)
+            return {key: points.get(keys[key], []) for key in wanted}
+
+        found = await self.client.load_many("metrics", list(keys), fetch, tenant=None)
+        return {
+            keys[key]: [_metric_from_json(point) for point in value] for key, value in found.items()
+        }
+
+    async def _fetch_accounts(self, ids: list[str]) -> Mapping[str, Any]:
+        answers = await asyncio.gather(
+            *(
+                self.client.get_json("/v2/accounts", {"ids": ",".join(batch)}, parse=_accounts)
+                for batch in shapes.chunks(ids, MAX_IDS)
+            )
+        )
+        return {record.external_id: asdict(record) for answer in answers for record in answer}
+
+    async def _fetch_metrics(
+        self, ids: list[str], since: date, until: date
+    ) -> dict[str, list[dict[str, Any]]]:
+        answers = await asyncio.gather(
+            *(
+                self.client.post_json(
+                    "/v2/metrics:batchGet",
+                    {"account_ids": batch, "since": since.isoformat(), "until": until.isoformat()},
+                    idempotent=True,
+                    parse=_metrics,
+                )
+                for batch in shapes.chunks(ids, MAX_IDS)
+            )
+        )
+        points: dict[str, list[dict[str, Any]]] = {}
+        for answer in answers:
+            for record in answer:
+                points.setdefault(record.external_id, []).append(_metric_to_json(record))
+        return points
+
+
+def _accounts(payload: Any) -> list[AccountRecord]:
+    return [
+        AccountRecord(
+            external_id=shapes.text(item, "account_id"),
+            platform=shapes.text(item, "platform"),
+            username=shapes.text(item, "username"),
+            followers=shapes.integer(item, "followers"),
+            following=shapes.integer(item, "following"),
+            posts=shapes.integer(item, "posts"),
+            verified=shapes.boolean(item, "verified"),
+        )
+        for item in shapes.items(payload, "data")
+    ]
+
+
+def _metrics(payload: Any) -> list[MetricRecord]:
+    return [
+        MetricRecord(
+            external_id=shapes.text(item, "account_id"),
+            day=shapes.day(item, "date"),
+            spend_minor=shapes.integer(item, "spend_cents"),
+            **{name: shapes.integer(item, name) for name in _COUNTS},
+        )
+        for item in shapes.items(payload, "data")
+    ]
+
+
+def _metric_to_json(record: MetricRecord) -> dict[str, Any]:
+    return {**asdict(record), "day": record.day.isoformat()}
+
+
+def _metric_from_json(value: Mapping[str, Any]) -> MetricRecord:
+    return MetricRecord(**{**value, "day": date.fromisoformat(value["day"])})

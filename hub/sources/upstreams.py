@@ -1,0 +1,71 @@
+"""`open_upstreams`: what the app's lifespan opens for the external sources (metrics, the
+shared cache, the adapters and, in the demo, the simulators) and closes again."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import httpx
+
+from hub.settings import SOURCE_NAMES, Settings
+from hub.sources.cache import Cache, create_cache, subject_tag
+from hub.sources.metrics import Metrics
+from hub.sources.registry import Sources, build_sources
+
+logger = logging.getLogger("hub.sources")
+
+IN_PROCESS_URLS = {name: f"http://{name}.simulator" for name in SOURCE_NAMES}
+"""Where `build_in_process_simulators` serves each simulator behind its transport."""
+
+
+@dataclass
+class Upstreams:
+    """The metrics registry, the shared cache and the adapters of one hub process."""
+
+    metrics: Metrics
+    cache: Cache
+    sources: Sources
+    simulators: object | None = None
+
+    async def forget_subject(self, subject: str) -> None:
+        """Purge every cached entry of a data subject, on every replica (Redis pub/sub)."""
+        purged = await self.cache.purge_tag(subject_tag(subject))
+        logger.info("purged %d cached entries of a subject", purged)
+
+    async def aclose(self) -> None:
+        await self.sources.aclose()
+        await self.cache.aclose()
+        stop = getattr(self.simulators, "stop", None)
+        if stop is not None:
+            await stop()
+
+
+async def open_upstreams(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None
+) -> Upstreams:
+    """Build the adapters; in the demo with no source URL configured, the simulators stand in
+    (started here, or reached through `transport` when one is given)."""
+    metrics = Metrics()
+    cache = create_cache(
+        settings.cache_url,
+        namespace=settings.cache_namespace,
+        metrics=metrics,
+        local_ttl_s=settings.cache_local_ttl_s,
+    )
+    urls: dict[str, str] | None = None
+    simulators = None
+    if settings.demo and not settings.has_source_urls:
+        if transport is not None:
+            urls = IN_PROCESS_URLS
+        else:
+            from hub.simulators import SimulatorConfig, start_simulators
+            from hub.store.seed import SeedPlan
+
+            plan = SeedPlan.demo()
+            config = SimulatorConfig(seed=plan.seed, influencers=plan.influencers)
+            simulators = await start_simulators({name: config for name in SOURCE_NAMES})
+            urls = simulators.urls
+            logger.info("demo simulators started: %s", urls)
+    sources = build_sources(settings, transport=transport, cache=cache, metrics=metrics, urls=urls)
+    return Upstreams(metrics, cache, sources, simulators)

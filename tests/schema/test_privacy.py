@@ -1,0 +1,175 @@
+"""The data subject's rights: access log, export and erasure."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from hub.erasure import ErasureRetrier
+from hub.settings import Settings
+from tests.conftest import MakeToken, running_app
+from tests.helpers import codes, gql
+
+LOG = """query ($id: ID!, $after: String) { personalDataAccessLog(contactId: $id, first: 2,
+  after: $after) { totalCount pageInfo { hasNextPage endCursor }
+  edges { node { principal clientId purpose coordinate decision } } } }"""
+ERASE = """mutation ($id: ID!) { eraseContact(id: $id) { contactId complete
+  sources { source status reason } } }"""
+
+
+async def _a_contact_with_consent(client: httpx.AsyncClient, make_token: MakeToken) -> str:
+    query = "{ influencers(first: 100) { edges { node { contacts { id email } } } } }"
+    _, payload = await gql(client, query, token=make_token())
+    consented: list[str] = [
+        contact["id"]
+        for edge in payload["data"]["influencers"]["edges"]
+        for contact in edge["node"]["contacts"]
+        if contact["email"] and "***" not in contact["email"]
+    ]
+    return consented[0]
+
+
+async def test_the_dpo_reads_who_saw_a_persons_data_page_by_page(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    contact_id = await _a_contact_with_consent(sqlite_client, make_token)
+    reader = make_token(subject="reader-1", client_id="crm-ui")
+    await gql(sqlite_client, f'{{ contact(id: "{contact_id}") {{ email phone }} }}', token=reader)
+    dpo = make_token(roles=["dpo"], subject="dpo-1")
+    nodes: list[dict[str, str]] = []
+    after = None
+    while True:
+        _, payload = await gql(
+            sqlite_client, LOG, token=dpo, variables={"id": contact_id, "after": after}
+        )
+        log = payload["data"]["personalDataAccessLog"]
+        nodes.extend(edge["node"] for edge in log["edges"])
+        if not log["pageInfo"]["hasNextPage"]:
+            break
+        after = log["pageInfo"]["endCursor"]
+    # Read once while finding the contact (email), then by reader-1 (email and phone).
+    assert len(nodes) == log["totalCount"] == 3
+    assert {
+        "principal": "reader-1",
+        "clientId": "crm-ui",
+        "purpose": "campaign_management",
+        "coordinate": "Contact.email",
+        "decision": "allowed",
+    } in nodes
+    _, refused = await gql(sqlite_client, LOG, token=make_token(), variables={"id": contact_id})
+    assert codes(refused) == ["FORBIDDEN"]
+
+
+async def test_the_export_holds_data_consents_and_log_and_is_audited(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    contact_id = await _a_contact_with_consent(sqlite_client, make_token)
+    dpo = make_token(roles=["dpo"], subject="dpo-2")
+    query = f'{{ exportContactData(id: "{contact_id}") }}'
+    _, payload = await gql(sqlite_client, query, token=dpo)
+    export = payload["data"]["exportContactData"]
+    assert export["contact"]["id"] == contact_id
+    assert "@" in export["contact"]["email"]
+    assert export["consents"] and all(c["contact_id"] == contact_id for c in export["consents"])
+    assert any(e["coordinate"] == "Contact.email" for e in export["accessLog"])
+    _, again = await gql(sqlite_client, query, token=dpo)
+    exported = [
+        e for e in again["data"]["exportContactData"]["accessLog"] if e["decision"] == "exported"
+    ]
+    assert {e["coordinate"] for e in exported} == {
+        "Query.exportContactData.full_name",
+        "Query.exportContactData.email",
+        "Query.exportContactData.phone",
+    }
+
+
+async def test_erasure_leaves_no_personal_data_and_keeps_a_pseudonymous_log(
+    tmp_path: Path, sqlite_settings: Settings, make_token: MakeToken
+) -> None:
+    async with running_app(sqlite_settings) as (app, client):
+        contact_id = await _a_contact_with_consent(client, make_token)
+        manager = make_token()
+        _, before = await gql(
+            client, f'{{ contact(id: "{contact_id}") {{ email }} }}', token=manager
+        )
+        email = before["data"]["contact"]["email"]
+        _, refused = await gql(client, ERASE, token=manager, variables={"id": contact_id})
+        assert codes(refused) == ["FORBIDDEN"]
+        dpo = make_token(roles=["dpo"], subject="dpo-3")
+        _, erased = await gql(client, ERASE, token=dpo, variables={"id": contact_id})
+        report = erased["data"]["eraseContact"]
+        statuses = {s["source"]: s["status"] for s in report["sources"]}
+        assert statuses["store"] == "ERASED"
+        assert statuses["social"] == statuses["discovery"] == "NOT_SUPPORTED"
+        query = f'{{ contact(id: "{contact_id}") {{ fullName email phone role company }} }}'
+        _, after = await gql(client, query, token=manager)
+        assert after["data"]["contact"] == {
+            "fullName": None,
+            "email": None,
+            "phone": None,
+            "role": None,
+            "company": None,
+        }
+        upsert = """mutation ($e: String!) { upsertContact(input: {email: $e}) { id } }"""
+        _, again = await gql(client, upsert, token=manager, variables={"e": email.upper()})
+        assert codes(again) == ["BAD_USER_INPUT"]
+        _, log = await gql(client, LOG, token=dpo, variables={"id": contact_id})
+        assert log["data"]["personalDataAccessLog"]["totalCount"] >= 1
+        await app.state.hub.audit.flush()
+    database = str(sqlite_settings.database_url).removeprefix("sqlite+aiosqlite:///")
+    with sqlite3.connect(database) as db:
+        dumped = "\n".join(db.iterdump())
+        subjects = {s for (s,) in db.execute("select distinct subject from audit_events")}
+    assert email.lower() not in dumped.lower()
+    assert contact_id not in subjects
+    assert any(s and s.startswith("erased:") for s in subjects)
+
+
+async def _crm_contact(client: httpx.AsyncClient, make_token: MakeToken) -> tuple[str, str]:
+    """A demo contact with consent and its CRM id (read from the store)."""
+    contact_id = await _a_contact_with_consent(client, make_token)
+    dpo = make_token(roles=["dpo"])
+    _, export = await gql(client, f'{{ exportContactData(id: "{contact_id}") }}', token=dpo)
+    crm_id: str = export["data"]["exportContactData"]["contact"]["crm_id"]
+    return contact_id, crm_id
+
+
+async def test_erasure_deletes_the_crm_copy_and_retries_a_failed_deletion(
+    sqlite_settings: Settings, make_token: MakeToken
+) -> None:
+    async with running_app(sqlite_settings) as (app, client):
+        crm_url = app.state.hub.upstreams.simulators.urls["crm"]
+        headers = {"Authorization": "Bearer sim-dev-key"}
+        async with httpx.AsyncClient(base_url=crm_url, headers=headers) as crm:
+            contact_id, crm_id = await _crm_contact(client, make_token)
+            assert (await crm.get(f"/v1/contacts/{crm_id}")).status_code == 200
+            await crm.post("/_control/fault", json={"mode": "down"})
+            dpo = make_token(roles=["dpo"], subject="dpo-4")
+            _, first = await gql(client, ERASE, token=dpo, variables={"id": contact_id})
+            crm_entry = next(
+                s for s in first["data"]["eraseContact"]["sources"] if s["source"] == "crm"
+            )
+            assert crm_entry["status"] == "FAILED" and "crm" in crm_entry["reason"]
+            assert first["data"]["eraseContact"]["complete"] is False
+            await crm.post("/_control/fault", json={"mode": "none"})
+            assert (await crm.get(f"/v1/contacts/{crm_id}")).status_code == 200
+            retrier = ErasureRetrier(
+                app.state.hub.store,
+                lambda: app.state.hub.sources.crm,
+                clock=lambda: datetime.now(UTC) + timedelta(hours=1),
+            )
+            assert await retrier.run_once() == 1
+            assert (await crm.get(f"/v1/contacts/{crm_id}")).status_code == 404
+            query = (
+                f'{{ erasureReport(contactId: "{contact_id}") '
+                "{ complete sources { source status } } }"
+            )
+            _, report = await gql(client, query, token=dpo)
+            assert report["data"]["erasureReport"]["complete"] is True
+            assert {"source": "crm", "status": "ERASED"} in report["data"]["erasureReport"][
+                "sources"
+            ]
+            assert await retrier.run_once() == 0

@@ -1,0 +1,181 @@
+"""Limits, static cost and the per-client budget, through HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+
+from hub.settings import Settings
+from tests.conftest import ROOT, MakeToken, running_app
+from tests.helpers import codes, gql
+
+
+def _policies_with_tight_tier(tmp_path: Path) -> Path:
+    """The shipped policies, plus client `tight`: 100 points, nearly no refill."""
+    folder = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", folder)
+    cost = folder / "cost.yaml"
+    text = cost.read_text()
+    text = text.replace(
+        "tiers:\n",
+        "tiers:\n  tight:\n    max_query_cost: 50\n    bucket_size: 100\n"
+        "    restore_rate_per_s: 0.01\n",
+    ).replace("clients:\n", "clients:\n  tight: tight\n")
+    cost.write_text(text)
+    return folder
+
+
+async def test_every_answer_reports_its_cost(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    query = "{ campaigns(first: 2) { edges { node { name } } } }"
+    response = await sqlite_client.post(
+        "/graphql",
+        json={"query": query},
+        headers={"Authorization": f"Bearer {make_token(client_id='dash')}"},
+    )
+    cost = response.json()["extensions"]["cost"]
+    # campaigns 1 + edges 1 + two nodes 1 each; `name` is a scalar (0).
+    assert cost["requestedQueryCost"] == 4
+    assert cost["actualQueryCost"] == 4
+    assert cost["throttleStatus"]["maximumAvailable"] == 10000
+    assert cost["throttleStatus"]["restoreRate"] == 100
+    # A fresh bucket of the standard tier, less 4 points (refilled by at most a few).
+    assert 9996 <= cost["throttleStatus"]["currentlyAvailable"] <= 10000
+    assert response.headers["x-ratelimit-limit"] == "10000"
+
+
+async def test_a_short_page_is_refunded(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    # acme has 6 campaigns: 100 nodes were estimated, 6 came back.
+    _, payload = await gql(
+        sqlite_client,
+        "{ campaigns(first: 100) { edges { node { name } } } }",
+        token=make_token(client_id="refund"),
+    )
+    cost = payload["extensions"]["cost"]
+    assert cost["requestedQueryCost"] == 102
+    assert cost["actualQueryCost"] == 8
+
+
+DEEP = (
+    "{ influencers { edges { node { campaigns { edges { node { members { edges { node {"
+    " influencer { campaigns { edges { node { id } } } } } } } } } } } } } }"
+)
+
+
+@pytest.mark.parametrize(
+    ("query", "limit", "actual"),
+    [
+        ("{ " + " ".join(f"a{i}: me {{ subject }}" for i in range(30)) + " }", 10, 30),
+        ("{ me { " + " ".join(f"s{i}: subject" for i in range(20)) + " } }", 15, 20),
+        (DEEP, 12, 14),  # managers may go 12 deep (cost.yaml role_limits)
+        ("{ me { " + "subject " * 1200 + "} }", 1000, 1001),
+    ],
+)
+async def test_an_over_limit_document_is_refused_before_any_resolver(
+    sqlite_settings: Settings, make_token: MakeToken, query: str, limit: int, actual: int
+) -> None:
+    async with running_app(sqlite_settings) as (app, client):
+        statements: list[Any] = []
+        engine = app.state.hub.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a))
+        status, payload = await gql(client, query, token=make_token())
+    assert status == 400
+    assert codes(payload) == ["QUERY_TOO_COMPLEX"]
+    assert payload["errors"][0]["extensions"]["limit"] == limit
+    assert payload["errors"][0]["extensions"]["actual"] == actual
+    assert statements == []
+
+
+async def test_a_query_over_the_maximum_cost_is_refused_with_the_figures(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    query = """{ influencers(first: 100) { edges { node { campaigns(first: 100) {
+      edges { node { members(first: 100) { edges { node { id } } } } } } } } } }"""
+    status, payload = await gql(sqlite_client, query, token=make_token(client_id="bi"))
+    assert status == 400
+    assert codes(payload) == ["COST_ESTIMATED_TOO_EXPENSIVE"]
+    cost = payload["errors"][0]["extensions"]["cost"]
+    assert cost["max"] == 5000 and cost["estimated"] > 1_000_000
+
+
+async def test_an_empty_bucket_is_429_with_retry_after(
+    tmp_path: Path, make_token: MakeToken
+) -> None:
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/hub.db",
+        policies_dir=_policies_with_tight_tier(tmp_path),
+        jwt_secret="test-secret-0123456789abcdef0123456789",
+        demo=True,
+    )
+    token = make_token(client_id="tight")
+    query = "{ campaigns(first: 40) { edges { node { id } } } }"
+    async with running_app(settings) as (_app, client):
+        results = [
+            await client.post(
+                "/graphql", json={"query": query}, headers={"Authorization": f"Bearer {token}"}
+            )
+            for _ in range(20)
+        ]
+    admitted = [r for r in results if r.status_code == 200]
+    refused = [r for r in results if r.status_code == 429]
+    assert len(admitted) + len(refused) == 20 and refused
+    # 42 points estimated (2 + 40 nodes), 8 spent (6 campaigns): a request is admitted
+    # while 42 are available, so 100 - 8k >= 42 holds for k = 0..7.
+    assert len(admitted) == 8
+    assert codes(refused[0].json()) == ["THROTTLED"]
+    assert int(refused[0].headers["retry-after"]) >= 1
+
+
+async def test_two_replicas_sharing_redis_admit_exactly_the_budget(
+    tmp_path: Path, make_token: MakeToken
+) -> None:
+    import os
+
+    redis_url = os.environ.get("HUB_TEST_REDIS_URL")
+    if not redis_url:
+        pytest.skip("HUB_TEST_REDIS_URL is not set; the shared budget needs Redis")
+    import redis.asyncio as redis
+
+    client_id = f"tight-{os.getpid()}-{id(tmp_path)}"
+    folder = _policies_with_tight_tier(tmp_path)
+    cost = folder / "cost.yaml"
+    cost.write_text(cost.read_text().replace("  tight: tight\n", f"  {client_id}: tight\n"))
+    common: dict[str, Any] = {
+        "policies_dir": folder,
+        "jwt_secret": "test-secret-0123456789abcdef0123456789",
+        "demo": True,
+        "cache_url": redis_url,
+    }
+    one = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/a.db", **common)
+    two = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/b.db", **common)
+    token = make_token(client_id=client_id)
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        async with running_app(one) as (_a, first), running_app(two) as (_b, second):
+            responses = await asyncio.gather(
+                *(
+                    (first if i % 2 else second).post(
+                        "/graphql", json={"query": "{ me { subject } }"}, headers=headers
+                    )
+                    for i in range(200)
+                )
+            )
+    finally:
+        connection = redis.from_url(redis_url)
+        await connection.delete(*[k async for k in connection.scan_iter(f"*{client_id}*")] or ["x"])
+        await connection.aclose()
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 100
+    assert statuses.count(429) == 100
+    retry_after = {int(r.headers["retry-after"]) for r in responses if r.status_code == 429}
+    # One point at 0.01 per second: 100 seconds until the next request fits.
+    assert retry_after == {100}
