@@ -75,6 +75,17 @@ DEEP = (
     ("query", "limit", "actual"),
     [
         ("{ " + " ".join(f"a{i}: me {{ subject }}" for i in range(30)) + " }", 10, 30),
+        (
+            "{ "
+            + " ".join(
+                f"a{i}: influencers {{ edges {{ node {{ accounts {{ followers }} audience "
+                "{ interests } } } }"
+                for i in range(12)
+            )
+            + " }",
+            10,
+            12,
+        ),
         ("{ me { " + " ".join(f"s{i}: subject" for i in range(20)) + " } }", 15, 20),
         (DEEP, 12, 14),  # managers may go 12 deep (cost.yaml role_limits)
         ("{ me { " + "subject " * 1200 + "} }", 1000, 1001),
@@ -87,7 +98,18 @@ async def test_an_over_limit_document_is_refused_before_any_resolver(
         statements: list[Any] = []
         engine = app.state.hub.engine.sync_engine
         event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a))
-        status, payload = await gql(client, query, token=make_token())
+        simulators = app.state.hub.upstreams.simulators.urls
+        async with httpx.AsyncClient() as control:
+            before = [
+                (await control.get(f"{url}/_control/stats")).json()["total"]
+                for url in simulators.values()
+            ]
+            status, payload = await gql(client, query, token=make_token())
+            after = [
+                (await control.get(f"{url}/_control/stats")).json()["total"]
+                for url in simulators.values()
+            ]
+    assert before == after, "no upstream may be called for a refused document"
     assert status == 400
     assert codes(payload) == ["QUERY_TOO_COMPLEX"]
     assert payload["errors"][0]["extensions"]["limit"] == limit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +83,13 @@ class _Walk:
     variables: dict[str, Any]
     fragments: dict[str, FragmentDefinitionNode]
     rows: dict[tuple[str, str], list[int]]
+    plans: dict[tuple[int, str, str | None], list[_Step]] = dataclasses.field(default_factory=dict)
+    """What `_actual` reads of a selection set, worked out once per set and type: a list
+    repeats the same selection for each of its items."""
+
+
+_Step = tuple[str, int, SelectionSetNode | None, GraphQLNamedType]
+"""(response key, the field's own weight, its sub-selection, the type it returns)"""
 
 
 def estimate_cost(
@@ -201,19 +209,35 @@ def _estimate(
 def _actual(
     walk: _Walk, selection_set: SelectionSetNode, parent: GraphQLNamedType, value: Mapping[str, Any]
 ) -> int:
-    typename = value.get("__typename")
     total = 0
-    for field, owner in _fields(walk, selection_set, parent, frozenset(), typename):
-        key = field.alias.value if field.alias else field.name.value
-        definition = _definition(owner, field.name.value)
-        if definition is None or key not in value:
+    for key, weight, inner, named in _plan(walk, selection_set, parent, value.get("__typename")):
+        if key not in value:
             continue
-        total += _own_weight(walk, field, f"{owner.name}.{field.name.value}", definition)
-        named = get_named_type(definition.type)
-        if field.selection_set is not None and is_composite_type(named):
+        total += weight
+        if inner is not None:
             for item in _objects(value[key]):
-                total += _actual(walk, field.selection_set, named, item)
+                total += _actual(walk, inner, named, item)
     return total
+
+
+def _plan(
+    walk: _Walk, selection_set: SelectionSetNode, parent: GraphQLNamedType, typename: str | None
+) -> list[_Step]:
+    plan_key = (id(selection_set), parent.name, typename)
+    plan = walk.plans.get(plan_key)
+    if plan is None:
+        plan = []
+        for field, owner in _fields(walk, selection_set, parent, frozenset(), typename):
+            definition = _definition(owner, field.name.value)
+            if definition is None:
+                continue
+            coordinate = f"{owner.name}.{field.name.value}"
+            named = get_named_type(definition.type)
+            inner = field.selection_set if is_composite_type(named) else None
+            key = field.alias.value if field.alias else field.name.value
+            plan.append((key, _own_weight(walk, field, coordinate, definition), inner, named))
+        walk.plans[plan_key] = plan
+    return plan
 
 
 def _objects(value: Any) -> Iterator[Mapping[str, Any]]:

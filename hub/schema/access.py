@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from graphql import GraphQLSchema, is_object_type
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    TypeInfo,
+    TypeInfoVisitor,
+    Visitor,
+    is_object_type,
+    visit,
+)
 from graphql.execution import MiddlewareManager
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
@@ -44,13 +55,53 @@ class DenyFields:
         return next_(root, info, **args)
 
 
+_TOUCHED: OrderedDict[int, tuple[OperationDefinitionNode, frozenset[Coordinate]]] = OrderedDict()
+_TOUCHED_SIZE = 1024
+
+
+def touched_coordinates(
+    schema: GraphQLSchema,
+    operation: OperationDefinitionNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+) -> frozenset[Coordinate]:
+    """Every field coordinate an operation (with its fragments) may resolve; remembered per
+    parsed operation, which the parser cache hands out again for the same text."""
+    hit = _TOUCHED.get(id(operation))
+    if hit is not None and hit[0] is operation:
+        _TOUCHED.move_to_end(id(operation))
+        return hit[1]
+    type_info = TypeInfo(schema)
+    found: set[Coordinate] = set()
+
+    class Collect(Visitor):
+        def enter_field(self, node: FieldNode, *_args: Any) -> None:
+            parent = type_info.get_parent_type()
+            if parent is not None:
+                found.add((parent.name, node.name.value))
+
+    for node in (operation, *fragments.values()):
+        visit(node, TypeInfoVisitor(type_info, Collect()))
+    touched = frozenset(found)
+    _TOUCHED[id(operation)] = (operation, touched)
+    if len(_TOUCHED) > _TOUCHED_SIZE:
+        _TOUCHED.popitem(last=False)
+    return touched
+
+
 class GuardedExecutor(StrawberryGraphQLCoreExecutionContext):
-    """Adds `DenyFields` only to requests that have denied fields, so others pay nothing."""
+    """Adds `DenyFields` only when the operation touches a field denied to the caller, so that
+    every other request pays nothing per field."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         denied: frozenset[Coordinate] = getattr(self.context_value, "denied", frozenset())
-        if denied:
+        if denied and not denied.isdisjoint(
+            touched_coordinates(
+                self.schema,
+                self.operation,
+                {name: details.definition for name, details in self.fragments.items()},
+            )
+        ):
             existing = self.middleware_manager.middlewares if self.middleware_manager else ()
             self.middleware_manager = MiddlewareManager(
                 *existing, DenyFields(denied, self.context_value)
