@@ -39,6 +39,7 @@ from hub.idempotency import (
     release,
     request_hash,
     scoped_key,
+    without_personal_data,
 )
 from hub.persisted import QueryStore, create_query_store, load_manifest, resolve_query
 from hub.policies import Policies, load_for_schema
@@ -267,7 +268,8 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
             if _is_unexpected(body):
                 await release(hub.store, claimed)
             else:
-                await finish(hub.store, claimed, StoredAnswer(status, body))
+                kept = without_personal_data(body, context.personal_paths)
+                await finish(hub.store, claimed, StoredAnswer(status, kept))
     except HubError as error:
         return graphql_http.error_response(error, media_type=media_type, request_id=request_id)
     except Exception:

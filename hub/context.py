@@ -36,6 +36,8 @@ class Context:
     request_id: str = ""
     response_headers: dict[str, str] = field(default_factory=dict)
     denials: set[Coordinate] = field(default_factory=set)
+    personal_paths: list[tuple[str | int, ...]] = field(default_factory=list)
+    """Response paths of the personal-data values this request resolved."""
     on_subject_change: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
     sources: Sources = field(default_factory=Sources)
 

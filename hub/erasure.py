@@ -12,9 +12,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from hub.errors import SourceError
+from hub.ids import new_id
 from hub.policy.rows import RowScope
 from hub.sources.crm import CrmLookup
 from hub.sources.store import Store, contact_scope
@@ -30,6 +32,7 @@ logger = logging.getLogger("hub.erasure")
 
 RETRY_BACKOFF_S = (30, 120, 600, 3600)
 NO_CONTACT_DATA = "holds no data about contacts"
+NOT_OURS = "the CRM record belongs to another workspace; nothing was deleted there"
 
 
 def fingerprint(tenant: str, value: str) -> str:
@@ -53,7 +56,24 @@ async def erase_in_store(
 ) -> tuple[ErasureRow | None, str | None]:
     """Anonymise the contact, pseudonymise its audit trail and write the tombstone in one
     transaction. Returns the tombstone (None when the contact is not in scope) and the CRM id
-    still to delete upstream. Erasing twice returns the first tombstone."""
+    still to delete upstream. Erasing twice, even at the same time, returns the first
+    tombstone."""
+    try:
+        return await _erase(store, scope, contact_id, now, erased_by, crm_configured)
+    except IntegrityError:
+        # A concurrent erasure wrote the tombstone first.
+        async with store.sessions() as session:
+            return await session.get(ErasureRow, contact_id), None
+
+
+async def _erase(
+    store: Store,
+    scope: RowScope,
+    contact_id: str,
+    now: datetime,
+    erased_by: str | None,
+    crm_configured: bool,
+) -> tuple[ErasureRow | None, str | None]:
     async with store.sessions.begin() as session:
         existing = await session.get(ErasureRow, contact_id)
         if existing is not None and existing.tenant_id == scope.tenant:
@@ -94,8 +114,13 @@ async def erase_in_store(
         row.erased_at = now
         row.updated_at = now
         session.add(tombstone)
+        await _withdraw_everything(session, scope.tenant, contact_id, now)
+        # Free text of the consent history (who gave it where, the evidence) may name the
+        # person; the statuses and dates stay as the record of what was lawful when.
         await session.execute(
-            update(ConsentRow).where(col(ConsentRow.contact_id) == contact_id).values(evidence=None)
+            update(ConsentRow)
+            .where(col(ConsentRow.contact_id) == contact_id)
+            .values(evidence=None, source="erased")
         )
         await session.execute(
             update(AuditEventRow)
@@ -115,13 +140,42 @@ async def erase_in_store(
     return tombstone, crm_id if crm_configured else None
 
 
+async def _withdraw_everything(session: Any, tenant: str, contact_id: str, now: datetime) -> None:
+    """A WITHDRAWN event for every purpose whose newest event grants: nothing may be read
+    again on a consent given before the erasure."""
+    rows = (
+        await session.scalars(select(ConsentRow).where(col(ConsentRow.contact_id) == contact_id))
+    ).all()
+    newest: dict[str, ConsentRow] = {}
+    for row in rows:
+        if row.purpose not in newest or row.recorded_at >= newest[row.purpose].recorded_at:
+            newest[row.purpose] = row
+    for purpose, row in newest.items():
+        if row.status == "GRANTED":
+            session.add(
+                ConsentRow(
+                    id=new_id("consent"),
+                    tenant_id=tenant,
+                    contact_id=contact_id,
+                    purpose=purpose,
+                    status="WITHDRAWN",
+                    lawful_basis=row.lawful_basis,
+                    granted_at=row.granted_at,
+                    withdrawn_at=now,
+                    expires_at=row.expires_at,
+                    source="erased",
+                    recorded_at=now,
+                )
+            )
+
+
 async def delete_upstream(
     store: Store, crm: CrmLookup, task: ErasureTaskRow, *, now: datetime
 ) -> str:
     """One attempt at a task: on success the task goes and the report says ERASED; on failure
     the report says FAILED with the reason and the task waits for its next attempt."""
     try:
-        await crm.delete(task.upstream_id)
+        ours = await crm.delete(task.upstream_id, tenant=task.tenant_id)
     except SourceError as exc:
         attempts = task.attempts + 1
         delay = RETRY_BACKOFF_S[min(attempts - 1, len(RETRY_BACKOFF_S) - 1)]
@@ -137,12 +191,35 @@ async def delete_upstream(
             )
             await _report(session, task.contact_id, "crm", "FAILED", exc.message, now)
         return "FAILED"
+    status, reason = ("ERASED", None) if ours else ("NOT_SUPPORTED", NOT_OURS)
     async with store.sessions.begin() as session:
         stale = await session.get(ErasureTaskRow, task.id)
         if stale is not None:
             await session.delete(stale)
-        await _report(session, task.contact_id, "crm", "ERASED", None, now)
-    return "ERASED"
+        await _report(session, task.contact_id, "crm", status, reason, now)
+    return status
+
+
+async def sweep_audit(store: Store, *, since: datetime) -> int:
+    """Pseudonymise audit events of people erased since `since` that were written with their
+    id anyway (a batch in flight while the erasure committed)."""
+    async with store.sessions.begin() as session:
+        erased = (
+            await session.execute(
+                select(col(ErasureRow.contact_id), col(ErasureRow.tenant_id)).where(
+                    col(ErasureRow.erased_at) >= since
+                )
+            )
+        ).all()
+        changed = 0
+        for contact_id, tenant in erased:
+            result = await session.execute(
+                update(AuditEventRow)
+                .where(col(AuditEventRow.subject) == contact_id)
+                .values(subject=pseudonym(tenant, contact_id))
+            )
+            changed += int(getattr(result, "rowcount", 0) or 0)
+    return changed
 
 
 async def due_tasks(store: Store, *, now: datetime, limit: int = 50) -> list[ErasureTaskRow]:
@@ -174,6 +251,7 @@ class ErasureRetrier:
         self._task: asyncio.Task[None] | None = None
 
     async def run_once(self) -> int:
+        await sweep_audit(self.store, since=self.clock() - timedelta(days=1))
         crm = self.crm()
         if crm is None:
             return 0

@@ -112,7 +112,7 @@ async def _body(request: Request, limit: int) -> bytes:
 def _json(text: str | bytes, name: str) -> Any:
     try:
         return json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest(f"The {name} is not valid JSON.") from None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import re
@@ -96,6 +97,30 @@ async def _take_over(store: Store, row: IdempotencyRow, now: datetime) -> bool:
             .values(created_at=now)
         )
     return bool(getattr(result, "rowcount", 0))
+
+
+def without_personal_data(
+    body: dict[str, Any], paths: list[tuple[str | int, ...]]
+) -> dict[str, Any]:
+    """The answer to keep for replays: personal-data values nulled, so that a replay can never
+    serve a person's data past a withdrawal or an erasure (nor keep it in the store)."""
+    if not paths:
+        return body
+    kept = copy.deepcopy(body)
+    for path in paths:
+        node: Any = kept.get("data")
+        for step in path[:-1]:
+            if isinstance(node, dict):
+                node = node.get(step)
+            elif isinstance(node, list) and isinstance(step, int) and step < len(node):
+                node = node[step]
+            else:
+                node = None
+                break
+        if isinstance(node, dict) and path[-1] in node:
+            node[path[-1]] = None
+    kept["extensions"] = {**kept.get("extensions", {}), "personalDataOmitted": True}
+    return kept
 
 
 async def finish(store: Store, key: str, answer: StoredAnswer) -> None:

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import redis.asyncio as redis
+from graphql import GraphQLError, parse
 
 from hub.errors import BadRequest, PersistedQueryNotAllowed, PersistedQueryNotFound
 
 _HASH = re.compile(r"[0-9a-f]{64}")
 APQ_TTL_S = 24 * 3600
+MAX_PERSISTED_BYTES = 32 * 1024
 
 
 class QueryStore(Protocol):
@@ -130,5 +132,15 @@ async def resolve_query(
         if stored is None:
             raise PersistedQueryNotFound()
         return stored
-    await store.put(digest, query)
+    if len(query.encode()) <= MAX_PERSISTED_BYTES and _parses(query):
+        # Only documents that can run are kept, and only up to a size: the store is shared.
+        await store.put(digest, query)
     return query
+
+
+def _parses(query: str) -> bool:
+    try:
+        parse(query)
+    except GraphQLError:
+        return False
+    return True

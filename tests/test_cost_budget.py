@@ -201,3 +201,16 @@ async def test_two_replicas_sharing_redis_admit_exactly_the_budget(
     retry_after = {int(r.headers["retry-after"]) for r in responses if r.status_code == 429}
     # One point at 0.01 per second: 100 seconds until the next request fits.
     assert retry_after == {100}
+
+
+async def test_nothing_is_refunded_when_errors_nulled_part_of_the_answer(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    # Influencer.contacts is denied to analysts and non-null: whole influencers go null.
+    query = "{ influencers(first: 50) { edges { node { handle contacts { id } } } } }"
+    _, payload = await gql(
+        sqlite_client, query, token=make_token(roles=["analyst"], client_id="probe")
+    )
+    cost = payload["extensions"]["cost"]
+    assert codes(payload)[0] == "FORBIDDEN"
+    assert cost["actualQueryCost"] == cost["requestedQueryCost"] > 50

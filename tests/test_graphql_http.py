@@ -206,3 +206,12 @@ async def test_malformed_entity_representations_are_bad_user_input(
     _, payload = await gql(sqlite_client, query, token=make_token())
     assert codes(payload) == ["BAD_USER_INPUT"]
     assert payload["errors"][0]["extensions"]["argument"] == "representations"
+
+
+async def test_deeply_nested_json_is_a_bad_request(sqlite_client: httpx.AsyncClient) -> None:
+    nested = '{"query": "{ __typename }", "variables": {"a": ' + "[" * 5000 + "]" * 5000 + "}}"
+    response = await sqlite_client.post(
+        "/graphql", content=nested.encode(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert codes(response.json()) == ["BAD_REQUEST"]

@@ -94,3 +94,34 @@ async def test_a_malformed_key_is_a_bad_request(
     assert response.status_code == 400
     assert codes(response.json()) == ["BAD_REQUEST"]
     assert await _count(client, make_token()) == 6
+
+
+async def test_a_replayed_answer_never_carries_personal_data(
+    client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    token = make_token()
+    mutation = """mutation ($id: ID!) { upsertContact(input: {id: $id, role: "agent"}) {
+      id role email } }"""
+    _, listing = await gql(
+        client,
+        "{ influencers(first: 100) { edges { node { contacts { id email } } } } }",
+        token=token,
+    )
+    contact_id = next(
+        c["id"]
+        for e in listing["data"]["influencers"]["edges"]
+        for c in e["node"]["contacts"]
+        if c["email"] and "***" not in c["email"]
+    )
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "personal-1"}
+    body = {"query": mutation, "variables": {"id": contact_id}}
+    first = await client.post("/graphql", json=body, headers=headers)
+    replay = await client.post("/graphql", json=body, headers=headers)
+    assert "@" in first.json()["data"]["upsertContact"]["email"]
+    assert replay.json()["data"]["upsertContact"] == {
+        "id": contact_id,
+        "role": "agent",
+        "email": None,
+    }
+    assert replay.json()["extensions"]["personalDataOmitted"] is True
+    assert "@" not in replay.text

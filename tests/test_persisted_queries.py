@@ -62,3 +62,16 @@ async def test_a_registered_only_client_runs_trusted_documents_and_nothing_else(
     assert codes(free_text.json()) == ["PERSISTED_QUERY_NOT_ALLOWED"]
     apq = await _post(sqlite_client, token, {"query": QUERY, "extensions": _persisted(DIGEST)})
     assert codes(apq.json()) == ["PERSISTED_QUERY_NOT_ALLOWED"]
+
+
+async def test_only_documents_that_parse_and_fit_are_kept(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    token = make_token()
+    broken = "{ campaigns { "
+    big = "{ me { subject } }" + "#" * (40 * 1024)
+    for query in (broken, big):
+        digest = hashlib.sha256(query.encode()).hexdigest()
+        await _post(sqlite_client, token, {"query": query, "extensions": _persisted(digest)})
+        again = await _post(sqlite_client, token, {"extensions": _persisted(digest)})
+        assert codes(again.json()) == ["PERSISTED_QUERY_NOT_FOUND"]

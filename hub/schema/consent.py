@@ -26,6 +26,7 @@ class PersonalData(FieldExtension):
         if value is None:
             return None
         context = info.context
+        context.personal_paths.append(tuple(info.path.as_list()))
         coordinate = f"{info._raw_info.parent_type.name}.{info.field_name}"
         rule = context.consent.fields[coordinate]
         history = await context.loaders.consents_by_contact.load(source.id)

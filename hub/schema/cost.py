@@ -131,6 +131,10 @@ class QueryCost(SchemaExtension):
             data=getattr(result, "data", None),
             policy=policy,
         )
+        if getattr(result, "errors", None):
+            # Errors null whole subtrees of the answer while resolvers and sources still ran:
+            # what was returned understates what was spent, so nothing is given back.
+            self.actual = self.requested
         unused = max(0, self.requested - self.actual)
         tier = policy.tier_for(context.principal.client_id)
         if unused:

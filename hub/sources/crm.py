@@ -37,8 +37,9 @@ class CrmLookup(Protocol):
         the own store's contact id, so that a purge of that contact drops the entry too."""
         ...
 
-    async def delete(self, crm_id: str) -> bool:
-        """Erase one contact; True once it is gone (also when it already was)."""
+    async def delete(self, crm_id: str, *, tenant: str) -> bool:
+        """Erase the tenant's contact; True once it is gone (also when it already was), False
+        when the record belongs to another workspace (then nothing is deleted)."""
         ...
 
 
@@ -68,9 +69,19 @@ class CrmSource:
         )
         return {crm_id: _from_json(value) for crm_id, value in found.items()}
 
-    async def delete(self, crm_id: str) -> bool:
+    async def delete(self, crm_id: str, *, tenant: str) -> bool:
+        # Look before deleting: a CRM id given by one tenant may name another's record.
+        found = await self._fetch_any([crm_id])
+        if crm_id in found and found[crm_id][0] != tenant:
+            return False
         await self.client.delete(f"/v1/contacts/{quote(crm_id, safe='')}")
         return True
+
+    async def _fetch_any(self, ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        answer: dict[str, tuple[str, dict[str, Any]]] = await self.client.get_json(
+            "/v1/contacts", {"ids": ",".join(ids)}, parse=_contacts
+        )
+        return answer
 
     async def _fetch(self, tenant: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         answers = await asyncio.gather(

@@ -287,6 +287,7 @@ class Store:
             stmt = select(ContactRow).where(
                 col(ContactRow.tenant_id) == scope.tenant,
                 col(ContactRow.email_normalized) == email,
+                col(ContactRow.erased_at).is_(None),
             )
             by_email = (await session.scalars(stmt.with_for_update())).one_or_none()
             if by_email is not None and not await self._visible(session, scope, by_email.id):
@@ -294,7 +295,11 @@ class Store:
                 raise DuplicateRow("email belongs to a contact outside the caller's scope")
         if contact_id is None:
             return by_email
-        stmt = select(ContactRow).where(col(ContactRow.id) == contact_id, *contact_scope(scope))
+        stmt = select(ContactRow).where(
+            col(ContactRow.id) == contact_id,
+            col(ContactRow.erased_at).is_(None),  # an erased person is not written again
+            *contact_scope(scope),
+        )
         row = (await session.scalars(stmt.with_for_update())).one_or_none()
         if row is not None and by_email is not None and by_email.id != row.id:
             raise DuplicateRow("email belongs to another contact")

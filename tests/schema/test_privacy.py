@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -173,3 +174,53 @@ async def test_erasure_deletes_the_crm_copy_and_retries_a_failed_deletion(
                 "sources"
             ]
             assert await retrier.run_once() == 0
+
+
+async def test_an_erased_person_cannot_be_written_again_by_id_or_read_by_the_admin(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    contact_id = await _a_contact_with_consent(sqlite_client, make_token)
+    dpo = make_token(roles=["dpo"])
+    results = await asyncio.gather(
+        *(gql(sqlite_client, ERASE, token=dpo, variables={"id": contact_id}) for _ in range(3))
+    )
+    assert [status for status, _ in results] == [200, 200, 200]
+    assert all(codes(payload) == [] for _, payload in results)
+    again = """mutation ($id: ID!) { upsertContact(input: {id: $id, fullName: "Back Again",
+      phone: "+48 600 000 000"}) { id } }"""
+    _, payload = await gql(sqlite_client, again, token=make_token(), variables={"id": contact_id})
+    assert codes(payload) == ["NOT_FOUND"]
+    query = f'{{ contact(id: "{contact_id}") {{ fullName phone consents {{ status }} }} }}'
+    _, read = await gql(sqlite_client, query, token=make_token())
+    assert read["data"]["contact"]["fullName"] is None
+    assert read["data"]["contact"]["consents"][-1]["status"] == "WITHDRAWN"
+    admin = make_token(roles=["admin"], purpose="analytics")
+    _, export = await gql(
+        sqlite_client, f'{{ exportContactData(id: "{contact_id}") }}', token=admin
+    )
+    assert codes(export) == ["FORBIDDEN"]
+
+
+async def test_erasure_never_deletes_another_workspaces_crm_record(
+    sqlite_settings: Settings, make_token: MakeToken
+) -> None:
+    async with running_app(sqlite_settings) as (app, client):
+        crm_url = app.state.hub.upstreams.simulators.urls["crm"]
+        manager = make_token()
+        create = """mutation { upsertContact(input: {email: "taken@example.com",
+          crmId: "crm-globex-00021"}) { id } }"""
+        _, created = await gql(client, create, token=manager)
+        contact_id = created["data"]["upsertContact"]["id"]
+        _, erased = await gql(
+            client, ERASE, token=make_token(roles=["dpo"]), variables={"id": contact_id}
+        )
+        crm_entry = next(
+            s for s in erased["data"]["eraseContact"]["sources"] if s["source"] == "crm"
+        )
+        async with httpx.AsyncClient(
+            base_url=crm_url, headers={"Authorization": "Bearer sim-dev-key"}
+        ) as crm:
+            still_there = await crm.get("/v1/contacts/crm-globex-00021")
+    assert crm_entry["status"] == "NOT_SUPPORTED"
+    assert "another workspace" in crm_entry["reason"]
+    assert still_there.status_code == 200

@@ -78,15 +78,23 @@ async def test_a_purge_of_the_contact_drops_its_cached_record() -> None:
 
 @pytest.mark.parametrize("status", [204, 404])
 async def test_delete_is_done_when_the_contact_is_gone_or_already_was(status: int) -> None:
-    upstream = Upstream(httpx.Response(status))
-    assert await crm(upstream).delete("crm-acme-00007") is True
-    assert upstream.requests[0].method == "DELETE"
-    assert upstream.requests[0].url.path == "/v1/contacts/crm-acme-00007"
+    found = json_answer({"contacts": [contact("crm-acme-00007")]})
+    upstream = Upstream(found, httpx.Response(status))
+    assert await crm(upstream).delete("crm-acme-00007", tenant="acme") is True
+    assert [r.method for r in upstream.requests] == ["GET", "DELETE"]
+    assert upstream.requests[1].url.path == "/v1/contacts/crm-acme-00007"
+
+
+async def test_a_record_of_another_workspace_is_never_deleted() -> None:
+    upstream = Upstream(json_answer({"contacts": [contact("crm-globex-00021", "globex")]}))
+    assert await crm(upstream).delete("crm-globex-00021", tenant="acme") is False
+    assert [r.method for r in upstream.requests] == ["GET"]
 
 
 async def test_a_delete_refused_by_a_5xx_is_source_unavailable() -> None:
+    found = json_answer({"contacts": [contact("crm-acme-00007")]})
     with pytest.raises(SourceUnavailable):
-        await crm(Upstream(json_answer({}, 500))).delete("crm-acme-00007")
+        await crm(Upstream(found, json_answer({}, 500))).delete("crm-acme-00007", tenant="acme")
 
 
 @pytest.mark.parametrize(
