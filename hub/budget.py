@@ -166,10 +166,11 @@ class RedisBucket:
             await self._redis.aclose()
 
 
-def create_bucket(cache_url: str) -> Bucket:
-    """`memory://`: this process only; `redis://…`/`rediss://…`: shared by the replicas."""
+def create_bucket(cache_url: str, *, namespace: str = "hub") -> Bucket:
+    """`memory://`: this process only; `redis://…`/`rediss://…`: shared by the replicas (keys
+    under `namespace`, so that deployments sharing a Redis keep their budgets apart)."""
     if cache_url.startswith("memory://"):
         return MemoryBucket()
     if cache_url.startswith(("redis://", "rediss://")):
-        return RedisBucket.from_url(cache_url)
+        return RedisBucket.from_url(cache_url, prefix=f"{namespace}:budget:")
     raise ValueError(f"unknown cache URL {cache_url!r}: use memory:// or redis://host:port/db")

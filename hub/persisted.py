@@ -68,9 +68,9 @@ class RedisQueryStore:
         await self.client.aclose()
 
 
-def create_query_store(cache_url: str) -> QueryStore:
+def create_query_store(cache_url: str, *, namespace: str = "hub") -> QueryStore:
     if cache_url.startswith(("redis://", "rediss://")):
-        return RedisQueryStore(cache_url)
+        return RedisQueryStore(cache_url, prefix=f"{namespace}:apq:")
     return MemoryQueryStore()
 
 

@@ -214,3 +214,13 @@ async def test_nothing_is_refunded_when_errors_nulled_part_of_the_answer(
     cost = payload["extensions"]["cost"]
     assert codes(payload)[0] == "FORBIDDEN"
     assert cost["actualQueryCost"] == cost["requestedQueryCost"] > 50
+
+
+async def test_a_page_size_sent_as_a_float_is_costed_like_an_int(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    query = "query ($n: Int) { campaigns(first: $n) { edges { node { name } } } }"
+    _, as_float = await gql(sqlite_client, query, token=make_token(), variables={"n": 100.0})
+    _, as_int = await gql(sqlite_client, query, token=make_token(), variables={"n": 100})
+    assert as_float["extensions"]["cost"]["requestedQueryCost"] == 102
+    assert as_int["extensions"]["cost"]["requestedQueryCost"] == 102

@@ -348,6 +348,9 @@ def _size(
             # `first: null` and no `first` both mean the argument's default page size.
             argument = definition.args.get(name)
             value = None if argument is None else argument.default_value
+        if isinstance(value, float) and value.is_integer():
+            # JSON may send `100.0` for an Int variable; GraphQL coerces it to 100.
+            value = int(value)
         if isinstance(value, list):
             sizes.append(len(value))
         elif isinstance(value, int) and not isinstance(value, bool):

@@ -14,7 +14,7 @@ from strawberry.types import ExecutionContext, ExecutionResult, Info
 from strawberry.types.execution import PreExecutionError
 
 from hub.audit import AuditEvent
-from hub.errors import BadUserInput, HubError, Unauthenticated
+from hub.errors import BadUserInput, Forbidden, HubError, Unauthenticated
 from hub.schema.access import GuardedExecutor
 from hub.schema.errors import coded
 
@@ -68,6 +68,10 @@ class HubSchema(Schema):
                     f"{', '.join(sorted(ENTITY_TYPES))}.",
                     argument="representations",
                 )
+            typename = representation["__typename"]
+            if (typename, "id") in getattr(info.context, "denied", frozenset()):
+                # Resolving it would tell a caller who may not read the type whether it exists.
+                raise Forbidden(f"You may not use `{typename}`.", coordinate=f"{typename}.id")
         copies = [FederationAny(dict(r)) for r in representations]  # type: ignore[call-overload]
         return super().entities_resolver(info, copies)
 

@@ -106,3 +106,18 @@ async def test_every_denial_is_on_the_audit_trail(
     assert [(r.coordinate, r.decision, r.principal, r.client_id, r.tenant_id) for r in rows] == [
         ("Query.contact", "denied", "partner-7", "crm-sync", "acme")
     ]
+
+
+async def test_entities_tell_nothing_about_types_the_caller_may_not_read(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    contact_id = await _first_contact(sqlite_client, make_token)
+    query = (
+        f'{{ _entities(representations: [{{__typename: "Contact", id: "{contact_id}"}}]) '
+        "{ __typename } }"
+    )
+    _, partner = await gql(sqlite_client, query, token=make_token(**PARTNER))
+    _, manager = await gql(sqlite_client, query, token=make_token())
+    assert codes(partner) == ["FORBIDDEN"]
+    assert partner["data"] is None
+    assert manager["data"] == {"_entities": [{"__typename": "Contact"}]}
