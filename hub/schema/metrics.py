@@ -7,6 +7,7 @@ import binascii
 from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import strawberry
 
@@ -26,6 +27,18 @@ def _money(minor: Decimal | int | None, currency: str | None) -> Money | None:
     if minor is None or currency is None:
         return None
     return Money(amount=Decimal(minor).scaleb(-exponent(currency)), currency=currency)
+
+
+def _spend_and_rates(counts: policy.Counts, currency: str | None) -> dict[str, Any]:
+    """The money and rate fields MetricPoint and MetricTotals share."""
+    rates = policy.rates(counts)
+    return {
+        "spend": _money(counts.spend_minor, currency),
+        "engagement_rate": None if rates.engagement_rate is None else float(rates.engagement_rate),
+        "cpm": _money(rates.cpm_minor, currency),
+        "cpe": _money(rates.cpe_minor, currency),
+        "cpc": _money(rates.cpc_minor, currency),
+    }
 
 
 @strawberry.type
@@ -52,8 +65,7 @@ class MetricPoint:
 
     @classmethod
     def from_point(cls, point: Point) -> MetricPoint:
-        counts, currency = point.counts, point.currency
-        rates = policy.rates(counts)
+        counts = point.counts
         return cls(
             date=point.day,
             granularity=point.granularity,
@@ -67,11 +79,7 @@ class MetricPoint:
             video_views=counts.video_views,
             clicks=counts.clicks,
             conversions=counts.conversions,
-            spend=_money(counts.spend_minor, currency),
-            engagement_rate=None if rates.engagement_rate is None else float(rates.engagement_rate),
-            cpm=_money(rates.cpm_minor, currency),
-            cpe=_money(rates.cpe_minor, currency),
-            cpc=_money(rates.cpc_minor, currency),
+            **_spend_and_rates(counts, point.currency),
             influencer_id=None
             if point.influencer_id is None
             else strawberry.ID(point.influencer_id),
@@ -96,8 +104,7 @@ class MetricTotals:
 
     @classmethod
     def from_totals(cls, totals: Totals) -> MetricTotals:
-        counts, currency = totals.counts, totals.currency
-        rates = policy.rates(counts)
+        counts = totals.counts
         return cls(
             from_=totals.since,
             to=totals.until,
@@ -106,11 +113,7 @@ class MetricTotals:
             engagements=counts.engagements,
             clicks=counts.clicks,
             conversions=counts.conversions,
-            spend=_money(counts.spend_minor, currency),
-            engagement_rate=None if rates.engagement_rate is None else float(rates.engagement_rate),
-            cpm=_money(rates.cpm_minor, currency),
-            cpe=_money(rates.cpe_minor, currency),
-            cpc=_money(rates.cpc_minor, currency),
+            **_spend_and_rates(counts, totals.currency),
         )
 
 
