@@ -232,7 +232,7 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
         if key is not None and is_mutation(query, params.operation_name):
             claimed = scoped_key(key, principal)
             digest = request_hash(query, params.operation_name, params.variables)
-            stored = await claim(hub.store, claimed, digest)
+            stored = await claim(hub.store, claimed, digest, ttl_s=hub.settings.idempotency_ttl_s)
             if stored is not None:
                 return graphql_http.json_response(
                     stored.body,

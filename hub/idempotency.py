@@ -54,12 +54,19 @@ def request_hash(query: str | None, operation_name: str | None, variables: Any) 
 
 
 async def claim(
-    store: Store, key: str, digest: str, *, wait_s: float = 10.0, poll_s: float = 0.05
+    store: Store,
+    key: str,
+    digest: str,
+    *,
+    ttl_s: float,
+    wait_s: float = 10.0,
+    poll_s: float = 0.05,
 ) -> StoredAnswer | None:
     """None when this request is first and must run; else the first request's answer.
 
     A key whose first request is still running is waited for; one abandoned for longer than
-    a minute is taken over. A key reused with another body is refused.
+    a minute is taken over. A key reused with another body is refused. A key older than
+    `ttl_s` is forgotten: the request runs again, as a new one.
     """
     deadline = asyncio.get_running_loop().time() + wait_s
     while True:
@@ -73,6 +80,9 @@ async def claim(
         async with store.sessions() as session:
             row = await session.get(IdempotencyRow, key)
         if row is None:
+            continue
+        if now - row.created_at > timedelta(seconds=ttl_s):
+            await release(store, key)
             continue
         if row.request_hash != digest:
             raise IdempotencyConflict(

@@ -43,8 +43,6 @@ class Settings(BaseSettings):
     jwt_leeway_s: int = Field(default=30, ge=0, le=300)
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
-    allow_batching: bool = False
-    max_batch_size: int = Field(default=10, ge=1, le=100)
     page_size_cap: int = Field(default=100, ge=1, le=10_000)
     document_cache_size: int = Field(default=1024, ge=0)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)

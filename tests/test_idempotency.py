@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import update
 
-from tests.conftest import MakeToken
+from hub.settings import Settings
+from hub.store.tables import IdempotencyRow
+from tests.conftest import MakeToken, running_app
 from tests.helpers import codes, gql
 
 CREATE = """mutation ($name: String!) {
@@ -125,3 +129,24 @@ async def test_a_replayed_answer_never_carries_personal_data(
     }
     assert replay.json()["extensions"]["personalDataOmitted"] is True
     assert "@" not in replay.text
+
+
+async def test_a_key_older_than_its_ttl_runs_again(
+    sqlite_settings: Settings, make_token: MakeToken
+) -> None:
+    settings = sqlite_settings.model_copy(update={"idempotency_ttl_s": 60})
+    token = make_token()
+    async with running_app(settings) as (app, client):
+        first = await _create(client, token, "old-key", "Once")
+        async with app.state.hub.store.sessions.begin() as session:
+            await session.execute(
+                update(IdempotencyRow).values(created_at=datetime.now(UTC) - timedelta(hours=1))
+            )
+        second = await _create(client, token, "old-key", "Once")
+        total = await _count(client, token)
+    assert "idempotent-replayed" not in second.headers
+    assert (
+        second.json()["data"]["createCampaign"]["id"]
+        != first.json()["data"]["createCampaign"]["id"]
+    )
+    assert total == 8
