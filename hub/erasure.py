@@ -19,7 +19,8 @@ from hub.errors import SourceError
 from hub.ids import new_id
 from hub.policy.rows import RowScope
 from hub.sources.crm import CrmLookup
-from hub.sources.store import Store, contact_scope
+from hub.sources.scoping import contact_scope
+from hub.sources.store import Store
 from hub.store.tables import (
     AuditEventRow,
     ConsentRow,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, Text, cast, false, func, select
+from sqlalchemy import ColumnElement, Select, Text, cast, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
@@ -16,6 +16,7 @@ from sqlmodel import SQLModel, col
 
 from hub.ids import new_id
 from hub.policy.rows import RowScope
+from hub.sources.scoping import campaign_scope, contact_scope, scoped_campaign_ids
 from hub.store.tables import (
     CampaignMemberRow,
     CampaignRow,
@@ -94,13 +95,13 @@ class Store:
     # -- campaigns (tenant-owned) ---------------------------------------------------------
 
     async def campaigns_by_id(self, scope: RowScope, ids: Sequence[str]) -> dict[str, CampaignRow]:
-        stmt = select(CampaignRow).where(col(CampaignRow.id).in_(ids), *_campaign_scope(scope))
+        stmt = select(CampaignRow).where(col(CampaignRow.id).in_(ids), *campaign_scope(scope))
         return {row.id: row for row in await self._all(stmt)}
 
     async def campaign_page(
         self, scope: RowScope, *, status: str | None, first: int, after: str | None
     ) -> Page[CampaignRow]:
-        stmt = select(CampaignRow).where(*_campaign_scope(scope), *_status(status))
+        stmt = select(CampaignRow).where(*campaign_scope(scope), *_status(status))
         if after:
             stmt = stmt.where(col(CampaignRow.id) > after)
         rows = await self._all(stmt.order_by(col(CampaignRow.id)).limit(first + 1))
@@ -110,7 +111,7 @@ class Store:
         stmt = (
             select(func.count())
             .select_from(CampaignRow)
-            .where(*_campaign_scope(scope), *_status(status))
+            .where(*campaign_scope(scope), *_status(status))
         )
         return await self._scalar(stmt)
 
@@ -119,7 +120,7 @@ class Store:
     ) -> dict[str, Page[CampaignMemberRow]]:
         """Members of the caller's campaigns, `first` per campaign, in one query."""
         where: list[ColumnElement[bool]] = [
-            col(CampaignMemberRow.campaign_id).in_(_scoped_campaign_ids(scope, campaign_ids))
+            col(CampaignMemberRow.campaign_id).in_(scoped_campaign_ids(scope, campaign_ids))
         ]
         if after:
             where.append(col(CampaignMemberRow.id) > after)
@@ -131,7 +132,7 @@ class Store:
         member = CampaignMemberRow
         stmt = (
             select(col(member.campaign_id), func.count())
-            .where(col(member.campaign_id).in_(_scoped_campaign_ids(scope, campaign_ids)))
+            .where(col(member.campaign_id).in_(scoped_campaign_ids(scope, campaign_ids)))
             .group_by(col(member.campaign_id))
         )
         async with self.sessions() as session:
@@ -150,7 +151,7 @@ class Store:
         inner = (
             select(CampaignRow, col(member.influencer_id).label("influencer_id"), rank)
             .join(member, col(member.campaign_id) == col(CampaignRow.id))
-            .where(col(member.influencer_id).in_(influencer_ids), *_campaign_scope(scope))
+            .where(col(member.influencer_id).in_(influencer_ids), *campaign_scope(scope))
         )
         if after:
             inner = inner.where(col(CampaignRow.id) > after)
@@ -170,7 +171,7 @@ class Store:
         stmt = (
             select(col(member.influencer_id), func.count())
             .join(CampaignRow, col(member.campaign_id) == col(CampaignRow.id))
-            .where(col(member.influencer_id).in_(influencer_ids), *_campaign_scope(scope))
+            .where(col(member.influencer_id).in_(influencer_ids), *campaign_scope(scope))
             .group_by(col(member.influencer_id))
         )
         async with self.sessions() as session:
@@ -226,7 +227,7 @@ class Store:
         async with self.sessions.begin() as session:
             stmt = (
                 select(CampaignRow)
-                .where(col(CampaignRow.id) == campaign_id, *_campaign_scope(scope))
+                .where(col(CampaignRow.id) == campaign_id, *campaign_scope(scope))
                 .with_for_update()
             )
             row = (await session.scalars(stmt)).one_or_none()
@@ -319,7 +320,7 @@ class Store:
             return True
         stmt = select(col(CampaignMemberRow.influencer_id)).where(
             col(CampaignMemberRow.influencer_id) == influencer_id,
-            col(CampaignMemberRow.campaign_id).in_(_scoped_campaign_ids(scope, None)),
+            col(CampaignMemberRow.campaign_id).in_(scoped_campaign_ids(scope, None)),
         )
         async with self.sessions() as session:
             return (await session.scalar(stmt.limit(1))) is not None
@@ -364,34 +365,6 @@ def _group(rows: Iterable[RowT], attribute: str) -> dict[str, list[RowT]]:
     for row in rows:
         grouped[getattr(row, attribute)].append(row)
     return grouped
-
-
-def _campaign_scope(scope: RowScope) -> list[ColumnElement[bool]]:
-    where = [col(CampaignRow.tenant_id) == scope.tenant]
-    if scope.campaigns is not None:
-        where.append(
-            col(CampaignRow.id).in_(sorted(scope.campaigns)) if scope.campaigns else false()
-        )
-    return where
-
-
-def contact_scope(scope: RowScope) -> list[ColumnElement[bool]]:
-    """Same tenant; with a `campaigns` claim, only contacts of those campaigns' members."""
-    where = [col(ContactRow.tenant_id) == scope.tenant]
-    if scope.campaigns is not None:
-        members = select(col(CampaignMemberRow.influencer_id)).where(
-            col(CampaignMemberRow.campaign_id).in_(_scoped_campaign_ids(scope, None))
-        )
-        where.append(col(ContactRow.influencer_id).in_(members))
-    return where
-
-
-def _scoped_campaign_ids(scope: RowScope, ids: Sequence[str] | None) -> Select[Any]:
-    """The ids among `ids` (all when None) of campaigns the caller sees, as a subquery."""
-    stmt = select(col(CampaignRow.id)).where(*_campaign_scope(scope))
-    if ids is not None:
-        stmt = stmt.where(col(CampaignRow.id).in_(ids))
-    return stmt
 
 
 def _integrity_error(exc: IntegrityError) -> Exception:
