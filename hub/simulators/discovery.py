@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache, partial
 from typing import Any
 
-from graphql import GraphQLError, GraphQLObjectType, build_schema, graphql
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    GraphQLObjectType,
+    build_schema,
+    execute,
+    parse,
+    validate,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -18,6 +28,7 @@ from hub.simulators.shell import build_simulator_app
 from hub.store.seed import CATEGORIES, COUNTRIES
 
 MAX_IDS = 100
+RECORDS_KEPT = 100_000
 SDL = """
 type Query {
   "One entry per id, in order; null where the id is unknown. At most 100 ids."
@@ -84,6 +95,7 @@ def profile_record(seed: int, influencer: RosterInfluencer) -> dict[str, Any]:
 def create_discovery_app(config: SimulatorConfig) -> Starlette:
     roster = build_roster(config.seed, config.influencers)
     schema = build_schema(SDL)
+    profile_of = lru_cache(maxsize=RECORDS_KEPT)(partial(profile_record, config.seed))
 
     def resolve_profiles(
         _root: object, _info: object, ids: list[str]
@@ -91,7 +103,7 @@ def create_discovery_app(config: SimulatorConfig) -> Starlette:
         if len(ids) > MAX_IDS:
             raise GraphQLError(f"profiles takes at most {MAX_IDS} ids; got {len(ids)}")
         return [
-            profile_record(config.seed, roster.influencers[influencer_id])
+            profile_of(roster.influencers[influencer_id])
             if influencer_id in roster.influencers
             else None
             for influencer_id in ids
@@ -100,6 +112,16 @@ def create_discovery_app(config: SimulatorConfig) -> Starlette:
     query_type = schema.query_type
     assert isinstance(query_type, GraphQLObjectType)
     query_type.fields["profiles"].resolve = resolve_profiles
+
+    @lru_cache(maxsize=256)
+    def checked(query: str) -> DocumentNode | ExecutionResult:
+        """The parsed and validated document of a query text, or the errors that refuse it."""
+        try:
+            document = parse(query)
+        except GraphQLError as error:
+            return ExecutionResult(None, [error])
+        errors = validate(schema, document)
+        return ExecutionResult(None, errors) if errors else document
 
     async def endpoint(request: Request) -> JSONResponse:
         try:
@@ -112,9 +134,11 @@ def create_discovery_app(config: SimulatorConfig) -> Starlette:
         operation = body.get("operationName")
         if not isinstance(variables, dict | None) or not isinstance(operation, str | None):
             return _request_error("variables must be an object, operationName a string")
-        result = await graphql(
-            schema, body["query"], variable_values=variables, operation_name=operation
-        )
+        document = checked(body["query"])
+        if isinstance(document, ExecutionResult):
+            return JSONResponse(document.formatted, status_code=400)
+        result = execute(schema, document, variable_values=variables, operation_name=operation)
+        assert isinstance(result, ExecutionResult)  # the resolvers are synchronous
         return JSONResponse(result.formatted, status_code=200 if result.data is not None else 400)
 
     return build_simulator_app(config, [Route("/graphql", endpoint, methods=["POST"])])

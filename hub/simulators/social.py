@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import date, timedelta
+from functools import lru_cache, partial
 from typing import Any
 
 from starlette.applications import Starlette
@@ -21,6 +22,7 @@ from hub.simulators.shell import build_simulator_app
 
 MAX_ACCOUNTS = 100
 MAX_PAGE = 1000
+RECORDS_KEPT = 200_000
 
 
 def followers_of(seed: int, external_id: str) -> int:
@@ -66,6 +68,10 @@ def metric_record(seed: int, account: RosterAccount, day: date) -> dict[str, Any
 
 def create_social_app(config: SimulatorConfig) -> Starlette:
     roster = build_roster(config.seed, config.influencers)
+    # Records are functions of (seed, account, day) alone: made once, so that a response
+    # takes the configured latency and not the time to draw its numbers again.
+    account_of = lru_cache(maxsize=RECORDS_KEPT)(partial(account_record, config.seed))
+    metric_of = lru_cache(maxsize=RECORDS_KEPT)(partial(metric_record, config.seed))
 
     def known(ids: list[str]) -> list[RosterAccount]:
         return [
@@ -76,11 +82,11 @@ def create_social_app(config: SimulatorConfig) -> Starlette:
         accounts: list[RosterAccount], since: date, days: int, index: int
     ) -> dict[str, Any]:
         day = since + timedelta(days=index % days)
-        return metric_record(config.seed, accounts[index // days], day)
+        return metric_of(accounts[index // days], day)
 
     async def accounts(request: Request) -> JSONResponse:
         ids = parse_ids(request.query_params.get("ids"), name="ids", max_items=MAX_ACCOUNTS)
-        return JSONResponse({"data": [account_record(config.seed, a) for a in known(ids)]})
+        return JSONResponse({"data": [account_of(a) for a in known(ids)]})
 
     async def metrics(request: Request) -> JSONResponse:
         query = request.query_params
