@@ -39,20 +39,37 @@ def _loader(
 def _page_loader(
     fetch: Callable[[Sequence[str], int, str | None], Awaitable[dict[str, Page[V]]]],
 ) -> DataLoader[Any, Any]:
-    """Pages keyed by (parent, first, after): one query per distinct (first, after)."""
+    """Pages keyed by (parent, first, after): one query per distinct `after`, for the largest
+    `first` asked, the smaller pages cut from it. A first page this request already read
+    answers a later first page it holds, without a query (a campaign's 20 members, then all
+    of them for its metrics)."""
+    first_pages: dict[str, Page[V]] = {}
 
     async def batch(keys: list[PageKey]) -> list[Page[V]]:
-        by_args: dict[tuple[int, str | None], list[str]] = defaultdict(list)
-        for parent, first, after in keys:
-            by_args[(first, after)].append(parent)
-        found: dict[PageKey, Page[V]] = {}
-        for (first, after), parents in by_args.items():
-            pages = await fetch(list(dict.fromkeys(parents)), first, after)
-            for parent in parents:
-                found[(parent, first, after)] = pages.get(parent, Page([], False))
-        return [found[key] for key in keys]
+        found: dict[PageKey, Page[V] | None] = dict.fromkeys(keys)
+        sizes: dict[str | None, dict[str, int]] = defaultdict(dict)
+        for key in found:
+            parent, first, after = key
+            held = first_pages.get(parent) if after is None else None
+            if held is not None and (first <= len(held.rows) or not held.has_next):
+                found[key] = _cut(held, first)
+            else:
+                sizes[after][parent] = max(first, sizes[after].get(parent, 0))
+        fetched: dict[tuple[str, str | None], Page[V]] = {}
+        for after, firsts in sizes.items():
+            pages = await fetch(list(firsts), max(firsts.values()), after)
+            for parent in firsts:
+                page = fetched[(parent, after)] = pages.get(parent, Page([], False))
+                if after is None:
+                    first_pages[parent] = page
+        return [found[key] or _cut(fetched[(key[0], key[2])], key[1]) for key in keys]
 
     return DataLoader(batch)
+
+
+def _cut(page: Page[V], first: int) -> Page[V]:
+    """The first `first` rows of a page read with at least that many asked for."""
+    return Page(page.rows[:first], page.has_next or len(page.rows) > first)
 
 
 class Loaders:

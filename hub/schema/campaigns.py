@@ -133,7 +133,7 @@ class Campaign:
         points = await metric_resolvers.campaign_metrics(
             info.context, row, from_, to, granularity or Granularity.DAY
         )
-        return [MetricPoint.from_point(point) for point in points]
+        return MetricPoint.from_points(points)
 
     @strawberry.field(description="Totals over `from..to`, by default the campaign's dates.")
     async def totals(

@@ -148,4 +148,4 @@ class Influencer:
         points = await metric_resolvers.influencer_metrics(
             info.context, self.id, from_, to, granularity or Granularity.DAY
         )
-        return [MetricPoint.from_point(point) for point in points]
+        return MetricPoint.from_points(points)

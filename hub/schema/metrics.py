@@ -12,6 +12,7 @@ from typing import Any
 import strawberry
 
 from hub.errors import BadUserInput
+from hub.memo import IdentityMemo
 from hub.money import exponent
 from hub.policy import metrics as policy
 from hub.resolvers.metrics import Point, Totals, row_key
@@ -64,6 +65,11 @@ class MetricPoint:
     platform: str | None = None
 
     @classmethod
+    def from_points(cls, points: list[Point]) -> list[MetricPoint]:
+        """The points of a roll-up, made once per roll-up (roll-ups are remembered)."""
+        return _POINTS.get((points,), lambda: [cls.from_point(point) for point in points])
+
+    @classmethod
     def from_point(cls, point: Point) -> MetricPoint:
         counts = point.counts
         return cls(
@@ -85,6 +91,9 @@ class MetricPoint:
             else strawberry.ID(point.influencer_id),
             platform=point.platform,
         )
+
+
+_POINTS: IdentityMemo[list[MetricPoint]] = IdentityMemo(4096)
 
 
 @strawberry.type

@@ -81,9 +81,13 @@ def connection(
     count: Callable[[], Awaitable[int]],
     cursor: Callable[[RowT], str] | None = None,
 ) -> Connection[NodeT]:
-    """A page of rows as a connection; cursors carry the row id unless `cursor` says else."""
+    """A page of rows as a connection; cursors carry the row id unless `cursor` says else.
+    A first page with nothing after it holds every matching row: its `totalCount` is its
+    length, and `count` is not asked."""
     make_cursor = cursor or (lambda row: encode_cursor(row_id(row)))
     edges = [Edge(cursor=make_cursor(row), node=node(row)) for row in rows]
+    if after is None and not has_next:
+        count = _known(len(rows))
     return Connection(
         edges=edges,
         page_info=PageInfo(
@@ -94,6 +98,13 @@ def connection(
         ),
         count=count,
     )
+
+
+def _known(total: int) -> Callable[[], Awaitable[int]]:
+    async def count() -> int:
+        return total
+
+    return count
 
 
 @dataclass(frozen=True, slots=True)

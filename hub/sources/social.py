@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any, Protocol
 
+from hub.memo import IdentityMemo
 from hub.sources import shapes
 from hub.sources.http import SourceClient
 
@@ -128,7 +128,7 @@ class SocialSource:
                 points.setdefault(record.external_id, []).append(_metric_to_json(record))
                 records.setdefault(record.external_id, []).append(record)
         for external_id, encoded in points.items():
-            _remember(encoded, records[external_id])  # the cold request decodes nothing
+            _DECODED.put((encoded,), records[external_id])  # the cold request decodes nothing
         return points
 
 
@@ -174,24 +174,11 @@ def _metric_from_json(value: Mapping[str, Any]) -> MetricRecord:
     return MetricRecord(**{**value, "day": date.fromisoformat(value["day"])})
 
 
-_DECODED: OrderedDict[int, tuple[list[Any], list[MetricRecord]]] = OrderedDict()
-_DECODED_SIZE = 4096
+_DECODED: IdentityMemo[list[MetricRecord]] = IdentityMemo(4096)
+"""The records of each cached list of points. The in-process cache hands out the same list on
+every hit, so its records are decoded once, not on every request (~1,200 points per
+dashboard); lists from Redis are new objects and are decoded each time."""
 
 
 def _decoded(points: list[Any]) -> list[MetricRecord]:
-    """The records of one cached list of points. The in-process cache hands out the same list
-    on every hit, so its records are decoded once, not on every request (~1,200 points per
-    dashboard); lists from Redis are new objects and are decoded each time."""
-    hit = _DECODED.get(id(points))
-    if hit is not None and hit[0] is points:
-        _DECODED.move_to_end(id(points))
-        return hit[1]
-    records = [_metric_from_json(point) for point in points]
-    _remember(points, records)
-    return records
-
-
-def _remember(points: list[Any], records: list[MetricRecord]) -> None:
-    _DECODED[id(points)] = (points, records)
-    if len(_DECODED) > _DECODED_SIZE:
-        _DECODED.popitem(last=False)
+    return _DECODED.get((points,), lambda: [_metric_from_json(point) for point in points])
