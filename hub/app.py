@@ -43,6 +43,7 @@ from hub.idempotency import (
 )
 from hub.persisted import QueryStore, create_query_store, load_manifest, resolve_query
 from hub.policies import Policies, load_for_schema
+from hub.responses import ResponseCache, rules_fingerprint
 from hub.schema.root import build_schema
 from hub.schema.schema import HubSchema
 from hub.settings import Settings
@@ -82,6 +83,7 @@ class Hub:
     cache: Cache | None = None
     metrics: Metrics = field(default_factory=Metrics)
     upstreams: Upstreams | None = None
+    responses: ResponseCache | None = None
 
 
 def create_app(
@@ -128,6 +130,14 @@ def create_app(
                 cache=upstreams.cache,
                 metrics=upstreams.metrics,
                 upstreams=upstreams,
+                responses=None
+                if settings.response_cache_ttl_s == 0
+                else ResponseCache(
+                    upstreams.cache,
+                    ttl_s=settings.response_cache_ttl_s,
+                    fingerprint=rules_fingerprint(schema.as_str(), settings.policies_dir),
+                    metrics=upstreams.metrics,
+                ),
             )
             app.state.hub = state["hub"]
             # What start-up built lives as long as the process: keeping it out of the
@@ -226,6 +236,10 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
             request_id=request_id,
             sources=hub.sources,
             on_subject_change=[] if hub.upstreams is None else [hub.upstreams.forget_subject],
+            responses=hub.responses,
+            answer_key=None
+            if hub.responses is None or query is None
+            else hub.responses.key(principal, query, params.operation_name, params.variables),
         )
         key = request.headers.get("idempotency-key")
         claimed = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 
 from hub.audit import AuditLog
@@ -15,6 +16,7 @@ from hub.policy.access import Coordinate
 from hub.policy.consent import ConsentPolicy
 from hub.policy.cost import CostPolicy
 from hub.policy.rows import RowScope, row_scope
+from hub.responses import AuditedDecision, ResponseCache
 from hub.settings import Settings
 from hub.sources.registry import Sources
 from hub.sources.store import Store
@@ -40,6 +42,13 @@ class Context:
     """Response paths of the personal-data values this request resolved."""
     on_subject_change: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
     sources: Sources = field(default_factory=Sources)
+    responses: ResponseCache | None = None
+    answer_key: str | None = None
+    """The response cache's key of this request's answer; None when it is not kept."""
+    decisions: list[AuditedDecision] = field(default_factory=list)
+    """The consent decisions this request made, in order."""
+    answer_valid_until: datetime | None = None
+    """When the first consent this request's answer relied on expires."""
 
     @cached_property
     def scope(self) -> RowScope | None:

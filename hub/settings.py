@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     page_size_cap: int = Field(default=100, ge=1, le=10_000)
     document_cache_size: int = Field(default=1024, ge=0)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    response_cache_ttl_s: float = Field(
+        default=0.0, ge=0, description="Keep whole query answers this long; 0 keeps none"
+    )
     erasure_retry_interval_s: float = Field(default=30.0, gt=0)
 
     demo: bool = False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,10 +16,9 @@ from graphql import (
     is_object_type,
     visit,
 )
-from graphql.execution import MiddlewareManager
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from hub.errors import Forbidden, Unauthenticated
+from hub.memo import IdentityMemo
 from hub.policy.access import Coordinate
 
 INTROSPECTION_ROOTS: tuple[Coordinate, ...] = (("Query", "__schema"), ("Query", "__type"))
@@ -55,8 +53,7 @@ class DenyFields:
         return next_(root, info, **args)
 
 
-_TOUCHED: OrderedDict[int, tuple[OperationDefinitionNode, frozenset[Coordinate]]] = OrderedDict()
-_TOUCHED_SIZE = 1024
+_TOUCHED: IdentityMemo[frozenset[Coordinate]] = IdentityMemo(1024)
 
 
 def touched_coordinates(
@@ -66,10 +63,14 @@ def touched_coordinates(
 ) -> frozenset[Coordinate]:
     """Every field coordinate an operation (with its fragments) may resolve; remembered per
     parsed operation, which the parser cache hands out again for the same text."""
-    hit = _TOUCHED.get(id(operation))
-    if hit is not None and hit[0] is operation:
-        _TOUCHED.move_to_end(id(operation))
-        return hit[1]
+    return _TOUCHED.get((operation,), lambda: _touched(schema, operation, fragments))
+
+
+def _touched(
+    schema: GraphQLSchema,
+    operation: OperationDefinitionNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+) -> frozenset[Coordinate]:
     type_info = TypeInfo(schema)
     found: set[Coordinate] = set()
 
@@ -81,28 +82,4 @@ def touched_coordinates(
 
     for node in (operation, *fragments.values()):
         visit(node, TypeInfoVisitor(type_info, Collect()))
-    touched = frozenset(found)
-    _TOUCHED[id(operation)] = (operation, touched)
-    if len(_TOUCHED) > _TOUCHED_SIZE:
-        _TOUCHED.popitem(last=False)
-    return touched
-
-
-class GuardedExecutor(StrawberryGraphQLCoreExecutionContext):
-    """Adds `DenyFields` only when the operation touches a field denied to the caller, so that
-    every other request pays nothing per field."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        denied: frozenset[Coordinate] = getattr(self.context_value, "denied", frozenset())
-        if denied and not denied.isdisjoint(
-            touched_coordinates(
-                self.schema,
-                self.operation,
-                {name: details.definition for name, details in self.fragments.items()},
-            )
-        ):
-            existing = self.middleware_manager.middlewares if self.middleware_manager else ()
-            self.middleware_manager = MiddlewareManager(
-                *existing, DenyFields(denied, self.context_value)
-            )
+    return frozenset(found)

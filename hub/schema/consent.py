@@ -14,6 +14,7 @@ from strawberry.types import Info
 from hub.audit import AuditEvent
 from hub.errors import ConsentRequired
 from hub.policy.consent import ConsentEvent, Decision, consent_states, decide, mask
+from hub.responses import AuditedDecision
 
 
 class PersonalData(FieldExtension):
@@ -31,9 +32,14 @@ class PersonalData(FieldExtension):
         rule = context.consent.fields[coordinate]
         history = await context.loaders.consents_by_contact.load(source.id)
         now = datetime.now(UTC)
-        states = consent_states(_events(history), now=now)
+        events = _events(history)
+        states = consent_states(events, now=now)
         decision = decide(rule, context.principal.purpose, states)
-        _audit(context, coordinate, source.id, decision, now)
+        _valid_until(context, events, now)
+        reason = None if decision is Decision.ALLOW else "no basis for the purpose"
+        decided = (coordinate, source.id, decision.value, reason)
+        context.decisions.append(decided)
+        record_decisions(context, [decided], now)
         if decision is Decision.ALLOW:
             return value
         if decision is Decision.MASK:
@@ -61,20 +67,30 @@ def _events(rows: Iterable[Any]) -> list[ConsentEvent]:
     return [ConsentEvent(r.purpose, r.status, r.recorded_at, r.expires_at) for r in rows]
 
 
-def _audit(context: Any, coordinate: str, subject: str, decision: Decision, now: datetime) -> None:
+def _valid_until(context: Any, events: Iterable[ConsentEvent], now: datetime) -> None:
+    """Bring forward the moment the request's answer stops being true: the next expiry."""
+    ahead = [e.expires_at for e in events if e.expires_at is not None and e.expires_at > now]
+    if context.answer_valid_until is not None:
+        ahead.append(context.answer_valid_until)
+    context.answer_valid_until = min(ahead, default=None)
+
+
+def record_decisions(context: Any, decisions: Iterable[AuditedDecision], now: datetime) -> None:
+    """Consent decisions on the audit trail, as the caller of `context` made them at `now`."""
     if context.audit is None:
         return
     principal = context.principal
-    context.audit.record(
-        AuditEvent(
-            at=now,
-            coordinate=coordinate,
-            decision=decision.value,
-            tenant_id=principal.tenant,
-            principal=principal.subject,
-            client_id=principal.client_id,
-            purpose=principal.purpose,
-            subject=subject,
-            reason=None if decision is Decision.ALLOW else "no basis for the purpose",
+    for coordinate, subject, decision, reason in decisions:
+        context.audit.record(
+            AuditEvent(
+                at=now,
+                coordinate=coordinate,
+                decision=decision,
+                tenant_id=principal.tenant,
+                principal=principal.subject,
+                client_id=principal.client_id,
+                purpose=principal.purpose,
+                subject=subject,
+                reason=reason,
+            )
         )
-    )

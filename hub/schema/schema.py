@@ -15,8 +15,8 @@ from strawberry.types.execution import PreExecutionError
 
 from hub.audit import AuditEvent
 from hub.errors import BadUserInput, Forbidden, HubError, Unauthenticated
-from hub.schema.access import GuardedExecutor
 from hub.schema.errors import coded
+from hub.schema.executor import HubExecutor
 
 logger = logging.getLogger("hub.errors")
 
@@ -28,7 +28,7 @@ class HubSchema(Schema):
     """The federation schema whose results carry error codes, logging only unexpected errors."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("execution_context_class", GuardedExecutor)
+        kwargs.setdefault("execution_context_class", HubExecutor)
         super().__init__(*args, **kwargs)
 
     async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
