@@ -61,6 +61,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     _checked_policies(settings)
+    if args.workers > 1 and settings.response_cache_ttl_s > 0 and settings.cache_url == "memory://":
+        # Each worker would keep its own answers, and a write on one would not drop the
+        # others': a withdrawn consent could still be served for the TTL.
+        raise CommandError(
+            "HUB_RESPONSE_CACHE_TTL_S with more than one worker needs a shared cache: "
+            "set HUB_CACHE_URL=redis://…"
+        )
     if settings.demo:
         _print_demo_banner(settings, args.host, args.port)
     uvicorn.run(

@@ -61,6 +61,8 @@ class Context:
     async def forget_subject(self, subject: str) -> None:
         """Drop what this request (and, through the hooks, every cache) holds of a subject."""
         self.loaders.consents_by_contact.clear(subject)
+        if self.responses is not None:
+            await self.responses.forget_all()  # now, not when the whole mutation ends
         for hook in self.on_subject_change:
             await hook(subject)
 

@@ -129,3 +129,12 @@ def test_cost_explains_a_query_with_its_breakdown(
     assert main(["cost", str(document)]) == 0
     wide = capsys.readouterr().out
     assert "root fields              30 / 10  OVER THE LIMIT" in wide
+
+
+def test_kept_answers_on_several_workers_need_a_shared_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in {**_env(tmp_path), "HUB_RESPONSE_CACHE_TTL_S": "30"}.items():
+        monkeypatch.setenv(key, value)
+    assert main(["serve", "--workers", "2"]) == 1
+    assert "HUB_CACHE_URL=redis://" in capsys.readouterr().err

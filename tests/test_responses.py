@@ -12,6 +12,7 @@ import pytest
 from starlette.applications import Starlette
 
 from hub.auth import Principal
+from hub.context import Context
 from hub.ids import new_id
 from hub.responses import Answer, ResponseCache
 from hub.settings import Settings
@@ -95,6 +96,25 @@ async def test_a_mutation_empties_the_cache_and_the_next_read_sees_it(
         "name": "Renamed",
     }
     assert _lookups(app) == {"hit": 1, "miss": 2}
+
+
+async def test_a_withdrawal_drops_kept_answers_when_it_commits(
+    kept: tuple[Starlette, httpx.AsyncClient], make_token: MakeToken
+) -> None:
+    app, _client = kept
+    responses = app.state.hub.responses
+    principal = Principal("u", "acme", frozenset(), frozenset(), None, None, "c")
+    key = responses.key(principal, "{ a }", None, None)
+    await responses.put(key, Answer({"a": 1}, []), read_at=responses.clock.time(), valid_until=None)
+    assert await responses.get(key) is not None
+    context = Context(
+        settings=app.state.hub.settings,
+        principal=principal,
+        store=app.state.hub.store,
+        responses=responses,
+    )
+    await context.forget_subject("ct_any")  # what consent writes and erasure call at commit
+    assert await responses.get(key) is None
 
 
 async def test_answers_with_errors_and_the_access_log_are_never_kept(
