@@ -148,6 +148,8 @@ def create_app(
         finally:
             if retrier is not None:
                 await retrier.aclose()
+            if "hub" in state and state["hub"].responses is not None:
+                await state["hub"].responses.aclose()
             await audit.close()
             await bucket.aclose()
             await queries.aclose()

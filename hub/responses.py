@@ -5,15 +5,18 @@ errors and no denials, and the operation reads nothing written outside mutations
 log, erasure reports). Keys hold the document, the operation name, the variables, the
 caller's every claim and the schema and policies in force, so an answer only ever goes back
 to the same caller asking the same thing under the same rules. Every mutation empties the
-cache on every replica, and an answer read while a mutation committed is not kept. An answer
+cache on every replica (a replica that cannot reach the shared cache to do so serves none
+until it can), and an answer read while a mutation committed is not kept. An answer
 lives at most the TTL, and never past the moment a consent it relied on expires. A hit
 records the answer's consent decisions on the audit trail again, as reading it did.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
@@ -21,10 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from hub.auth import Principal
+from hub.errors import SourceUnavailable
 from hub.policy.access import Coordinate
 from hub.sources.base import Clock, SystemClock
 from hub.sources.cache import Cache, cache_key
 from hub.sources.metrics import Metrics
+
+logger = logging.getLogger("hub.responses")
+
+RETRY_S = 1.0
+"""How often a failed drop of every kept answer is tried again."""
 
 UNCACHEABLE: frozenset[Coordinate] = frozenset(
     {
@@ -67,6 +76,8 @@ class ResponseCache:
         self._lookups = metrics.counter(
             "hub_response_cache_lookups_total", "Response cache lookups by result.", ("result",)
         )
+        self._unpurged = False
+        self._retry: asyncio.Task[None] | None = None
 
     def key(
         self,
@@ -86,6 +97,9 @@ class ResponseCache:
         return cache_key("hub", "response", digest, tenant=principal.tenant)
 
     async def get(self, key: str) -> Answer | None:
+        if self._unpurged:
+            self._lookups.inc("miss")
+            return None
         entry = (await self.cache.get_many([key])).get(key)
         if entry is None or not entry.is_fresh(self.clock.time()):
             self._lookups.inc("miss")
@@ -99,6 +113,8 @@ class ResponseCache:
     ) -> None:
         """Keep `answer` (read from `read_at` on) for the TTL, and not past `valid_until`;
         not at all if a mutation emptied the cache since `read_at`."""
+        if self._unpurged:
+            return
         ttl_s = self.ttl_s
         if valid_until is not None:
             ttl_s = min(ttl_s, (valid_until - datetime.now(UTC)).total_seconds())
@@ -113,8 +129,32 @@ class ResponseCache:
         )
 
     async def forget_all(self) -> None:
-        """Drop every kept answer, on every replica."""
-        await self.cache.purge_tag(ANSWERS_TAG)
+        """Drop every kept answer, on every replica. When the shared cache cannot be reached
+        the write stands all the same: this replica then serves and keeps no answer, and tries
+        again every second, until a drop succeeds."""
+        if not await self._purge():
+            self._unpurged = True
+            if self._retry is None or self._retry.done():
+                self._retry = asyncio.create_task(self._purge_until_done())
+
+    async def aclose(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            await asyncio.gather(self._retry, return_exceptions=True)
+
+    async def _purge(self) -> bool:
+        try:
+            await self.cache.purge_tag(ANSWERS_TAG)
+        except SourceUnavailable:
+            logger.warning("kept answers could not be dropped; none served until they are")
+            return False
+        return True
+
+    async def _purge_until_done(self) -> None:
+        while self._unpurged:
+            await asyncio.sleep(RETRY_S)
+            if await self._purge():
+                self._unpurged = False
 
 
 def rules_fingerprint(schema_sdl: str, policies_dir: Path) -> str:

@@ -11,8 +11,10 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from hub import responses as responses_module
 from hub.auth import Principal
 from hub.context import Context
+from hub.errors import SourceUnavailable
 from hub.ids import new_id
 from hub.responses import Answer, ResponseCache
 from hub.settings import Settings
@@ -230,3 +232,44 @@ def test_keys_differ_by_every_claim_and_the_rules() -> None:
     other_rules = ResponseCache(cache, ttl_s=60, fingerprint="other", metrics=Metrics())
     keys.add(other_rules.key(base, "{ a }", None, None))
     assert len(keys) == len(changed) + 4
+
+
+class _Unreachable:
+    """A shared cache whose purges fail while `down` is set."""
+
+    def __init__(self) -> None:
+        self.inner = create_cache("memory://", namespace="test")
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def purge_tag(self, tag: str) -> int:
+        if self.down:
+            raise SourceUnavailable("cache", "unreachable")
+        result: int = await self.inner.purge_tag(tag)
+        return result
+
+
+async def test_a_failed_drop_serves_and_keeps_nothing_until_a_retry_succeeds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(responses_module, "RETRY_S", 0.01)
+    cache = _Unreachable()
+    responses = ResponseCache(cache, ttl_s=60, fingerprint="rules", metrics=Metrics())
+    principal = Principal("u", "acme", frozenset(), frozenset(), None, None, "c")
+    key = responses.key(principal, "{ a }", None, None)
+    answer = Answer({"a": 1}, [])
+    await responses.put(key, answer, read_at=responses.clock.time(), valid_until=None)
+    cache.down = True
+    await responses.forget_all()  # the write stands: no error
+    assert await responses.get(key) is None  # the old answer is not served
+    await responses.put(key, answer, read_at=responses.clock.time(), valid_until=None)
+    await asyncio.sleep(0.05)
+    assert await responses.get(key) is None  # still down: nothing served or kept
+    cache.down = False
+    await asyncio.sleep(0.05)  # the retry drops everything
+    assert await responses.get(key) is None  # the old answer went with the drop
+    await responses.put(key, answer, read_at=responses.clock.time(), valid_until=None)
+    assert await responses.get(key) is not None
+    await responses.aclose()
