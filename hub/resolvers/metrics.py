@@ -125,7 +125,8 @@ async def campaign_totals(
     accounts = await _accounts_of(context, [member.influencer_id for member in members])
     series = await _series(context, accounts, since, until)
     currency = currency_of(campaign, members)
-    counts = total(point.counts for point in _points(series, Granularity.MONTH, currency))
+    # Summed from the daily roll-up, which the campaign's daily metrics share.
+    counts = total(point.counts for point in _points(series, Granularity.DAY, currency))
     return Totals(since, until, counts, currency)
 
 

@@ -46,6 +46,11 @@ def integer(value: Any, name: str) -> int:
     return found
 
 
+def integers(values: list[Any]) -> bool:
+    """Whether every value is an integer (not a bool); the types are gathered in C."""
+    return set(map(type, values)) <= {int}
+
+
 def number(value: Any, name: str) -> float:
     found = obj(value)[name]
     if isinstance(found, bool) or not isinstance(found, int | float):

@@ -10,6 +10,8 @@ import httpx
 import pytest
 
 from hub.errors import SourceError, SourceTimeout, SourceUnavailable
+from hub.memo import IdentityMemo
+from hub.sources import social as social_module
 from hub.sources.memory_cache import MemoryCache
 from hub.sources.social import AccountRecord, MetricRecord, SocialSource
 from tests.sources.fakes import FakeClock
@@ -135,3 +137,42 @@ async def test_a_failing_upstream_is_a_source_error_naming_social(
         await social(Upstream(answer)).accounts(["in1"])
     assert caught.value.extensions["source"] == "social"
     assert message in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        {**metric("in1", "2026-03-01"), "impressions": True},
+        {**metric("in1", "2026-03-01"), "impressions": "5"},
+        {**metric("in1", "2026-03-01"), "spend_cents": 19.99},
+        {k: v for k, v in metric("in1", "2026-03-01").items() if k != "reach"},
+        {**metric("in1", "2026-03-01"), "date": 20260301},
+        {**metric("in1", "2026-03-01"), "date": "the first of March"},
+        {**metric("in1", "2026-03-01"), "account_id": None},
+        ["in1", "2026-03-01"],
+    ],
+)
+async def test_a_metric_point_of_the_wrong_shape_is_a_source_error(point: Any) -> None:
+    upstream = Upstream(json_answer({"data": [metric("in1", "2026-03-02"), point]}))
+    with pytest.raises(SourceUnavailable) as caught:
+        await social(upstream).daily_metrics(["in1"], date(2026, 3, 1), date(2026, 3, 2))
+    assert "unexpected payload shape" in caught.value.message
+
+
+async def test_cached_metric_rows_read_back_as_the_same_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    points = [metric("in1", "2026-03-01"), metric("in1", "2026-03-02")]
+    upstream = Upstream(json_answer({"data": points}))
+    clock = FakeClock()
+    source = social(upstream, clock=clock, cache=MemoryCache(clock=clock))
+    window = (date(2026, 3, 1), date(2026, 3, 2))
+    first = await source.daily_metrics(["in1"], *window)
+    # Rows read back as new lists (as from Redis) are decoded, not found in the memo.
+    monkeypatch.setattr(social_module, "_DECODED", IdentityMemo(8))
+    again = await source.daily_metrics(["in1"], *window)
+    assert upstream.calls == 1
+    assert again == first
+    assert again["in1"][1] == MetricRecord(
+        "in1", date(2026, 3, 2), 10, 11, 12, 13, 14, 15, 16, 7, 2, 1999
+    )
