@@ -1,8 +1,10 @@
-"""IdentityMemo: derived values remembered for the very same source objects only."""
+"""IdentityMemo: derived values remembered for the very same live source objects only."""
 
 from __future__ import annotations
 
-from hub.memo import IdentityMemo
+import gc
+
+from hub.memo import Held, IdentityMemo
 
 
 def test_the_same_objects_hit_and_equal_copies_miss() -> None:
@@ -13,10 +15,10 @@ def test_the_same_objects_hit_and_equal_copies_miss() -> None:
         made.append(sum(items))
         return sum(items)
 
-    points = [1, 2, 3]
+    points = Held([1, 2, 3])
     assert memo.get((points,), lambda: total(points)) == 6
     assert memo.get((points,), lambda: total(points)) == 6
-    copy = list(points)
+    copy = Held(points)
     assert memo.get((copy,), lambda: total(copy)) == 6
     assert memo.get((points,), lambda: -1, extra="other") == -1
     assert made == [6, 6]
@@ -24,7 +26,7 @@ def test_the_same_objects_hit_and_equal_copies_miss() -> None:
 
 def test_the_least_recently_used_entry_goes_first() -> None:
     memo: IdentityMemo[str] = IdentityMemo(2)
-    first, second, third = [1], [2], [3]
+    first, second, third = Held([1]), Held([2]), Held([3])
     memo.put((first,), "first")
     memo.put((second,), "second")
     assert memo.get((first,), lambda: "again") == "first"  # now the newest
@@ -34,7 +36,26 @@ def test_the_least_recently_used_entry_goes_first() -> None:
     assert memo.get((third,), lambda: "made") == "third"
 
 
-def test_an_entry_holds_its_sources_so_their_ids_are_not_reused() -> None:
+def test_an_entry_goes_with_its_source_and_a_reused_id_never_hits() -> None:
     memo: IdentityMemo[str] = IdentityMemo(8)
-    memo.put(([0],), "zero")  # the list lives on in the entry only
-    assert all(memo.get(([n],), lambda: "new") == "new" for n in range(1000))
+    source = Held([0])
+    memo.put((source,), "zero")
+    assert len(memo) == 1
+    del source
+    gc.collect()
+    assert len(memo) == 0  # the dropped list's data is not kept alive
+    # New lists often take a freed list's address; none may find another's value.
+    assert all(memo.get((Held([n]),), lambda: "new") == "new" for n in range(1000))
+
+
+def test_sources_that_take_no_weak_reference_are_not_remembered() -> None:
+    memo: IdentityMemo[int] = IdentityMemo(8)
+    plain = [1, 2]
+    calls: list[int] = []
+
+    def make() -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert [memo.get((plain,), make) for _ in range(2)] == [1, 2]
+    assert len(memo) == 0

