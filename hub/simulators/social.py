@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import date, timedelta
 from functools import lru_cache, partial
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hub.simulators.config import SimulatorConfig
@@ -73,6 +74,10 @@ def create_social_app(config: SimulatorConfig) -> Starlette:
     account_of = lru_cache(maxsize=RECORDS_KEPT)(partial(account_record, config.seed))
     metric_of = lru_cache(maxsize=RECORDS_KEPT)(partial(metric_record, config.seed))
 
+    @lru_cache(maxsize=RECORDS_KEPT)
+    def metric_json(account: RosterAccount, day: date) -> bytes:
+        return json.dumps(metric_of(account, day), separators=(",", ":")).encode()
+
     def known(ids: list[str]) -> list[RosterAccount]:
         return [
             roster.accounts[external_id] for external_id in ids if external_id in roster.accounts
@@ -109,14 +114,14 @@ def create_social_app(config: SimulatorConfig) -> Starlette:
         next_cursor = encode_cursor(f"{query_key}:{end}") if more else None
         return JSONResponse({"data": page, "paging": {"next_cursor": next_cursor}})
 
-    async def batch_get(request: Request) -> JSONResponse:
+    async def batch_get(request: Request) -> Response:
         body = await read_json_object(request)
         ids = parse_ids(body.get("account_ids"), name="account_ids", max_items=MAX_ACCOUNTS)
         since, until = parse_range(body.get("since"), body.get("until"))
-        found = known(ids)
-        days = (until - since).days + 1
-        page = [metric_at(found, since, days, index) for index in range(len(found) * days)]
-        return JSONResponse({"data": page})
+        days = [since + timedelta(days=offset) for offset in range((until - since).days + 1)]
+        # Up to 100 accounts x 366 days: the points' JSON is made once, then only joined.
+        points = b",".join(metric_json(account, day) for account in known(ids) for day in days)
+        return Response(b'{"data":[' + points + b"]}", media_type="application/json")
 
     return build_simulator_app(
         config,
