@@ -4,7 +4,7 @@ which `SourceClient` turns into SOURCE_UNAVAILABLE."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 
@@ -63,10 +63,6 @@ def boolean(value: Any, name: str) -> bool:
     if not isinstance(found, bool):
         raise TypeError(f"{name}: expected a boolean, got {type(found).__name__}")
     return found
-
-
-def day(value: Any, name: str) -> date:
-    return date.fromisoformat(text(value, name))
 
 
 def timestamp(value: Any, name: str) -> datetime:
