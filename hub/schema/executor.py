@@ -1,19 +1,22 @@
-"""The hub's executor: graphql-core's, refusing the caller's denied fields and answering from
-the response cache where a request may use it."""
+"""The hub's executor: graphql-core's, refusing the caller's denied fields, completing plain
+objects in one pass and answering from the response cache where a request may use it."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from graphql import ExecutionResult, OperationType
+from graphql import ExecutionResult, GraphQLObjectType, OperationType
 from graphql.execution import MiddlewareManager
+from graphql.execution.collect_fields import FieldDetailsList
+from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from hub.policy.access import Coordinate
 from hub.responses import UNCACHEABLE, Answer, ResponseCache
 from hub.schema.access import DenyFields, touched_coordinates
 from hub.schema.consent import record_decisions
+from hub.schema.plain import NotPlain, Plan, complete, plan_of
 
 
 class HubExecutor(StrawberryGraphQLCoreExecutionContext):
@@ -29,6 +32,36 @@ class HubExecutor(StrawberryGraphQLCoreExecutionContext):
             self.middleware_manager = MiddlewareManager(
                 *existing, DenyFields(denied, self.context_value)
             )
+        # Plain objects skip the per-field resolvers, so not when a middleware must see them.
+        self._plain = not (self.middleware_manager and self.middleware_manager.middlewares)
+        self._plans: dict[tuple[GraphQLObjectType, int], Plan | None] = {}
+
+    def collect_and_execute_subfields(
+        self,
+        return_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        """A plain object (see `hub.schema.plain`) in one pass; any other as graphql-core does."""
+        plan = self._plan(return_type, field_details_list) if self._plain else None
+        if plan is not None:
+            try:
+                return complete(plan, result)
+            except NotPlain:
+                pass
+        return super().collect_and_execute_subfields(
+            return_type, field_details_list, path, result, position_context
+        )
+
+    def _plan(self, type_: GraphQLObjectType, field_details_list: Any) -> Plan | None:
+        # graphql-core keeps `field_details_list` alive for the request (its own memo).
+        key = (type_, id(field_details_list))
+        if key not in self._plans:
+            fields, deferred, _forbidden = self.collect_subfields(type_, field_details_list)
+            self._plans[key] = None if deferred else plan_of(type_, fields, self._plan)
+        return self._plans[key]
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         """A query's answer from the response cache when the request may use it (see
