@@ -58,6 +58,10 @@ class Context:
     def loaders(self) -> Loaders:
         return Loaders(self.store, self.scope, sources=self.sources)
 
+    def forget_loaded(self) -> None:
+        """Drop the request's loaders and what they hold; the next read loads afresh."""
+        self.__dict__.pop("loaders", None)
+
     async def forget_subject(self, subject: str) -> None:
         """Drop what this request (and, through the hooks, every cache) holds of a subject."""
         self.loaders.consents_by_contact.clear(subject)

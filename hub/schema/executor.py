@@ -16,7 +16,7 @@ from hub.policy.access import Coordinate
 from hub.responses import UNCACHEABLE, Answer, ResponseCache
 from hub.schema.access import DenyFields, touched_coordinates
 from hub.schema.consent import record_decisions
-from hub.schema.plain import NotPlain, Plan, complete, plan_of
+from hub.schema.plain import Plan, complete, plan_of
 
 
 class HubExecutor(StrawberryGraphQLCoreExecutionContext):
@@ -35,6 +35,26 @@ class HubExecutor(StrawberryGraphQLCoreExecutionContext):
         # Plain objects skip the per-field resolvers, so not when a middleware must see them.
         self._plain = not (self.middleware_manager and self.middleware_manager.middlewares)
         self._plans: dict[tuple[GraphQLObjectType, int], Plan | None] = {}
+        if self.operation.operation is OperationType.MUTATION:
+            self.execute_field = self._execute_mutation_field  # type: ignore[method-assign]
+
+    def _execute_mutation_field(
+        self,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        field_details_list: FieldDetailsList,
+        path: Path,
+        position_context: Any,
+    ) -> Any:
+        """Each root field of a mutation reads through new loaders: what the fields before it
+        wrote is read again, not answered from what they loaded."""
+        if path.prev is None:
+            forget_loaded = getattr(self.context_value, "forget_loaded", None)
+            if forget_loaded is not None:
+                forget_loaded()
+        return super().execute_field(
+            parent_type, source, field_details_list, path, position_context
+        )
 
     def collect_and_execute_subfields(
         self,
@@ -49,7 +69,7 @@ class HubExecutor(StrawberryGraphQLCoreExecutionContext):
         if plan is not None:
             try:
                 return complete(plan, result)
-            except NotPlain:
+            except Exception:
                 pass
         return super().collect_and_execute_subfields(
             return_type, field_details_list, path, result, position_context

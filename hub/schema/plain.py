@@ -112,7 +112,8 @@ def _object_plan(type_: GraphQLNamedType, details: Any, sub_plan: SubPlan) -> Pl
 
 
 def complete(plan: Plan, source: Any) -> dict[str, Any]:
-    """The object's answer; `NotPlain` when a value needs graphql-core's path."""
+    """The object's answer; `NotPlain` when a value needs graphql-core's path (which the
+    caller also takes on any other error here, to raise it at its own path)."""
     data: dict[str, Any] = {}
     for step in plan:
         kind = step.kind

@@ -282,3 +282,31 @@ async def test_an_update_that_changes_nothing_is_bad_user_input(
     mutation = f'mutation {{ updateCampaign(id: "{target}", input: {{}}) {{ id }} }}'
     _, payload = await gql(client, mutation, token=make_token())
     assert codes(payload) == ["BAD_USER_INPUT"]
+
+
+async def test_each_root_field_of_a_mutation_reads_what_the_ones_before_it_wrote(
+    client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    token = make_token()
+    _, created = await gql(
+        client,
+        'mutation { createCampaign(input: {name: "Two adds", brand: "B"}) { id } }',
+        token=token,
+    )
+    campaign_id = created["data"]["createCampaign"]["id"]
+    _, listed = await gql(
+        client, "{ influencers(first: 2) { edges { node { id } } } }", token=token
+    )
+    first, second = (edge["node"]["id"] for edge in listed["data"]["influencers"]["edges"])
+    mutation = """mutation ($c: ID!, $i: ID!, $j: ID!) {
+      a: addCampaignMember(campaignId: $c, influencerId: $i) {
+        campaign { members(first: 50) { totalCount edges { node { id } } } } }
+      b: addCampaignMember(campaignId: $c, influencerId: $j) {
+        campaign { members(first: 10) { totalCount edges { node { id } } } } }
+    }"""
+    _, payload = await gql(
+        client, mutation, token=token, variables={"c": campaign_id, "i": first, "j": second}
+    )
+    seen = [payload["data"][key]["campaign"]["members"] for key in ("a", "b")]
+    assert [page["totalCount"] for page in seen] == [1, 2]
+    assert [len(page["edges"]) for page in seen] == [1, 2]

@@ -28,14 +28,17 @@ class Point:
     count: int
     tags: list[str]
     spend: Money | None
+    extra: Money | None = None
 
 
 @strawberry.type
 class Query:
     @strawberry.field
-    def points(self, broken: bool = False) -> list[Point]:
+    def points(self, broken: bool = False, wrong: bool = False) -> list[Point]:
         money = Money(amount="1.50", currency=None)
-        points = [Point(day="a", count=1, tags=["x"], spend=money)]
+        # `wrong`: an object without Money's attributes where a Money belongs.
+        extra = object() if wrong else money
+        points = [Point(day="a", count=1, tags=["x"], spend=money, extra=extra)]  # type: ignore[arg-type]
         points.append(Point(day="b", count=None if broken else 2, tags=[], spend=None))  # type: ignore[arg-type]
         return points
 
@@ -47,6 +50,7 @@ class Query:
         "{ points { __typename d: day ...F spend { ... on Money { amount } } } }"
         " fragment F on Point { count @include(if: true) tags @skip(if: true) }",
         "{ points(broken: true) { day count } }",  # a null in a non-null field
+        "{ points(wrong: true) { day extra { amount } spend { amount } } }",  # a broken object
     ],
 )
 async def test_answers_match_graphql_cores_own(query: str) -> None:
@@ -61,6 +65,14 @@ async def test_answers_match_graphql_cores_own(query: str) -> None:
         assert answers[0][1] == [
             ("Cannot return null for non-nullable field Point.count.", ["points", 1, "count"])
         ]
+    if "wrong" in query:  # the error at the leaf, its siblings answered
+        assert [path for _, path in answers[0][1]] == [["points", 0, "extra", "amount"]]
+        assert answers[0][0] == {
+            "points": [
+                {"day": "a", "extra": None, "spend": {"amount": "1.50"}},
+                {"day": "b", "extra": None, "spend": None},
+            ]
+        }
 
 
 DASHBOARD = """
