@@ -7,12 +7,16 @@ import contextlib
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import col
 
 from hub.store.tables import AuditEventRow, ErasureRow
+
+if TYPE_CHECKING:
+    from hub.auth import Principal
 
 logger = logging.getLogger("hub.audit")
 
@@ -30,6 +34,31 @@ class AuditEvent:
     purpose: str | None = None
     subject: str | None = None
     reason: str | None = None
+
+    @classmethod
+    def by(
+        cls,
+        principal: Principal,
+        *,
+        at: datetime,
+        coordinate: str,
+        decision: str,
+        subject: str | None = None,
+        reason: str | None = None,
+    ) -> AuditEvent:
+        """An event of a decision about `principal`'s request (its tenant, subject, client and
+        purpose)."""
+        return cls(
+            at=at,
+            coordinate=coordinate,
+            decision=decision,
+            tenant_id=principal.tenant,
+            principal=principal.subject,
+            client_id=principal.client_id,
+            purpose=principal.purpose,
+            subject=subject,
+            reason=reason,
+        )
 
 
 class AuditLog:

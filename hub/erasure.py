@@ -16,7 +16,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from hub.errors import SourceError
-from hub.ids import new_id
 from hub.policy.rows import RowScope
 from hub.sources.crm import CrmLookup
 from hub.sources.scoping import contact_scope
@@ -115,7 +114,7 @@ async def _erase(
         row.erased_at = now
         row.updated_at = now
         session.add(tombstone)
-        await _withdraw_everything(session, scope.tenant, contact_id, now)
+        await _withdraw_everything(session, contact_id, now)
         # Free text of the consent history (who gave it where, the evidence) may name the
         # person; the statuses and dates stay as the record of what was lawful when.
         await session.execute(
@@ -141,7 +140,7 @@ async def _erase(
     return tombstone, crm_id if crm_configured else None
 
 
-async def _withdraw_everything(session: Any, tenant: str, contact_id: str, now: datetime) -> None:
+async def _withdraw_everything(session: Any, contact_id: str, now: datetime) -> None:
     """A WITHDRAWN event for every purpose whose newest event grants: nothing may be read
     again on a consent given before the erasure."""
     rows = (
@@ -151,23 +150,10 @@ async def _withdraw_everything(session: Any, tenant: str, contact_id: str, now: 
     for row in rows:
         if row.purpose not in newest or row.recorded_at >= newest[row.purpose].recorded_at:
             newest[row.purpose] = row
-    for purpose, row in newest.items():
+    for row in newest.values():
         if row.status == "GRANTED":
-            session.add(
-                ConsentRow(
-                    id=new_id("consent"),
-                    tenant_id=tenant,
-                    contact_id=contact_id,
-                    purpose=purpose,
-                    status="WITHDRAWN",
-                    lawful_basis=row.lawful_basis,
-                    granted_at=row.granted_at,
-                    withdrawn_at=now,
-                    expires_at=row.expires_at,
-                    source="erased",
-                    recorded_at=now,
-                )
-            )
+            # The person's free text (evidence) goes with the erasure.
+            session.add(row.withdrawal(at=now, source="erased", evidence=None))
 
 
 async def delete_upstream(

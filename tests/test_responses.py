@@ -18,7 +18,7 @@ from hub.errors import SourceUnavailable
 from hub.ids import new_id
 from hub.responses import Answer, ResponseCache
 from hub.settings import Settings
-from hub.sources.cache import create_cache
+from hub.sources.cache import Cache, create_cache
 from hub.sources.metrics import Metrics
 from hub.store.tables import ConsentRow
 from tests.conftest import MakeToken, running_app
@@ -27,6 +27,13 @@ from tests.helpers import gql
 CAMPAIGNS = "{ campaigns(first: 3) { edges { node { id name } } } }"
 RENAME = """mutation ($id: ID!, $name: String!) {
   updateCampaign(id: $id, input: {name: $name}) { id name } }"""
+
+
+CALLER = Principal("u", "acme", frozenset(), frozenset(), None, None, "c")
+
+
+def _responses(cache: Cache, *, fingerprint: str = "rules") -> ResponseCache:
+    return ResponseCache(cache, ttl_s=60, fingerprint=fingerprint, metrics=Metrics())
 
 
 @pytest.fixture
@@ -105,13 +112,12 @@ async def test_a_withdrawal_drops_kept_answers_when_it_commits(
 ) -> None:
     app, _client = kept
     responses = app.state.hub.responses
-    principal = Principal("u", "acme", frozenset(), frozenset(), None, None, "c")
-    key = responses.key(principal, "{ a }", None, None)
+    key = responses.key(CALLER, "{ a }", None, None)
     await responses.put(key, Answer({"a": 1}, []), read_at=responses.clock.time(), valid_until=None)
     assert await responses.get(key) is not None
     context = Context(
         settings=app.state.hub.settings,
-        principal=principal,
+        principal=CALLER,
         store=app.state.hub.store,
         responses=responses,
     )
@@ -190,10 +196,8 @@ async def test_an_answer_is_not_kept_past_the_expiry_of_a_consent_it_relied_on(
 
 
 async def test_an_answer_read_while_a_mutation_committed_is_not_kept() -> None:
-    cache = create_cache("memory://", namespace="test")
-    responses = ResponseCache(cache, ttl_s=60, fingerprint="rules", metrics=Metrics())
-    principal = Principal("u", "acme", frozenset(), frozenset(), None, None, "c")
-    key = responses.key(principal, "{ a }", None, None)
+    responses = _responses(create_cache("memory://", namespace="test"))
+    key = responses.key(CALLER, "{ a }", None, None)
     answer = Answer({"a": 1}, [("Contact.email", "ct_1", "allowed", None)])
     read_at = responses.clock.time()
     await asyncio.sleep(0.01)
@@ -205,7 +209,7 @@ async def test_an_answer_read_while_a_mutation_committed_is_not_kept() -> None:
     assert kept is not None
     assert (kept.data, list(kept.decisions)) == ({"a": 1}, list(answer.decisions))
     past = datetime.now(UTC) - timedelta(seconds=1)
-    other = responses.key(principal, "{ b }", None, None)
+    other = responses.key(CALLER, "{ b }", None, None)
     await responses.put(other, answer, read_at=responses.clock.time(), valid_until=past)
     assert await responses.get(other) is None
 
@@ -222,14 +226,14 @@ def test_keys_differ_by_every_claim_and_the_rules() -> None:
         {"purpose": "analytics"},
         {"client_id": "other"},
     ]
-    responses = ResponseCache(cache, ttl_s=60, fingerprint="rules", metrics=Metrics())
+    responses = _responses(cache)
     keys = {responses.key(base, "{ a }", None, None)}
     for change in changed:
         fields = {**{f: getattr(base, f) for f in base.__slots__}, **change}
         keys.add(responses.key(Principal(**fields), "{ a }", None, None))
     keys.add(responses.key(base, "{ a }", "A", None))
     keys.add(responses.key(base, "{ a }", None, {"x": 1}))
-    other_rules = ResponseCache(cache, ttl_s=60, fingerprint="other", metrics=Metrics())
+    other_rules = _responses(cache, fingerprint="other")
     keys.add(other_rules.key(base, "{ a }", None, None))
     assert len(keys) == len(changed) + 4
 
@@ -256,9 +260,8 @@ async def test_a_failed_drop_serves_and_keeps_nothing_until_a_retry_succeeds(
 ) -> None:
     monkeypatch.setattr(responses_module, "RETRY_S", 0.01)
     cache = _Unreachable()
-    responses = ResponseCache(cache, ttl_s=60, fingerprint="rules", metrics=Metrics())
-    principal = Principal("u", "acme", frozenset(), frozenset(), None, None, "c")
-    key = responses.key(principal, "{ a }", None, None)
+    responses = _responses(cache)
+    key = responses.key(CALLER, "{ a }", None, None)
     answer = Answer({"a": 1}, [])
     await responses.put(key, answer, read_at=responses.clock.time(), valid_until=None)
     cache.down = True

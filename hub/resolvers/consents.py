@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from hub.context import Context
@@ -11,6 +12,11 @@ from hub.policy.consent import ConsentEvent, consent_states
 from hub.resolvers.campaigns import text
 from hub.resolvers.contacts import check_contact_id, contact
 from hub.store.tables import ConsentRow
+
+
+def consent_events(rows: Iterable[ConsentRow]) -> list[ConsentEvent]:
+    """Consent rows as the policy reads them."""
+    return [ConsentEvent(r.purpose, r.status, r.recorded_at, r.expires_at) for r in rows]
 
 
 async def grant_consent(
@@ -50,25 +56,11 @@ async def withdraw_consent(context: Context, contact_id: str, purpose: str) -> C
     if not grants:
         raise NotFound("This contact has no consent for that purpose.", argument="purpose")
     now = datetime.now(UTC)
-    events = [ConsentEvent(r.purpose, r.status, r.recorded_at, r.expires_at) for r in grants]
-    if consent_states(events, now=now)[purpose] == "WITHDRAWN":
-        latest = max(grants, key=lambda r: (r.recorded_at, r.id))
-        return latest
+    events = consent_events(grants)
     last = max(grants, key=lambda r: (r.recorded_at, r.id))
-    row = ConsentRow(
-        id=new_id("consent"),
-        tenant_id=scope.tenant,
-        contact_id=found,
-        purpose=purpose,
-        status="WITHDRAWN",
-        lawful_basis=last.lawful_basis,
-        granted_at=last.granted_at,
-        withdrawn_at=now,
-        expires_at=last.expires_at,
-        source=last.source,
-        evidence=last.evidence,
-        recorded_at=now,
-    )
+    if consent_states(events, now=now)[purpose] == "WITHDRAWN":
+        return last
+    row = last.withdrawal(at=now, source=last.source, evidence=last.evidence)
     await context.store.insert(row)
     await context.forget_subject(found)
     return row

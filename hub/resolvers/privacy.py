@@ -74,14 +74,11 @@ async def export_contact(context: Context, contact_id: str) -> dict[str, Any]:
         for name in PERSONAL:
             if getattr(found, name) is not None:
                 context.audit.record(
-                    AuditEvent(
+                    AuditEvent.by(
+                        context.principal,
                         at=now,
                         coordinate=f"Query.exportContactData.{name}",
                         decision="exported",
-                        tenant_id=scope.tenant,
-                        principal=context.principal.subject,
-                        client_id=context.principal.client_id,
-                        purpose=context.principal.purpose,
                         subject=contact_id,
                     )
                 )

@@ -14,6 +14,7 @@ from strawberry.types import Info
 from hub.audit import AuditEvent
 from hub.errors import ConsentRequired
 from hub.policy.consent import ConsentEvent, Decision, consent_states, decide, mask
+from hub.resolvers.consents import consent_events
 from hub.responses import AuditedDecision
 
 
@@ -32,7 +33,7 @@ class PersonalData(FieldExtension):
         rule = context.consent.fields[coordinate]
         history = await context.loaders.consents_by_contact.load(source.id)
         now = datetime.now(UTC)
-        events = _events(history)
+        events = consent_events(history)
         states = consent_states(events, now=now)
         decision = decide(rule, context.principal.purpose, states)
         _valid_until(context, events, now)
@@ -63,10 +64,6 @@ def personal_fields(schema: Schema) -> list[str]:
     return sorted(found)
 
 
-def _events(rows: Iterable[Any]) -> list[ConsentEvent]:
-    return [ConsentEvent(r.purpose, r.status, r.recorded_at, r.expires_at) for r in rows]
-
-
 def _valid_until(context: Any, events: Iterable[ConsentEvent], now: datetime) -> None:
     """Bring forward the moment the request's answer stops being true: the next expiry."""
     ahead = [e.expires_at for e in events if e.expires_at is not None and e.expires_at > now]
@@ -79,17 +76,13 @@ def record_decisions(context: Any, decisions: Iterable[AuditedDecision], now: da
     """Consent decisions on the audit trail, as the caller of `context` made them at `now`."""
     if context.audit is None:
         return
-    principal = context.principal
     for coordinate, subject, decision, reason in decisions:
         context.audit.record(
-            AuditEvent(
+            AuditEvent.by(
+                context.principal,
                 at=now,
                 coordinate=coordinate,
                 decision=decision,
-                tenant_id=principal.tenant,
-                principal=principal.subject,
-                client_id=principal.client_id,
-                purpose=principal.purpose,
                 subject=subject,
                 reason=reason,
             )

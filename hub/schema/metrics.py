@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
@@ -17,7 +15,7 @@ from hub.money import exponent
 from hub.policy import metrics as policy
 from hub.resolvers.metrics import Point, Totals, row_key
 from hub.schema.money import Money
-from hub.schema.pagination import Connection, Edge, PageInfo
+from hub.schema.pagination import Connection, Edge, PageInfo, known_count, opaque, unwrap
 
 Granularity = strawberry.enum(policy.Granularity, name="Granularity")
 
@@ -30,10 +28,15 @@ def _money(minor: Decimal | int | None, currency: str | None) -> Money | None:
     return Money(amount=Decimal(minor).scaleb(-exponent(currency)), currency=currency)
 
 
-def _spend_and_rates(counts: policy.Counts, currency: str | None) -> dict[str, Any]:
-    """The money and rate fields MetricPoint and MetricTotals share."""
+def _shared_fields(counts: policy.Counts, currency: str | None) -> dict[str, Any]:
+    """The count, money and rate fields MetricPoint and MetricTotals share."""
     rates = policy.rates(counts)
     return {
+        "impressions": counts.impressions,
+        "reach": counts.reach,
+        "engagements": counts.engagements,
+        "clicks": counts.clicks,
+        "conversions": counts.conversions,
         "spend": _money(counts.spend_minor, currency),
         "engagement_rate": None if rates.engagement_rate is None else float(rates.engagement_rate),
         "cpm": _money(rates.cpm_minor, currency),
@@ -75,17 +78,12 @@ class MetricPoint:
         return cls(
             date=point.day,
             granularity=point.granularity,
-            impressions=counts.impressions,
-            reach=counts.reach,
-            engagements=counts.engagements,
             likes=counts.likes,
             comments=counts.comments,
             shares=counts.shares,
             saves=counts.saves,
             video_views=counts.video_views,
-            clicks=counts.clicks,
-            conversions=counts.conversions,
-            **_spend_and_rates(counts, point.currency),
+            **_shared_fields(counts, point.currency),
             influencer_id=None
             if point.influencer_id is None
             else strawberry.ID(point.influencer_id),
@@ -113,16 +111,10 @@ class MetricTotals:
 
     @classmethod
     def from_totals(cls, totals: Totals) -> MetricTotals:
-        counts = totals.counts
         return cls(
             from_=totals.since,
             to=totals.until,
-            impressions=counts.impressions,
-            reach=counts.reach,
-            engagements=counts.engagements,
-            clicks=counts.clicks,
-            conversions=counts.conversions,
-            **_spend_and_rates(counts, totals.currency),
+            **_shared_fields(totals.counts, totals.currency),
         )
 
 
@@ -141,18 +133,14 @@ class MetricConnection(Connection[MetricPoint]):
 
 
 def encode_cursor(point: Point) -> str:
-    text = _CURSOR_PREFIX + "|".join(row_key(point))
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    return opaque(_CURSOR_PREFIX + "|".join(row_key(point)))
 
 
 def decode_cursor(cursor: str | None) -> tuple[str, str, str] | None:
     """The row key inside `cursor`, or BAD_USER_INPUT when it is not one of ours."""
     if cursor is None:
         return None
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        text = ""
+    text = unwrap(cursor)
     parts = text.removeprefix(_CURSOR_PREFIX).split("|")
     if not text.startswith(_CURSOR_PREFIX) or len(parts) != 3:
         raise BadUserInput("`after` is not a valid cursor.", argument="after")
@@ -165,11 +153,6 @@ def metric_connection(rows: Sequence[Point], *, first: int, after: str | None) -
     remaining = [row for row in rows if start is None or row_key(row) > start]
     page = remaining[:first]
     edges = [Edge(cursor=encode_cursor(row), node=MetricPoint.from_point(row)) for row in page]
-    total = len(rows)
-
-    async def count() -> int:
-        return total
-
     return MetricConnection(
         edges=edges,
         page_info=PageInfo(
@@ -178,5 +161,5 @@ def metric_connection(rows: Sequence[Point], *, first: int, after: str | None) -
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         ),
-        count=count,
+        count=known_count(len(rows)),
     )

@@ -44,18 +44,28 @@ class Connection(Generic[NodeT]):
         return await self.count()
 
 
+def opaque(text: str) -> str:
+    """`text` as an opaque cursor: URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def unwrap(cursor: str) -> str:
+    """The text inside an opaque cursor; empty when it is not base64 of UTF-8."""
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return ""
+
+
 def encode_cursor(row_id: str) -> str:
-    return base64.urlsafe_b64encode((_CURSOR_PREFIX + row_id).encode()).decode().rstrip("=")
+    return opaque(_CURSOR_PREFIX + row_id)
 
 
 def decode_cursor(cursor: str | None, *, kind: str) -> str | None:
     """The row id inside `cursor`, or BAD_USER_INPUT when it is not one of ours."""
     if cursor is None:
         return None
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        text = ""
+    text = unwrap(cursor)
     row_id = text.removeprefix(_CURSOR_PREFIX)
     if not text.startswith(_CURSOR_PREFIX) or not is_id(kind, row_id):
         raise BadUserInput("`after` is not a valid cursor.", argument="after")
@@ -87,7 +97,7 @@ def connection(
     make_cursor = cursor or (lambda row: encode_cursor(row_id(row)))
     edges = [Edge(cursor=make_cursor(row), node=node(row)) for row in rows]
     if after is None and not has_next:
-        count = _known(len(rows))
+        count = known_count(len(rows))
     return Connection(
         edges=edges,
         page_info=PageInfo(
@@ -100,7 +110,9 @@ def connection(
     )
 
 
-def _known(total: int) -> Callable[[], Awaitable[int]]:
+def known_count(total: int) -> Callable[[], Awaitable[int]]:
+    """A connection's `count` when the total is already known."""
+
     async def count() -> int:
         return total
 
@@ -131,10 +143,7 @@ def decode_number_cursor(cursor: str | None) -> int | None:
     """The row number inside a cursor made by `encode_number_cursor`, or BAD_USER_INPUT."""
     if cursor is None:
         return None
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        text = ""
+    text = unwrap(cursor)
     number = text.removeprefix(_CURSOR_PREFIX + "n:")
     if not text.startswith(_CURSOR_PREFIX + "n:") or not number.isdigit():
         raise BadUserInput("`after` is not a valid cursor.", argument="after")

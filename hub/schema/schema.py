@@ -100,14 +100,11 @@ def _audit_denials(context: Any) -> None:
     now = datetime.now(UTC)
     for type_name, field_name in sorted(context.denials):
         context.audit.record(
-            AuditEvent(
+            AuditEvent.by(
+                principal,
                 at=now,
                 coordinate=f"{type_name}.{field_name}",
                 decision="denied",
-                tenant_id=principal.tenant,
-                principal=principal.subject,
-                client_id=principal.client_id,
-                purpose=principal.purpose,
                 reason="anonymous" if principal.is_anonymous else "scope",
             )
         )

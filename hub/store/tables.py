@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from hub.ids import new_id
+
 
 class TenantRow(SQLModel, table=True):
     __tablename__ = "tenants"
@@ -110,6 +112,23 @@ class ConsentRow(SQLModel, table=True):
     source: str = Field(max_length=200)
     evidence: str | None = Field(default=None, max_length=2000)
     recorded_at: datetime
+
+    def withdrawal(self, *, at: datetime, source: str, evidence: str | None) -> ConsentRow:
+        """The WITHDRAWN event that ends this grant at `at`, recorded from `source`."""
+        return ConsentRow(
+            id=new_id("consent"),
+            tenant_id=self.tenant_id,
+            contact_id=self.contact_id,
+            purpose=self.purpose,
+            status="WITHDRAWN",
+            lawful_basis=self.lawful_basis,
+            granted_at=self.granted_at,
+            withdrawn_at=at,
+            expires_at=self.expires_at,
+            source=source,
+            evidence=evidence,
+            recorded_at=at,
+        )
 
 
 class AuditEventRow(SQLModel, table=True):
