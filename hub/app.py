@@ -32,11 +32,9 @@ from hub.context import Context
 from hub.erasure import ErasureRetrier
 from hub.errors import BadRequest, HubError, MethodNotAllowed
 from hub.idempotency import (
+    Claim,
+    IdempotencyKeys,
     StoredAnswer,
-    claim,
-    finish,
-    is_mutation,
-    release,
     request_hash,
     scoped_key,
     without_personal_data,
@@ -81,6 +79,7 @@ class Hub:
     bucket: Bucket
     queries: QueryStore
     manifest: dict[str, str]
+    idempotency: IdempotencyKeys
     sources: Sources = field(default_factory=Sources)
     cache: Cache | None = None
     metrics: Metrics = field(default_factory=Metrics)
@@ -128,6 +127,7 @@ def create_app(
                 bucket=bucket,
                 queries=queries,
                 manifest=manifest,
+                idempotency=IdempotencyKeys(Store(engine), ttl_s=settings.idempotency_ttl_s),
                 sources=upstreams.sources,
                 cache=upstreams.cache,
                 metrics=upstreams.metrics,
@@ -248,21 +248,24 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
             answer_key=None
             if hub.responses is None or query is None
             else hub.responses.key(principal, query, params.operation_name, params.variables),
+            client_address=graphql_http.client_address(request, hub.settings.trusted_proxies)
+            if principal.is_anonymous
+            else None,
         )
+        limits = hub.policies.cost.limits_for(principal.roles)
+        context.document = hub.schema.documents.prepare(query, max_tokens=limits.max_tokens)
         key = request.headers.get("idempotency-key")
-        claimed = None
-        if key is not None and is_mutation(query, params.operation_name):
-            claimed = scoped_key(key, principal)
-            digest = request_hash(query, params.operation_name, params.variables)
-            stored = await claim(hub.store, claimed, digest, ttl_s=hub.settings.idempotency_ttl_s)
-            if stored is not None:
-                return graphql_http.json_response(
-                    stored.body,
-                    stored.status,
-                    media_type=media_type,
-                    request_id=request_id,
-                    headers={"Idempotent-Replayed": "true"},
-                )
+        document = context.document
+        if (
+            key is not None
+            and document is not None
+            and document.runs_mutation(params.operation_name)
+        ):
+            context.idempotency = Claim(
+                hub.idempotency,
+                scoped_key(key, principal),
+                request_hash(query, params.operation_name, params.variables),
+            )
         try:
             result = await hub.schema.execute(
                 query,
@@ -282,24 +285,36 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
         except MissingQueryError:
             raise BadRequest("`query` is missing.") from None
         except BaseException:
-            if claimed is not None:
-                await release(hub.store, claimed)
+            if context.idempotency is not None and context.idempotency.claimed:
+                await hub.idempotency.release(context.idempotency.key)
             raise
         status, body = graphql_http.result_answer(result, media_type=media_type, extensions={})
-        if claimed is not None:
-            if _is_unexpected(body):
-                await release(hub.store, claimed)
+        headers = context.response_headers
+        claim = context.idempotency
+        if claim is not None and claim.replay is not None:
+            status, body = claim.replay.status, _replayed(claim.replay.body, body)
+            headers = {**headers, "Idempotent-Replayed": "true"}
+        elif claim is not None and claim.claimed:
+            if status >= 500 or _is_unexpected(body):
+                await hub.idempotency.release(claim.key)
             else:
                 kept = without_personal_data(body, context.personal_paths)
-                await finish(hub.store, claimed, StoredAnswer(status, kept))
+                answer = StoredAnswer(status, kept)
+                await hub.idempotency.finish(claim.key, answer, subjects=claim.subjects)
     except HubError as error:
         return graphql_http.error_response(error, media_type=media_type, request_id=request_id)
     except Exception:
         logger.exception("unexpected error in request %s", request_id)
         return graphql_http.error_response(HubError(), media_type=media_type, request_id=request_id)
     return graphql_http.json_response(
-        body, status, media_type=media_type, request_id=request_id, headers=context.response_headers
+        body, status, media_type=media_type, request_id=request_id, headers=headers
     )
+
+
+def _replayed(kept: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """The kept answer, with this request's own extensions (its cost) added to its own."""
+    extensions = {**kept.get("extensions", {}), **now.get("extensions", {})}
+    return {**kept, "extensions": extensions}
 
 
 def _is_unexpected(body: dict[str, Any]) -> bool:

@@ -11,12 +11,14 @@ from hub.audit import AuditLog
 from hub.auth import Principal
 from hub.budget import Bucket
 from hub.errors import Forbidden
+from hub.idempotency import Claim
 from hub.loaders import Loaders
 from hub.policy.access import Coordinate
 from hub.policy.consent import ConsentPolicy
 from hub.policy.cost import CostPolicy
 from hub.policy.rows import RowScope, row_scope
 from hub.responses import AuditedDecision, ResponseCache
+from hub.schema.documents import Document
 from hub.settings import Settings
 from hub.sources.registry import Sources
 from hub.sources.store import Store
@@ -49,6 +51,21 @@ class Context:
     """The consent decisions this request made, in order."""
     answer_valid_until: datetime | None = None
     """When the first consent this request's answer relied on expires."""
+    client_address: str | None = None
+    """Where an anonymous request comes from: anonymous budgets are per address."""
+    document: Document | None = None
+    """The request's parsed document, once the HTTP layer has it."""
+    idempotency: Claim | None = None
+    """The request's `Idempotency-Key`, taken when its mutation is about to run."""
+
+    @property
+    def budget_key(self) -> str:
+        """Whose cost bucket this request draws on: the client, or for a caller without a
+        token, its address."""
+        client = self.principal.client_id
+        if self.principal.is_anonymous and self.client_address is not None:
+            return f"{client}@{self.client_address}"
+        return client
 
     @cached_property
     def scope(self) -> RowScope | None:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from hub.errors import SourceError
+from hub.idempotency import forget_answers_naming
 from hub.policy.rows import RowScope
 from hub.sources.crm import CrmLookup
 from hub.sources.scoping import contact_scope
@@ -127,6 +128,7 @@ async def _erase(
             .where(col(AuditEventRow.subject) == contact_id)
             .values(subject=pseudonym(scope.tenant, contact_id))
         )
+        await forget_answers_naming(session, contact_id)
         if crm_id and crm_configured:
             session.add(
                 ErasureTaskRow(

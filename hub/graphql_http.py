@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,7 @@ from hub.errors import (
     MethodNotAllowed,
     NotAcceptable,
     PayloadTooLarge,
+    RequestError,
     UnsupportedMediaType,
 )
 from hub.web.graphiql import graphiql_page
@@ -134,6 +137,47 @@ def _params(raw: dict[str, Any]) -> GraphQLParams:
     return GraphQLParams(query, operation_name, variables, extensions)
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(request: Request, trusted_proxies: Sequence[Network]) -> str:
+    """The caller's address: the peer's, or, when the peer is a trusted proxy, the nearest
+    address in `X-Forwarded-For` that is not one (a client can put anything on the left of
+    the header, but not past the proxies that append to it)."""
+    peer = _address(request.client.host if request.client is not None else "")
+    if peer is None:
+        return "unknown"
+    if not _is_trusted(peer, trusted_proxies):
+        return str(peer)
+    hops = [
+        hop.strip()
+        for value in request.headers.getlist("x-forwarded-for")
+        for hop in value.split(",")
+    ]
+    nearest = peer
+    for hop in reversed(hops):
+        address = _address(hop)
+        if address is None:
+            break
+        nearest = address
+        if not _is_trusted(address, trusted_proxies):
+            break
+    return str(nearest)
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _is_trusted(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, trusted: Sequence[Network]
+) -> bool:
+    return any(address.version == net.version and address in net for net in trusted)
+
+
 def allowed_operations(method: str) -> frozenset[OperationType]:
     return GET_OPERATIONS if method == "GET" else POST_OPERATIONS
 
@@ -160,12 +204,14 @@ def result_answer(
         # A refusal before execution (a bad token, an empty budget) keeps its own status;
         # errors at a field's path never change it, as the data entry is there.
         refusals = [
-            e.original_error.http_status
+            e.original_error
             for e in errors
             if isinstance(e.original_error, HubError) and e.original_error.http_status != 200
         ]
-        if refusals and refusals[0] in (401, 403, 429):
-            status = refusals[0]
+        if refusals and (
+            isinstance(refusals[0], RequestError) or refusals[0].http_status in (401, 403, 409, 429)
+        ):
+            status = refusals[0].http_status
         elif media_type == GRAPHQL_RESPONSE:
             status = 400
     body: dict[str, Any] = {}

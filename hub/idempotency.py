@@ -1,4 +1,10 @@
-"""`Idempotency-Key` on mutations: the same key and body return the first answer, once applied."""
+"""`Idempotency-Key` on mutations: the same key and body return the first answer, once applied.
+
+A key is claimed only when its mutation is about to run (after limits, validation, cost and
+budget), so a request refused before that leaves nothing behind, and only an executed answer
+is kept. A kept answer records the people (contacts) it names; erasing one of them replaces
+the answer, so that no replay outlives an erasure.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +13,39 @@ import copy
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from graphql import GraphQLError, OperationType, get_operation_ast, parse
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from hub.auth import Principal
 from hub.errors import BadRequest, IdempotencyConflict
 from hub.sources.store import Store
-from hub.store.tables import IdempotencyRow
+from hub.store.tables import ContactRow, ErasureRow, IdempotencyRow, IdempotencySubjectRow
 
 _KEY = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 ABANDONED_AFTER = timedelta(seconds=60)
+MAX_WAITERS_PER_KEY = 8
+"""Requests of one process that may wait for one key's first request; more are refused."""
+
+ERASED_ANSWER: dict[str, Any] = {
+    "status": 200,
+    "body": {
+        "data": None,
+        "errors": [
+            {
+                "message": "The first answer to this request named a person who has since been "
+                "erased; it is no longer kept.",
+                "extensions": {"code": "NOT_FOUND"},
+            }
+        ],
+    },
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,82 +54,178 @@ class StoredAnswer:
     body: dict[str, Any]
 
 
-def is_mutation(query: str | None, operation_name: str | None) -> bool:
-    if not query:
-        return False
-    try:
-        operation = get_operation_ast(parse(query), operation_name)
-    except GraphQLError:
-        return False
-    return operation is not None and operation.operation == OperationType.MUTATION
-
-
 def scoped_key(header: str, principal: Principal) -> str:
-    """The stored key: the caller's own namespace, so two callers' keys never meet."""
+    """The stored key: a hash of the caller's every identifying claim and the header, so that
+    no two callers' keys can meet, whatever their claims contain."""
     if not _KEY.match(header):
         raise BadRequest("`Idempotency-Key` must be 1-200 letters, digits, '.', '_', ':' or '-'.")
-    return f"{principal.tenant or '-'}|{principal.subject or '-'}|{header}"
+    caller = [principal.tenant, principal.subject, principal.client_id, header]
+    return hashlib.sha256(json.dumps(caller).encode()).hexdigest()
 
 
 def request_hash(query: str | None, operation_name: str | None, variables: Any) -> str:
     canonical = json.dumps([query, operation_name, variables], sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-async def claim(
-    store: Store,
-    key: str,
-    digest: str,
-    *,
-    ttl_s: float,
-    wait_s: float = 10.0,
-    poll_s: float = 0.05,
-) -> StoredAnswer | None:
-    """None when this request is first and must run; else the first request's answer.
+class IdempotencyKeys:
+    """The keys of one hub process, kept in the own store (shared by every replica)."""
 
-    A key whose first request is still running is waited for; one abandoned for longer than
-    a minute is taken over. A key reused with another body is refused. A key older than
-    `ttl_s` is forgotten: the request runs again, as a new one.
-    """
-    deadline = asyncio.get_running_loop().time() + wait_s
-    while True:
-        now = datetime.now(UTC)
+    def __init__(
+        self,
+        store: Store,
+        *,
+        ttl_s: float,
+        wait_s: float = 10.0,
+        poll_s: float = 0.05,
+        max_waiters: int = MAX_WAITERS_PER_KEY,
+    ) -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self.wait_s = wait_s
+        self.poll_s = poll_s
+        self.max_waiters = max_waiters
+        self._waiting: dict[str, int] = {}
+
+    async def claim(self, key: str, digest: str) -> StoredAnswer | None:
+        """None when this request is first and must run; else the first request's answer.
+
+        A key whose first request is still running is waited for (by at most `max_waiters`
+        requests of this process); one abandoned for longer than a minute is taken over. A
+        key reused with another body is refused. A key older than `ttl_s` is forgotten: the
+        request runs again, as a new one.
+        """
+        deadline = asyncio.get_running_loop().time() + self.wait_s
+        waiting = False
         try:
-            async with store.sessions.begin() as session:
-                session.add(IdempotencyRow(key=key, request_hash=digest, created_at=now))
-            return None
-        except IntegrityError:
-            pass
-        async with store.sessions() as session:
-            row = await session.get(IdempotencyRow, key)
-        if row is None:
-            continue
-        if now - row.created_at > timedelta(seconds=ttl_s):
-            await release(store, key)
-            continue
-        if row.request_hash != digest:
-            raise IdempotencyConflict(
-                "This Idempotency-Key was already used with a different request."
+            while True:
+                now = datetime.now(UTC)
+                try:
+                    async with self.store.sessions.begin() as session:
+                        session.add(IdempotencyRow(key=key, request_hash=digest, created_at=now))
+                    return None
+                except IntegrityError:
+                    pass
+                async with self.store.sessions() as session:
+                    row = await session.get(IdempotencyRow, key)
+                if row is None:
+                    continue
+                if now - row.created_at > timedelta(seconds=self.ttl_s):
+                    await self.release(key)
+                    continue
+                if row.request_hash != digest:
+                    raise IdempotencyConflict(
+                        "This Idempotency-Key was already used with a different request."
+                    )
+                if row.response is not None:
+                    return StoredAnswer(row.response["status"], row.response["body"])
+                if now - row.created_at > ABANDONED_AFTER and await self._take_over(row, now):
+                    return None
+                if not waiting:
+                    if self._waiting.get(key, 0) >= self.max_waiters:
+                        raise IdempotencyConflict(
+                            "Too many requests wait for this Idempotency-Key; retry later."
+                        )
+                    self._waiting[key] = self._waiting.get(key, 0) + 1
+                    waiting = True
+                if asyncio.get_running_loop().time() > deadline:
+                    raise IdempotencyConflict(
+                        "A request with this Idempotency-Key is still running."
+                    )
+                await asyncio.sleep(self.poll_s)
+        finally:
+            if waiting:
+                self._waiting[key] -= 1
+                if not self._waiting[key]:
+                    del self._waiting[key]
+
+    async def finish(self, key: str, answer: StoredAnswer, *, subjects: Iterable[str]) -> None:
+        """Keep `answer` as the key's, with the people it names; if one of them was erased
+        meanwhile, keep the erased answer instead."""
+        named = sorted(set(subjects))
+        async with self.store.sessions.begin() as session:
+            if named:
+                # Waits for an erasure of one of them that is under way (PostgreSQL row locks;
+                # SQLite writes one transaction at a time), so that it is seen below.
+                await session.execute(
+                    select(col(ContactRow.id))
+                    .where(col(ContactRow.id).in_(named))
+                    .with_for_update(read=True)
+                )
+            kept = {"status": answer.status, "body": answer.body}
+            await session.execute(
+                update(IdempotencyRow).where(col(IdempotencyRow.key) == key).values(response=kept)
             )
-        if row.response is not None:
-            return StoredAnswer(row.response["status"], row.response["body"])
-        if now - row.created_at > ABANDONED_AFTER and await _take_over(store, row, now):
-            return None
-        if asyncio.get_running_loop().time() > deadline:
-            raise IdempotencyConflict("A request with this Idempotency-Key is still running.")
-        await asyncio.sleep(poll_s)
+            if not named:
+                return
+            erased = (
+                await session.scalars(
+                    select(col(ErasureRow.contact_id)).where(col(ErasureRow.contact_id).in_(named))
+                )
+            ).first()
+            if erased is not None:
+                await session.execute(
+                    update(IdempotencyRow)
+                    .where(col(IdempotencyRow.key) == key)
+                    .values(response=ERASED_ANSWER)
+                )
+            session.add_all(IdempotencySubjectRow(key=key, subject=s) for s in named)
+
+    async def release(self, key: str) -> None:
+        """Forget a claim whose request did not run to an answer, so that a retry may run it."""
+        async with self.store.sessions.begin() as session:
+            await session.execute(
+                delete(IdempotencySubjectRow).where(col(IdempotencySubjectRow.key) == key)
+            )
+            await session.execute(delete(IdempotencyRow).where(col(IdempotencyRow.key) == key))
+
+    async def _take_over(self, row: IdempotencyRow, now: datetime) -> bool:
+        async with self.store.sessions.begin() as session:
+            result = await session.execute(
+                update(IdempotencyRow)
+                .where(col(IdempotencyRow.key) == row.key)
+                .where(col(IdempotencyRow.created_at) == row.created_at)
+                .where(col(IdempotencyRow.response).is_(None))
+                .values(created_at=now)
+            )
+        return bool(getattr(result, "rowcount", 0))
 
 
-async def _take_over(store: Store, row: IdempotencyRow, now: datetime) -> bool:
-    async with store.sessions.begin() as session:
-        result = await session.execute(
-            update(IdempotencyRow)
-            .where(col(IdempotencyRow.key) == row.key)
-            .where(col(IdempotencyRow.created_at) == row.created_at)
-            .where(col(IdempotencyRow.response).is_(None))
-            .values(created_at=now)
-        )
-    return bool(getattr(result, "rowcount", 0))
+async def forget_answers_naming(session: AsyncSession, subject: str) -> None:
+    """Within an erasure's transaction: every kept answer that names `subject` is replaced by
+    the erased answer (the keys stay claimed, so that a retry still changes nothing)."""
+    keys = select(col(IdempotencySubjectRow.key)).where(
+        col(IdempotencySubjectRow.subject) == subject
+    )
+    await session.execute(
+        update(IdempotencyRow)
+        .where(col(IdempotencyRow.key).in_(keys))
+        .where(col(IdempotencyRow.response).is_not(None))
+        .values(response=ERASED_ANSWER)
+    )
+
+
+@dataclass
+class Claim:
+    """One request's `Idempotency-Key`, taken by the executor when its mutation is about to
+    run: then it is either `claimed` (this request runs) or has a `replay` (it does not)."""
+
+    keys: IdempotencyKeys
+    key: str
+    digest: str
+    claimed: bool = False
+    replay: StoredAnswer | None = None
+    subjects: set[str] = field(default_factory=set)
+    """The contacts the answer names, collected as it is built."""
+
+    async def take(self) -> bool:
+        """Claim the key; False when the first request's answer is to be replayed instead."""
+        stored = await self.keys.claim(self.key, self.digest)
+        if stored is not None:
+            self.replay = stored
+            return False
+        self.claimed = True
+        return True
 
 
 def without_personal_data(
@@ -131,18 +250,3 @@ def without_personal_data(
             node[path[-1]] = None
     kept["extensions"] = {**kept.get("extensions", {}), "personalDataOmitted": True}
     return kept
-
-
-async def finish(store: Store, key: str, answer: StoredAnswer) -> None:
-    async with store.sessions.begin() as session:
-        await session.execute(
-            update(IdempotencyRow)
-            .where(col(IdempotencyRow.key) == key)
-            .values(response={"status": answer.status, "body": answer.body})
-        )
-
-
-async def release(store: Store, key: str) -> None:
-    """Forget a claim whose request failed unexpectedly, so that a retry may run it."""
-    async with store.sessions.begin() as session:
-        await session.execute(delete(IdempotencyRow).where(col(IdempotencyRow.key) == key))

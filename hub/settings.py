@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -43,6 +44,10 @@ class Settings(BaseSettings):
     jwt_leeway_s: int = Field(default=30, ge=0, le=300)
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        default_factory=list,
+        description="Proxies (addresses or networks) whose X-Forwarded-For is believed",
+    )
     page_size_cap: int = Field(default=100, ge=1, le=10_000)
     document_cache_size: int = Field(default=1024, ge=0)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import shutil
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from graphql import get_introspection_query
 from sqlalchemy import event
+from starlette.requests import Request
 
+from hub.graphql_http import client_address
 from hub.settings import Settings
 from tests.conftest import ROOT, MakeToken, running_app
 from tests.helpers import codes, gql
@@ -224,3 +228,96 @@ async def test_a_page_size_sent_as_a_float_is_costed_like_an_int(
     _, as_int = await gql(sqlite_client, query, token=make_token(), variables={"n": 100})
     assert as_float["extensions"]["cost"]["requestedQueryCost"] == 102
     assert as_int["extensions"]["cost"]["requestedQueryCost"] == 102
+
+
+EXPENSIVE = (
+    "{ campaigns(first: 100) { edges { node {"
+    " members(first: 5) { edges { node { status } } } } } } }"
+)
+"""802 points: the anonymous tier's bucket (2,000) holds two such requests."""
+
+
+async def test_refused_anonymous_requests_are_not_charged(
+    sqlite_client: httpx.AsyncClient,
+) -> None:
+    refusals = [await gql(sqlite_client, EXPENSIVE) for _ in range(5)]
+    status, allowed = await gql(sqlite_client, "{ me { subject } }")
+    assert [(code, codes(payload)) for code, payload in refusals] == [
+        (401, ["UNAUTHENTICATED"])
+    ] * 5
+    assert status == 200
+    assert allowed["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] >= 1998
+
+
+async def test_loading_graphiql_draws_nothing_from_a_budget(
+    sqlite_client: httpx.AsyncClient,
+) -> None:
+    page = await sqlite_client.get("/graphql", headers={"Accept": "text/html"})
+    introspections = [await gql(sqlite_client, get_introspection_query()) for _ in range(10)]
+    _, after = await gql(sqlite_client, "{ me { subject } }")
+    assert page.status_code == 200 and "graphiql" in page.text.lower()
+    assert {status for status, _ in introspections} == {401}
+    assert after["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] >= 1998
+
+
+@pytest.mark.parametrize(("trusted", "throttled"), [(True, True), (False, False)])
+async def test_anonymous_callers_draw_on_a_budget_per_address(
+    sqlite_settings: Settings, trusted: bool, throttled: bool
+) -> None:
+    proxies = [ipaddress.ip_network("127.0.0.1")] if trusted else []
+    settings = sqlite_settings.model_copy(update={"trusted_proxies": proxies})
+    async with running_app(settings) as (app, client):
+        # Empty the budget of 203.0.113.7 (behind the proxy at 127.0.0.1).
+        await app.state.hub.bucket.take(
+            "anonymous@203.0.113.7", 2000, size=2000, restore_rate_per_s=20
+        )
+        answers = [
+            await client.post(
+                "/graphql",
+                json={"query": "{ me { subject } }"},
+                headers={"X-Forwarded-For": f"10.9.9.9, {address}"},
+            )
+            for address in ("203.0.113.7", "198.51.100.9")
+        ]
+    # From an untrusted peer the header is not believed: the peer's own bucket is used.
+    assert [a.status_code for a in answers] == ([429, 200] if throttled else [200, 200])
+
+
+def _request(peer: str, forwarded: list[str]) -> Request:
+    headers = [(b"x-forwarded-for", value.encode()) for value in forwarded]
+    return Request({"type": "http", "client": (peer, 4711), "headers": headers})
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "address"),
+    [
+        ("10.0.0.5", [], "10.0.0.5"),
+        ("10.0.0.5", ["203.0.113.7"], "203.0.113.7"),
+        ("10.0.0.5", ["6.6.6.6, 203.0.113.7, 10.0.0.6"], "203.0.113.7"),
+        ("10.0.0.5", ["6.6.6.6", "203.0.113.7"], "203.0.113.7"),
+        ("10.0.0.5", ["not-an-address"], "10.0.0.5"),
+        ("10.0.0.5", ["10.0.0.7"], "10.0.0.7"),
+        ("192.0.2.1", ["203.0.113.7"], "192.0.2.1"),
+        ("2001:db8::1", ["203.0.113.7"], "2001:db8::1"),
+        ("", ["203.0.113.7"], "unknown"),
+    ],
+)
+def test_the_client_address_is_the_nearest_one_no_trusted_proxy_vouches_for(
+    peer: str, forwarded: list[str], address: str
+) -> None:
+    trusted = [ipaddress.ip_network("10.0.0.0/24")]
+    assert client_address(_request(peer, forwarded), trusted) == address
+
+
+async def test_the_service_sdl_follows_the_introspection_rule(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    query = "{ _service { sdl } }"
+    anonymous_status, anonymous = await gql(sqlite_client, query)
+    _, gateway = await gql(sqlite_client, query, token=make_token(roles=["analyst"]))
+    _, partner = await gql(
+        sqlite_client, query, token=make_token(roles=["partner"], scopes=["campaigns:read"])
+    )
+    assert anonymous_status == 401 and codes(anonymous) == ["UNAUTHENTICATED"]
+    assert "type Campaign" in gateway["data"]["_service"]["sdl"]
+    assert codes(partner) == ["FORBIDDEN"]

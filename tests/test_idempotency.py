@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
+import pytest
 from sqlalchemy import update
 
+from hub.auth import Principal
+from hub.errors import IdempotencyConflict
+from hub.idempotency import IdempotencyKeys, StoredAnswer, scoped_key
 from hub.settings import Settings
 from hub.store.tables import IdempotencyRow
-from tests.conftest import MakeToken, running_app
+from tests.conftest import TEST_SECRET, MakeToken, running_app
 from tests.helpers import codes, gql
+from tests.test_cost_budget import _policies_with_tight_tier
 
 CREATE = """mutation ($name: String!) {
   createCampaign(input: {name: $name, brand: "Brand"}) { id name } }"""
@@ -150,3 +158,146 @@ async def test_a_key_older_than_its_ttl_runs_again(
         != first.json()["data"]["createCampaign"]["id"]
     )
     assert total == 8
+
+
+@pytest.fixture
+def tight_settings(tmp_path: Path, sqlite_settings: Settings) -> Settings:
+    """Client `tight`: 100 points, refilled at 0.01 a second."""
+    return sqlite_settings.model_copy(update={"policies_dir": _policies_with_tight_tier(tmp_path)})
+
+
+async def test_a_throttled_first_attempt_is_not_kept_and_its_retry_runs(
+    tight_settings: Settings, make_token: MakeToken
+) -> None:
+    token = make_token(client_id="tight")
+    async with running_app(tight_settings) as (app, client):
+        while (await gql(client, COUNT, token=token))[0] != 429:
+            pass  # drain the client's 100 points
+        throttled = await _create(client, token, "after-429", "Later")
+        await app.state.hub.bucket.refund("tight", 100, size=100, restore_rate_per_s=0.01)
+        retried = await _create(client, token, "after-429", "Later")
+        total = await _count(client, make_token())
+    assert throttled.status_code == 429 and codes(throttled.json()) == ["THROTTLED"]
+    assert retried.status_code == 200 and "idempotent-replayed" not in retried.headers
+    assert retried.json()["data"]["createCampaign"]["id"].startswith("cmp_")
+    assert total == 7
+
+
+async def test_a_mutation_over_get_leaves_no_claim_behind(
+    client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    token = make_token()
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "get-first"}
+    refused = await client.get(
+        "/graphql", params={"query": CREATE, "variables": '{"name": "Get"}'}, headers=headers
+    )
+    started = asyncio.get_running_loop().time()
+    posted = await _create(client, token, "get-first", "Get")
+    waited = asyncio.get_running_loop().time() - started
+    assert refused.status_code == 405
+    assert posted.status_code == 200 and "idempotent-replayed" not in posted.headers
+    assert waited < 5  # not the ten seconds a claim left behind makes it wait
+    assert await _count(client, token) == 7
+
+
+async def test_callers_without_a_subject_keep_their_keys_apart(
+    client: httpx.AsyncClient,
+) -> None:
+    def service(client_id: str) -> str:
+        claims = {
+            "iss": "influencer-hub",
+            "aud": "influencer-hub",
+            "tenant": "acme",
+            "roles": ["manager"],
+            "client_id": client_id,
+            "exp": int(time.time()) + 600,
+        }
+        return jwt.encode(claims, TEST_SECRET, algorithm="HS256")
+
+    one = await _create(client, service("importer"), "nightly", "Same")
+    other = await _create(client, service("exporter"), "nightly", "Same")
+    assert "idempotent-replayed" not in other.headers
+    assert (
+        one.json()["data"]["createCampaign"]["id"] != other.json()["data"]["createCampaign"]["id"]
+    )
+
+
+def test_keys_of_callers_whose_claims_share_a_separator_never_meet() -> None:
+    def principal(tenant: str, subject: str) -> Principal:
+        return Principal(subject, tenant, frozenset(), frozenset(), None, None, subject)
+
+    assert scoped_key("k", principal("a|b", "c")) != scoped_key("k", principal("a", "b|c"))
+
+
+async def test_a_replay_is_charged_like_any_request(
+    tight_settings: Settings, make_token: MakeToken
+) -> None:
+    token = make_token(client_id="tight")
+    async with running_app(tight_settings) as (_app, client):
+        first = await _create(client, token, "charged", "Charged")
+        replay = await _create(client, token, "charged", "Charged")
+    charged = [response.json()["extensions"]["cost"] for response in (first, replay)]
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert charged[1]["requestedQueryCost"] == charged[1]["actualQueryCost"] == 10
+    # The tier restores 0.01 points a second: 100 - 10 - 10.
+    assert [cost["throttleStatus"]["currentlyAvailable"] for cost in charged] == [90, 80]
+
+
+async def test_waiters_on_one_key_are_bounded(sqlite_settings: Settings) -> None:
+    async with running_app(sqlite_settings) as (app, _client):
+        keys = IdempotencyKeys(app.state.hub.store, ttl_s=60, wait_s=2, max_waiters=2)
+        assert await keys.claim("busy", "digest") is None  # the first request, still running
+        waiters = [asyncio.create_task(keys.claim("busy", "digest")) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        with pytest.raises(IdempotencyConflict, match="Too many requests"):
+            await keys.claim("busy", "digest")
+        await keys.finish("busy", StoredAnswer(200, {"data": {"ok": True}}), subjects=())
+        answers = await asyncio.gather(*waiters)
+    assert [answer.body if answer else None for answer in answers] == [{"data": {"ok": True}}] * 2
+
+
+async def test_an_erasure_reaches_the_answers_kept_for_replays(
+    client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    manager = make_token()
+    contact_id = await _a_contact(client, manager)
+    upsert = {
+        "query": 'mutation ($id: ID!) { upsertContact(input: {id: $id, role: "Head of talent", '
+        'company: "Glow Labs"}) { id role company } }',
+        "variables": {"id": contact_id},
+    }
+    grant = {
+        "query": 'mutation ($id: ID!) { grantConsent(contactId: $id, purpose: "analytics", '
+        'source: "call with Ann", evidence: "Ann said yes on 2 Dec") { purpose evidence } }',
+        "variables": {"id": contact_id},
+    }
+    headers = {"Authorization": f"Bearer {manager}"}
+    before = [
+        await client.post("/graphql", json=body, headers={**headers, "Idempotency-Key": key})
+        for key, body in (("upsert-1", upsert), ("grant-1", grant))
+    ]
+    dpo = make_token(roles=["dpo"], purpose=None)
+    erased = await gql(
+        client, f'mutation {{ eraseContact(id: "{contact_id}") {{ contactId }} }}', token=dpo
+    )
+    after = [
+        await client.post("/graphql", json=body, headers={**headers, "Idempotency-Key": key})
+        for key, body in (("upsert-1", upsert), ("grant-1", grant))
+    ]
+    assert erased[1]["data"]["eraseContact"]["contactId"] == contact_id
+    assert before[0].json()["data"]["upsertContact"]["company"] == "Glow Labs"
+    assert before[1].json()["data"]["grantConsent"]["evidence"] == "Ann said yes on 2 Dec"
+    for replay in after:
+        assert replay.headers["idempotent-replayed"] == "true"
+        assert codes(replay.json()) == ["NOT_FOUND"] and replay.json()["data"] is None
+        assert "Glow Labs" not in replay.text and "Ann" not in replay.text
+
+
+async def _a_contact(client: httpx.AsyncClient, token: str) -> str:
+    _, listing = await gql(
+        client, "{ influencers(first: 100) { edges { node { contacts { id } } } } }", token=token
+    )
+    contact_id: str = next(
+        c["id"] for e in listing["data"]["influencers"]["edges"] for c in e["node"]["contacts"]
+    )
+    return contact_id

@@ -79,12 +79,14 @@ def count_tokens(query: str, *, limit: int) -> int:
 
 def check_tokens(query: str, limits: Limits) -> None:
     """QUERY_TOO_COMPLEX when `query` has more than `max_tokens` tokens; stops reading there."""
-    count = count_tokens(query, limit=limits.max_tokens)
-    if count > limits.max_tokens:
+    check_token_count(count_tokens(query, limit=limits.max_tokens), limits.max_tokens)
+
+
+def check_token_count(count: int, max_tokens: int) -> None:
+    """QUERY_TOO_COMPLEX when `count` tokens are more than `max_tokens`."""
+    if count > max_tokens:
         raise QueryTooComplex(
-            f"The query has more than {limits.max_tokens} tokens.",
-            limit=limits.max_tokens,
-            actual=count,
+            f"The query has more than {max_tokens} tokens.", limit=max_tokens, actual=count
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from graphql import (
@@ -10,12 +10,15 @@ from graphql import (
     FragmentDefinitionNode,
     GraphQLSchema,
     OperationDefinitionNode,
+    OperationType,
     TypeInfo,
     TypeInfoVisitor,
     Visitor,
+    get_operation_ast,
     is_object_type,
     visit,
 )
+from strawberry.extensions import SchemaExtension
 
 from hub.errors import Forbidden, Unauthenticated
 from hub.memo import IdentityMemo
@@ -51,6 +54,40 @@ class DenyFields:
                 raise Unauthenticated("This needs a bearer token.")
             raise Forbidden(f"You may not use `{name}`.", coordinate=name)
         return next_(root, info, **args)
+
+
+class WholeRefusals(SchemaExtension):
+    """Operations refused whole, after validation and before anything runs or is charged:
+    a caller without a token that touches a field it may not use (401), and a mutation whose
+    selection asks for a field the caller may not use (nothing of it is written). Queries of
+    callers with a token run, with each denied field refused by `DenyFields`."""
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        execution = self.execution_context
+        context = execution.context
+        document = execution.graphql_document
+        denied: frozenset[Coordinate] = getattr(context, "denied", frozenset())
+        if execution.pre_execution_errors or document is None or not denied:
+            return
+        operation = get_operation_ast(document, execution.operation_name)
+        anonymous = context.principal.is_anonymous
+        if operation is None or not (anonymous or operation.operation is OperationType.MUTATION):
+            return
+        fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        refused = denied & touched_coordinates(execution.schema._schema, operation, fragments)
+        if not refused:
+            return
+        context.denials.update(refused)
+        if anonymous:
+            raise Unauthenticated("This needs a bearer token.")
+        names = ", ".join(f"`{t}.{f}`" for t, f in sorted(refused))
+        raise Forbidden(
+            f"You may not use {names}; the mutation was not run.",
+            coordinate=min(f"{t}.{f}" for t, f in refused),
+        )
 
 
 _TOUCHED: IdentityMemo[frozenset[Coordinate]] = IdentityMemo(1024)

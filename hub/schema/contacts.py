@@ -42,6 +42,7 @@ class Consent:
     source: str
     evidence: str | None
     recorded_at: datetime
+    contact_id: strawberry.Private[str]
 
     @classmethod
     def from_row(cls, row: ConsentRow, *, now: datetime) -> Consent:
@@ -57,6 +58,7 @@ class Consent:
             source=row.source,
             evidence=row.evidence,
             recorded_at=row.recorded_at,
+            contact_id=row.contact_id,
         )
 
 

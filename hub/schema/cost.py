@@ -1,5 +1,6 @@
-"""Query limits and cost as a schema extension: refuse before parsing or executing, charge the
-client's bucket, refund what the answer did not use, report `extensions.cost`."""
+"""Query limits and cost as a schema extension: refuse before executing, charge the client's
+bucket, refund what the answer did not use, report `extensions.cost`. (Tokens are counted
+before parsing, by `hub.schema.documents`.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from strawberry.extensions import SchemaExtension
 
 from hub.errors import CostTooExpensive, Throttled
 from hub.policy.cost import CostEstimate, CostPolicy, actual_cost, estimate_cost
-from hub.policy.limits import Shape, check_shape, check_tokens, measure
+from hub.policy.limits import Shape, check_shape, measure
 
 
 @lru_cache(maxsize=1024)
@@ -53,8 +54,8 @@ def _estimate(
 
 
 class QueryCost(SchemaExtension):
-    """Limits before parse and validation; the static estimate and the bucket before
-    execution; the refund after it. Needs `context.cost` and `context.bucket`."""
+    """Limits after parsing; the static estimate and the bucket before execution; the refund
+    after it. Needs `context.cost` and `context.bucket`."""
 
     def __init__(self) -> None:
         self.requested = 0
@@ -63,12 +64,9 @@ class QueryCost(SchemaExtension):
         self.charged = False
 
     def on_parse(self) -> Iterator[None]:
+        yield
         context = self.execution_context.context
         policy = getattr(context, "cost", None)
-        query = self.execution_context.query
-        if policy is not None and query is not None:
-            check_tokens(query, policy.limits_for(context.principal.roles))
-        yield
         document = self.execution_context.graphql_document
         if policy is not None and document is not None:
             limits = policy.limits_for(context.principal.roles)
@@ -99,7 +97,7 @@ class QueryCost(SchemaExtension):
             )
         bucket = context.bucket
         result = await bucket.take(
-            context.principal.client_id,
+            context.budget_key,
             estimate.total,
             size=tier.bucket_size,
             restore_rate_per_s=tier.restore_rate_per_s,
@@ -131,7 +129,11 @@ class QueryCost(SchemaExtension):
             data=getattr(result, "data", None),
             policy=policy,
         )
-        if getattr(result, "errors", None):
+        claim = getattr(context, "idempotency", None)
+        if claim is not None and claim.replay is not None:
+            # A replay is counted like the request it repeats.
+            self.actual = self.requested
+        elif getattr(result, "errors", None):
             # Errors null whole subtrees of the answer while resolvers and sources still ran:
             # what was returned understates what was spent, so nothing is given back.
             self.actual = self.requested
@@ -139,7 +141,7 @@ class QueryCost(SchemaExtension):
         tier = policy.tier_for(context.principal.client_id)
         if unused:
             self.available = await context.bucket.refund(
-                context.principal.client_id,
+                context.budget_key,
                 unused,
                 size=tier.bucket_size,
                 restore_rate_per_s=tier.restore_rate_per_s,

@@ -12,11 +12,15 @@ from graphql.execution.collect_fields import FieldDetailsList
 from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from hub.idempotency import Claim
 from hub.policy.access import Coordinate
 from hub.responses import UNCACHEABLE, Answer, ResponseCache
 from hub.schema.access import DenyFields, touched_coordinates
 from hub.schema.consent import record_decisions
 from hub.schema.plain import Plan, complete, plan_of
+
+SUBJECT_ATTRIBUTES = {"Contact": "id", "Consent": "contact_id"}
+"""Types whose objects name a person, and the attribute holding the person's contact id."""
 
 
 class HubExecutor(StrawberryGraphQLCoreExecutionContext):
@@ -35,8 +39,12 @@ class HubExecutor(StrawberryGraphQLCoreExecutionContext):
         # Plain objects skip the per-field resolvers, so not when a middleware must see them.
         self._plain = not (self.middleware_manager and self.middleware_manager.middlewares)
         self._plans: dict[tuple[GraphQLObjectType, int], Plan | None] = {}
+        self._subjects: set[str] | None = None
         if self.operation.operation is OperationType.MUTATION:
             self.execute_field = self._execute_mutation_field  # type: ignore[method-assign]
+            claim: Claim | None = getattr(self.context_value, "idempotency", None)
+            if claim is not None:
+                self._subjects = claim.subjects
 
     def _execute_mutation_field(
         self,
@@ -64,7 +72,12 @@ class HubExecutor(StrawberryGraphQLCoreExecutionContext):
         result: Any,
         position_context: Any,
     ) -> Any:
-        """A plain object (see `hub.schema.plain`) in one pass; any other as graphql-core does."""
+        """A plain object (see `hub.schema.plain`) in one pass; any other as graphql-core does.
+        A mutation's answer kept for an `Idempotency-Key` notes each person it names."""
+        if self._subjects is not None:
+            attribute = SUBJECT_ATTRIBUTES.get(return_type.name)
+            if attribute is not None:
+                self._subjects.add(getattr(result, attribute))
         plan = self._plan(return_type, field_details_list) if self._plain else None
         if plan is not None:
             try:
@@ -85,26 +98,32 @@ class HubExecutor(StrawberryGraphQLCoreExecutionContext):
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         """A query's answer from the response cache when the request may use it (see
-        `hub.responses`), else executed, and kept when it may be; a mutation empties it."""
+        `hub.responses`), else executed, and kept when it may be; a mutation claims its
+        `Idempotency-Key` first, and empties the response cache."""
         context = self.context_value
         responses: ResponseCache | None = getattr(context, "responses", None)
         key: str | None = getattr(context, "answer_key", None)
-        if responses is None:
-            return super().execute_operation(serially)
         if self.operation.operation is OperationType.MUTATION:
             return self._write(responses, serially)
+        if responses is None:
+            return super().execute_operation(serially)
         if key is None or not UNCACHEABLE.isdisjoint(self._touched()):
             return super().execute_operation(serially)
         return self._answer(responses, key, serially)
 
-    async def _write(self, responses: ResponseCache, serially: bool | None) -> Any:
-        """A mutation, then every kept answer dropped (on every replica): what it wrote,
-        however far it got, is what the next query reads."""
+    async def _write(self, responses: ResponseCache | None, serially: bool | None) -> Any:
+        """A mutation, unless its `Idempotency-Key` has an answer already (nothing runs; the
+        HTTP layer replays that answer); then every kept answer dropped (on every replica):
+        what it wrote, however far it got, is what the next query reads."""
+        claim: Claim | None = getattr(self.context_value, "idempotency", None)
+        if claim is not None and not await claim.take():
+            return self.build_response(None)
         try:
             result = super().execute_operation(serially)
             return (await result) if self.is_awaitable(result) else result
         finally:
-            await responses.forget_all()
+            if responses is not None:
+                await responses.forget_all()
 
     async def _answer(self, responses: ResponseCache, key: str, serially: bool | None) -> Any:
         context = self.context_value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import strawberry
-from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
@@ -15,6 +14,7 @@ from hub.resolvers import contacts as contact_resolvers
 from hub.resolvers import influencers as influencer_resolvers
 from hub.resolvers import metrics as metric_resolvers
 from hub.resolvers import privacy
+from hub.schema.access import WholeRefusals
 from hub.schema.campaigns import (
     Campaign,
     CampaignMember,
@@ -25,6 +25,7 @@ from hub.schema.campaigns import (
 )
 from hub.schema.contacts import Consent, Contact, ContactInput
 from hub.schema.cost import QueryCost
+from hub.schema.documents import DocumentCache, Documents
 from hub.schema.influencers import Influencer, InfluencerFilter
 from hub.schema.metrics import Granularity as GranularityType
 from hub.schema.metrics import MetricConnection, MetricsFilter, metric_connection
@@ -246,14 +247,11 @@ class Mutation:
 
 def build_schema(settings: Settings) -> HubSchema:
     """The hub's schema with its extensions, configured from `settings`."""
-    cache_size = settings.document_cache_size
     return HubSchema(
         query=Query,
         mutation=Mutation,
         federation_version="2.5",
-        extensions=[
-            lambda: ParserCache(maxsize=cache_size),
-            lambda: ValidationCache(maxsize=cache_size),
-            QueryCost,
-        ],
+        # Nested in this order: parsing first; after validation, whole refusals before cost.
+        extensions=[Documents, QueryCost, WholeRefusals],
+        documents=DocumentCache(max_entries=settings.document_cache_size),
     )

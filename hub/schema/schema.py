@@ -15,6 +15,7 @@ from strawberry.types.execution import PreExecutionError
 
 from hub.audit import AuditEvent
 from hub.errors import BadUserInput, Forbidden, HubError, Unauthenticated
+from hub.schema.documents import DocumentCache
 from hub.schema.errors import coded
 from hub.schema.executor import HubExecutor
 
@@ -27,9 +28,10 @@ _SUGGESTION = re.compile(r" Did you mean .*\?$")
 class HubSchema(Schema):
     """The federation schema whose results carry error codes, logging only unexpected errors."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, documents: DocumentCache | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("execution_context_class", HubExecutor)
         super().__init__(*args, **kwargs)
+        self.documents = documents or DocumentCache(max_entries=0)
 
     async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
         """Strawberry's execute, then: error codes, field suggestions only for callers who may

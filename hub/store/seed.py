@@ -20,6 +20,7 @@ from hub.store.tables import (
     ConsentRow,
     ContactRow,
     IdempotencyRow,
+    IdempotencySubjectRow,
     InfluencerRow,
     PlatformAccountRow,
     TenantRow,
@@ -87,6 +88,7 @@ _DELIVERABLES = ("1 reel", "2 stories", "1 video", "3 posts", "1 livestream", "u
 _ROLES = ("self", "manager", "agent", "assistant")
 _TABLES: tuple[type[SQLModel], ...] = (
     AuditEventRow,
+    IdempotencySubjectRow,
     IdempotencyRow,
     ConsentRow,
     ContactRow,

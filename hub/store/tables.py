@@ -158,6 +158,15 @@ class IdempotencyRow(SQLModel, table=True):
     created_at: datetime
 
 
+class IdempotencySubjectRow(SQLModel, table=True):
+    """A person (contact) named by a kept answer: an erasure replaces those answers."""
+
+    __tablename__ = "idempotency_subjects"
+
+    key: str = Field(primary_key=True, max_length=300)
+    subject: str = Field(primary_key=True, max_length=40, index=True)
+
+
 class ErasureRow(SQLModel, table=True):
     """The tombstone of an erased contact: hashes only, so syncs cannot bring it back."""
 

@@ -17,7 +17,7 @@ async function main() {
   const [url, token] = process.argv.slice(2);
   const sdlAnswer = await fetch(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
     body: JSON.stringify({ query: '{ _service { sdl } }' }),
   });
   const sdl = (await sdlAnswer.json()).data._service.sdl;

@@ -54,17 +54,30 @@ async def test_nested_personal_fields_are_refused_through_aliases_and_fragments(
     assert payload["errors"][0]["path"][-1] == "people"
 
 
-async def test_write_scopes_alone_do_not_read_back_data(
+async def test_a_mutation_asking_for_fields_the_caller_may_not_read_is_refused_unrun(
     sqlite_client: httpx.AsyncClient, make_token: MakeToken
 ) -> None:
     contact_id = await _first_contact(sqlite_client, make_token)
     token = make_token(scopes=["contacts:write"])
     query = f'mutation {{ upsertContact(input: {{id: "{contact_id}", role: "x"}}) {{ email }} }}'
-    _, payload = await gql(sqlite_client, query, token=token)
-    assert payload["data"] == {"upsertContact": {"email": None}}
+    status, payload = await gql(sqlite_client, query, token=token)
+    assert status == 400 and "data" not in payload
     assert codes(payload) == ["FORBIDDEN"]
-    assert payload["errors"][0]["path"] == ["upsertContact", "email"]
-    assert "@" not in str(payload)
+    assert payload["errors"][0]["extensions"]["coordinate"] == "Contact.email"
+    _, after = await gql(
+        sqlite_client, f'{{ contact(id: "{contact_id}") {{ role }} }}', token=make_token()
+    )
+    assert after["data"]["contact"]["role"] != "x"
+
+
+async def test_a_mutation_selecting_only_what_the_caller_may_read_runs(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    contact_id = await _first_contact(sqlite_client, make_token)
+    token = make_token(scopes=["contacts:write", "contacts:read"])
+    query = f'mutation {{ upsertContact(input: {{id: "{contact_id}", role: "x"}}) {{ role }} }}'
+    _, payload = await gql(sqlite_client, query, token=token)
+    assert payload == {**payload, "data": {"upsertContact": {"role": "x"}}}
 
 
 async def test_introspection_needs_the_introspect_scope(

@@ -1,0 +1,146 @@
+"""Documents parsed and validated once, by the hash of their text, and only within the limits.
+
+    request text ──▶ hash ──▶ cached? ──yes──▶ its token count within the caller's limit?
+                                 │ no
+                                 ▼
+                  count tokens (stop past the limit) ──▶ parse ──▶ kept (small ones only)
+
+Nothing is parsed before its tokens are counted, and a document that failed a limit or did
+not parse is never kept, so no request can make the process keep more than one small entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    parse,
+)
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
+
+from hub.errors import BadRequest, QueryTooComplex
+from hub.policy.limits import check_token_count, count_tokens
+
+MAX_KEPT_TEXT_BYTES = 64 * 1024
+"""Longer documents are parsed for their request only (a token may be a long string)."""
+
+
+@dataclass(slots=True)
+class Document:
+    """A parsed document, the number of its tokens and, once known, its validation errors."""
+
+    node: DocumentNode
+    tokens: int
+    errors: list[GraphQLError] | None = field(default=None)
+
+    def operation(self, name: str | None) -> OperationDefinitionNode | None:
+        """The operation a request runs: the one named `name`, or the only one (the GraphQL
+        specification's GetOperation); None when there is no such operation."""
+        operations = [d for d in self.node.definitions if isinstance(d, OperationDefinitionNode)]
+        if name is None:
+            return operations[0] if len(operations) == 1 else None
+        return next((o for o in operations if o.name is not None and o.name.value == name), None)
+
+    def runs_mutation(self, operation_name: str | None) -> bool:
+        operation = self.operation(operation_name)
+        return operation is not None and operation.operation is OperationType.MUTATION
+
+
+class DocumentCache:
+    """Parsed documents by the sha256 of their text, least recently used dropped first."""
+
+    def __init__(self, *, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, Document] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def parse(self, text: str, *, max_tokens: int) -> Document:
+        """The document of `text`, refused with QUERY_TOO_COMPLEX past `max_tokens` tokens
+        before any of it is parsed; a syntax error is graphql-core's `GraphQLSyntaxError`."""
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        document = self._entries.get(digest)
+        if document is not None:
+            self._entries.move_to_end(digest)
+        else:
+            tokens = count_tokens(text, limit=max_tokens)
+            check_token_count(tokens, max_tokens)
+            document = Document(parse(text, max_tokens=max_tokens), tokens)
+            if self.max_entries > 0 and len(text) <= MAX_KEPT_TEXT_BYTES:
+                self._entries[digest] = document
+                while len(self._entries) > self.max_entries:
+                    self._entries.popitem(last=False)
+        return _within(document, max_tokens)
+
+    def prepare(self, text: str | None, *, max_tokens: int) -> Document | None:
+        """`parse`, or None when the document is over the limit or does not parse: execution
+        parses it again and says why."""
+        if not text:
+            return None
+        try:
+            return self.parse(text, max_tokens=max_tokens)
+        except (GraphQLError, QueryTooComplex):
+            return None
+
+
+def _within(document: Document, max_tokens: int) -> Document:
+    check_token_count(document.tokens, max_tokens)
+    return document
+
+
+def validation_errors(
+    schema: GraphQLSchema, document: Document, rules: Sequence[type[ASTValidationRule]]
+) -> list[GraphQLError]:
+    """The document's validation errors against `schema`, worked out once per document; the
+    list returned is the caller's to change."""
+    if document.errors is None:
+        document.errors = validate_document(schema, document.node, tuple(rules))
+    return list(document.errors)
+
+
+class Documents(SchemaExtension):
+    """Parsing and validation through the schema's `DocumentCache`, within the caller's token
+    limit (`context.cost`), refusing a document whose operation the request does not name."""
+
+    def on_parse(self) -> Iterator[None]:
+        execution = self.execution_context
+        context = execution.context
+        cache: DocumentCache = execution.schema.documents  # type: ignore[attr-defined]
+        if execution.query is not None and getattr(context, "cost", None) is not None:
+            document = getattr(context, "document", None)
+            if document is None:
+                limits = context.cost.limits_for(context.principal.roles)
+                document = cache.parse(execution.query, max_tokens=limits.max_tokens)
+            if document.operation(execution.operation_name) is None:
+                raise BadRequest(_missing_operation(document, execution.operation_name))
+            execution.graphql_document = document.node
+            context.document = document
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        execution = self.execution_context
+        document = getattr(execution.context, "document", None)
+        if document is not None and document.node is execution.graphql_document:
+            execution.pre_execution_errors = validation_errors(
+                execution.schema._schema, document, execution.validation_rules
+            )
+        yield
+
+
+def _missing_operation(document: Document, name: str | None) -> str:
+    if name is not None:
+        return "The document has no operation of that name; name one with `operationName`."
+    if any(isinstance(d, OperationDefinitionNode) for d in document.node.definitions):
+        return "The document has several operations; name the one to run with `operationName`."
+    return "The document has no operation to run."

@@ -1,0 +1,123 @@
+"""The document cache: tokens counted before parsing, only documents within limits kept."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import httpx
+import pytest
+from graphql import GraphQLSyntaxError
+
+from hub.errors import QueryTooComplex
+from hub.schema import documents
+from hub.schema.documents import MAX_KEPT_TEXT_BYTES, DocumentCache
+from tests.conftest import MakeToken
+from tests.helpers import codes
+
+
+def test_a_document_over_the_token_limit_is_refused_without_being_parsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[str] = []
+    monkeypatch.setattr(documents, "parse", lambda text, **_: parsed.append(text))
+    cache = DocumentCache(max_entries=10)
+    with pytest.raises(QueryTooComplex) as refused:
+        cache.parse("{ " + "a " * 5_000 + "}", max_tokens=1000)
+    assert refused.value.details == {"limit": 1000, "actual": 1001}
+    assert parsed == []
+    assert len(cache) == 0
+
+
+def test_a_kept_document_is_still_refused_to_a_caller_with_a_lower_token_limit() -> None:
+    cache = DocumentCache(max_entries=10)
+    text = "{ " + "a " * 1_500 + "}"
+    assert cache.parse(text, max_tokens=3000).tokens == 1502
+    with pytest.raises(QueryTooComplex) as refused:
+        cache.parse(text, max_tokens=1000)
+    assert refused.value.details == {"limit": 1000, "actual": 1502}
+
+
+def test_documents_are_parsed_once_and_kept_by_the_hash_of_their_text() -> None:
+    cache = DocumentCache(max_entries=2)
+    first = cache.parse("{ a }", max_tokens=100)
+    assert cache.parse("{ a }", max_tokens=100) is first
+    cache.parse("{ b }", max_tokens=100)
+    cache.parse("{ c }", max_tokens=100)
+    assert len(cache) == 2
+    assert cache.parse("{ a }", max_tokens=100) is not first
+
+
+def test_a_document_that_does_not_parse_is_not_kept() -> None:
+    cache = DocumentCache(max_entries=10)
+    with pytest.raises(GraphQLSyntaxError):
+        cache.parse("{ a", max_tokens=100)
+    assert len(cache) == 0
+
+
+def test_a_long_document_of_few_tokens_is_parsed_but_not_kept() -> None:
+    cache = DocumentCache(max_entries=10)
+    text = '{ a(b: "' + "x" * MAX_KEPT_TEXT_BYTES + '") }'
+    assert cache.parse(text, max_tokens=100).tokens == 8
+    assert len(cache) == 0
+
+
+@pytest.mark.parametrize(
+    ("document", "operation_name", "message"),
+    [
+        ("query A { __typename } query B { __typename }", None, "several operations"),
+        ("query A { __typename }", "B", "no operation of that name"),
+        ("fragment F on Query { __typename }", None, "no operation to run"),
+    ],
+)
+def test_a_request_that_names_no_single_operation_is_told_so(
+    document: str, operation_name: str | None, message: str
+) -> None:
+    parsed = DocumentCache(max_entries=10).parse(document, max_tokens=100)
+    assert parsed.operation(operation_name) is None
+    assert message in documents._missing_operation(parsed, operation_name)
+
+
+@pytest.mark.parametrize("idempotency_key", [None, "attack-1"])
+async def test_a_large_document_over_the_token_limit_leaves_nothing_behind(
+    sqlite_client: httpx.AsyncClient, idempotency_key: str | None
+) -> None:
+    body = "mutation { " + "a " * 100_000 + "}"
+    headers = {} if idempotency_key is None else {"Idempotency-Key": idempotency_key}
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(2):
+            response = await sqlite_client.post("/graphql", json={"query": body}, headers=headers)
+            assert codes(response.json()) == ["QUERY_TOO_COMPLEX"]
+        del response
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # The body itself is 200 KB; its parse would be tens of megabytes.
+    assert kept < 1_000_000
+
+
+async def test_several_operations_without_an_operation_name_run_none(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    token = make_token()
+    document = (
+        'mutation A { createCampaign(input: {name: "A", brand: "b"}) { id } } '
+        'mutation B { createCampaign(input: {name: "B", brand: "b"}) { id } }'
+    )
+    response = await sqlite_client.post(
+        "/graphql",
+        json={"query": document},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "two-ops"},
+    )
+    assert response.status_code == 400
+    assert codes(response.json()) == ["BAD_REQUEST"]
+    count = await sqlite_client.post(
+        "/graphql",
+        json={"query": "{ campaigns(first: 100) { totalCount } }"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert count.json()["data"]["campaigns"]["totalCount"] == 6
