@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,20 @@ ANONYMOUS_CLIENT_ID = "anonymous"
 MAX_TOKEN_BYTES = 8 * 1024
 JWKS_REFRESH_INTERVAL_S = 60.0
 JWKS_TIMEOUT_S = 5.0
+MAX_CLAIM_CHARS = {
+    "sub": 200,
+    "client_id": 200,
+    "tenant": 64,
+    "purpose": 64,
+    "campaigns": 40,
+    "roles": 32,
+    "scope": 1024,
+}
+"""The longest text each claim may hold (each entry, for lists): what the store's columns hold
+(the audit trail's principal and client, tenant and purpose; a campaign's id)."""
+_NOT_TEXT = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+"""Unicode categories a claim must not contain: controls, format characters (bidi overrides,
+invisible joiners), surrogates, private use, line and paragraph separators."""
 
 _HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 _EC_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
@@ -250,6 +265,7 @@ def _principal_from(claims: dict[str, Any]) -> Principal:
     scope = claims.get("scope", "")
     if not isinstance(scope, str):
         raise Unauthenticated("Token claim 'scope' must be a space-separated string.")
+    _check_text("scope", scope)
     return Principal(
         subject=subject,
         tenant=_text(claims, "tenant"),
@@ -267,6 +283,7 @@ def _text(claims: dict[str, Any], name: str) -> str | None:
     value = claims[name]
     if not isinstance(value, str) or not value:
         raise Unauthenticated(f"Token claim '{name}' must be a non-empty string.")
+    _check_text(name, value)
     return value
 
 
@@ -281,7 +298,27 @@ def _texts(
         raise Unauthenticated(f"Token claim '{name}' must be {shape}.")
     if allowed is not None and not allowed.issuperset(value):
         raise Unauthenticated(f"Token claim '{name}' must be {shape}.")
+    for item in value:
+        _check_text(name, item)
     return frozenset(value)
+
+
+def _check_text(name: str, value: str) -> None:
+    """Refuse a claim the hub could not write down as it is (the audit trail, logs): not valid
+    Unicode, a control or invisible character, or longer than its column. The message names
+    the claim and never repeats its value."""
+    if len(value) > MAX_CLAIM_CHARS[name]:
+        raise Unauthenticated(
+            f"Token claim '{name}' is longer than {MAX_CLAIM_CHARS[name]} characters."
+        )
+    if value.isascii():
+        if value.isprintable():
+            return
+    elif not any(unicodedata.category(char) in _NOT_TEXT for char in value):
+        return
+    if any(unicodedata.category(char) == "Cs" for char in value):
+        raise Unauthenticated(f"Token claim '{name}' is not valid Unicode text.")
+    raise Unauthenticated(f"Token claim '{name}' contains a control or invisible character.")
 
 
 def _signing_key(jwk: object) -> _SigningKey | None:

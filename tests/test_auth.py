@@ -18,9 +18,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from hub.auth import ANONYMOUS, Authenticator, Principal, issue_token
+from hub.auth import ANONYMOUS, MAX_CLAIM_CHARS, Authenticator, Principal, issue_token
 from hub.errors import Unauthenticated
 from hub.settings import DEV_JWT_SECRET, Settings
+from hub.store.tables import AuditEventRow, CampaignRow, ErasureRow
+from tests.conftest import MakeToken
+from tests.helpers import codes, gql
 
 NOW = 1_800_000_000.0
 ISSUER = "influencer-hub"
@@ -745,3 +748,133 @@ def test_issue_token_refuses_when_only_a_jwks_is_configured() -> None:
 def test_issue_token_refuses_a_role_the_hub_does_not_know() -> None:
     with pytest.raises(ValueError, match="unknown roles: root"):
         issue_token(dev_settings(), subject="user-1", tenant="acme", roles=["admin", "root"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        pytest.param(
+            {"sub": "evil\ud800"},
+            "Token claim 'sub' is not valid Unicode text.",
+            id="sub_surrogate",
+        ),
+        pytest.param(
+            {"sub": "\udfffevil"},
+            "Token claim 'sub' is not valid Unicode text.",
+            id="sub_low_surrogate",
+        ),
+        pytest.param(
+            {"client_id": "ui\ud83d"},
+            "Token claim 'client_id' is not valid Unicode text.",
+            id="client_id_surrogate",
+        ),
+        pytest.param(
+            {"tenant": "acme\n"},
+            "Token claim 'tenant' contains a control or invisible character.",
+            id="tenant_newline",
+        ),
+        pytest.param(
+            {"purpose": "analytics\u202e"},
+            "Token claim 'purpose' contains a control or invisible character.",
+            id="purpose_bidi_override",
+        ),
+        pytest.param(
+            {"sub": "user\x00"},
+            "Token claim 'sub' contains a control or invisible character.",
+            id="sub_nul",
+        ),
+        pytest.param(
+            {"campaigns": ["cmp_1", "cmp\ud800"]},
+            "Token claim 'campaigns' is not valid Unicode text.",
+            id="campaign_surrogate",
+        ),
+        pytest.param(
+            {"campaigns": ["cmp\t1"]},
+            "Token claim 'campaigns' contains a control or invisible character.",
+            id="campaign_tab",
+        ),
+        pytest.param(
+            {"scope": "metrics:read\u2028campaigns:read"},
+            "Token claim 'scope' contains a control or invisible character.",
+            id="scope_line_separator",
+        ),
+        pytest.param(
+            {"scope": "metrics:read\ud800"},
+            "Token claim 'scope' is not valid Unicode text.",
+            id="scope_surrogate",
+        ),
+        pytest.param(
+            {"sub": "u" * 201}, "Token claim 'sub' is longer than 200 characters.", id="sub_201"
+        ),
+        pytest.param(
+            {"client_id": "c" * 201},
+            "Token claim 'client_id' is longer than 200 characters.",
+            id="client_id_201",
+        ),
+        pytest.param(
+            {"tenant": "t" * 65},
+            "Token claim 'tenant' is longer than 64 characters.",
+            id="tenant_65",
+        ),
+        pytest.param(
+            {"purpose": "p" * 65},
+            "Token claim 'purpose' is longer than 64 characters.",
+            id="purpose_65",
+        ),
+        pytest.param(
+            {"campaigns": ["c" * 41]},
+            "Token claim 'campaigns' is longer than 40 characters.",
+            id="campaign_41",
+        ),
+        pytest.param(
+            {"scope": "s" * 1025},
+            "Token claim 'scope' is longer than 1024 characters.",
+            id="scope_1025",
+        ),
+    ],
+)
+async def test_a_claim_that_is_not_clean_text_of_its_columns_size_is_refused_unechoed(
+    overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(Unauthenticated) as refused:
+        await authenticate(dev_settings(), hs(**overrides))
+    assert refused.value.message == message
+    assert refused.value.extensions == {"code": "UNAUTHENTICATED"}
+
+
+async def test_claims_at_their_columns_size_in_any_script_are_accepted() -> None:
+    principal = await authenticate(
+        dev_settings(),
+        hs(
+            sub="ü" * 199 + "😀",
+            client_id="c" * 200,
+            tenant="t" * 64,
+            purpose="Zweck für Analysen",
+            campaigns=["c" * 40],
+        ),
+    )
+    assert principal.subject == "ü" * 199 + "😀"
+    assert (principal.client_id, principal.tenant) == ("c" * 200, "t" * 64)
+    assert principal.purpose == "Zweck für Analysen"
+    assert principal.campaigns == frozenset({"c" * 40})
+
+
+def test_claim_bounds_fit_the_columns_that_store_them() -> None:
+    columns = AuditEventRow.__table__.c  # type: ignore[attr-defined]
+    assert MAX_CLAIM_CHARS["sub"] <= columns.principal.type.length
+    assert MAX_CLAIM_CHARS["client_id"] <= columns.client_id.type.length
+    assert MAX_CLAIM_CHARS["tenant"] <= columns.tenant_id.type.length
+    assert MAX_CLAIM_CHARS["purpose"] <= columns.purpose.type.length
+    assert MAX_CLAIM_CHARS["campaigns"] <= CampaignRow.__table__.c.id.type.length  # type: ignore[attr-defined]
+    assert MAX_CLAIM_CHARS["sub"] <= ErasureRow.__table__.c.erased_by.type.length  # type: ignore[attr-defined]
+
+
+async def test_a_token_whose_sub_has_a_lone_surrogate_is_401_and_not_echoed(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    token = make_token(subject="evil\ud800")
+    status, payload = await gql(sqlite_client, "{ me { subject } }", token=token)
+    assert status == 401
+    assert codes(payload) == ["UNAUTHENTICATED"]
+    assert payload["errors"][0]["message"] == "Token claim 'sub' is not valid Unicode text."
+    assert "evil" not in json.dumps(payload)
