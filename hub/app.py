@@ -103,13 +103,16 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = create_engine(settings)
         authenticator = Authenticator(settings, transport=transport)
-        audit = AuditLog(engine)
+        audit: AuditLog | None = None
         bucket = create_bucket(settings.cache_url, namespace=settings.cache_namespace)
         queries = create_query_store(settings.cache_url, namespace=settings.cache_namespace)
         upstreams: Upstreams | None = None
         retrier: ErasureRetrier | None = None
         try:
             upstreams = await open_upstreams(settings, transport=transport)
+            audit = AuditLog(
+                engine, metrics=upstreams.metrics, max_events=settings.audit_buffer_max_events
+            )
             await prepare_store(engine, demo=settings.demo)
             await audit.start()
             sources = upstreams.sources
@@ -156,7 +159,8 @@ def create_app(
                 await retrier.aclose()
             if "hub" in state and state["hub"].responses is not None:
                 await state["hub"].responses.aclose()
-            await audit.close()
+            if audit is not None:
+                await audit.close()
             await bucket.aclose()
             await queries.aclose()
             if upstreams is not None:

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
         default=0.0, ge=0, description="Keep whole query answers this long; 0 keeps none"
     )
     erasure_retry_interval_s: float = Field(default=30.0, gt=0)
+    audit_buffer_max_events: int = Field(
+        default=100_000, ge=1, description="Audit events kept in memory while the store is down"
+    )
 
     demo: bool = False
 
