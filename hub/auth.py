@@ -25,6 +25,13 @@ KNOWN_ROLES = frozenset({"admin", "manager", "analyst", "partner", "dpo"})
 ANONYMOUS_CLIENT_ID = "anonymous"
 MAX_TOKEN_BYTES = 8 * 1024
 JWKS_REFRESH_INTERVAL_S = 60.0
+"""The least time between two JWKS fetches (for an unknown `kid`, after a failure)."""
+JWKS_MAX_AGE_S = 600.0
+"""How long JWKS keys are used before a refresh, when the answer has no `max-age`."""
+JWKS_MAX_AGE_RANGE_S = (60.0, 86_400.0)
+"""The bounds put on a JWKS answer's `Cache-Control: max-age`."""
+JWKS_FAILURE_GRACE_S = 3600.0
+"""How long past their age the last keys still verify while refreshes fail; then none does."""
 JWKS_TIMEOUT_S = 5.0
 MAX_CLAIM_CHARS = {
     "sub": 200,
@@ -86,7 +93,12 @@ ANONYMOUS = Principal(None, None, frozenset(), frozenset(), None, None, ANONYMOU
 
 
 class Authenticator:
-    """Verifies bearer tokens against the configured secret or JWKS; one per app."""
+    """Verifies bearer tokens against the configured secret or JWKS; one per app.
+
+    JWKS keys are used for the answer's `Cache-Control: max-age` (`JWKS_MAX_AGE_S` without
+    one, within `JWKS_MAX_AGE_RANGE_S`), then fetched again before the next token that needs
+    them, so a key the identity provider withdrew stops verifying within that age. While the
+    refresh fails, the last keys verify for `JWKS_FAILURE_GRACE_S` more, then none does."""
 
     def __init__(
         self,
@@ -100,7 +112,8 @@ class Authenticator:
         self._clock = clock
         self._client: httpx.AsyncClient | None = None
         self._keys: dict[str, _SigningKey] = {}
-        self._fetched_at: float | None = None
+        self._keys_fresh_until = -math.inf
+        self._attempted_at: float | None = None
         self._fetch_failed = False
         self._lock = asyncio.Lock()
 
@@ -146,25 +159,32 @@ class Authenticator:
             raise Unauthenticated(f"Token algorithm {alg[:16]!r} is not allowed.")
         if kid is None:
             raise Unauthenticated("Token signing key 'kid' is missing.")
-        if kid not in self._keys:
-            async with self._lock:  # concurrent requests with a new kid share one fetch
-                last = self._fetched_at
-                if kid not in self._keys and (
-                    last is None or self._clock() - last >= JWKS_REFRESH_INTERVAL_S
-                ):
+        if kid not in self._keys or self._clock() >= self._keys_fresh_until:
+            async with self._lock:  # concurrent requests share one fetch
+                if self._should_fetch(kid):
                     await self._fetch_keys(url)
-        if kid not in self._keys:
+        in_grace = self._clock() < self._keys_fresh_until + JWKS_FAILURE_GRACE_S
+        keys = self._keys if in_grace else {}
+        if kid not in keys:
             if self._fetch_failed:
                 raise Unauthenticated("Token signing keys are unavailable.")
             raise Unauthenticated("Token signing key 'kid' is unknown.")
-        key, key_alg = self._keys[kid]
+        key, key_alg = keys[kid]
         if not _fits(key, key_alg, alg):
             raise Unauthenticated("Token algorithm does not match its signing key.")
         return key
 
+    def _should_fetch(self, kid: str) -> bool:
+        """Keys older than their `max-age`, or an unknown `kid`: fetch, but at most once a
+        minute (a request that waited for another's fetch uses its keys)."""
+        now, attempted = self._clock(), self._attempted_at
+        if attempted is not None and now - attempted < JWKS_REFRESH_INTERVAL_S:
+            return False
+        return kid not in self._keys or now >= self._keys_fresh_until
+
     async def _fetch_keys(self, url: str) -> None:
         # A failed attempt counts too: an unreachable JWKS is not hammered once per request.
-        self._fetched_at = self._clock()
+        fetched_at = self._attempted_at = self._clock()
         if self._client is None:
             self._client = httpx.AsyncClient(transport=self._transport, timeout=JWKS_TIMEOUT_S)
         try:
@@ -181,6 +201,7 @@ class Authenticator:
         self._keys = {
             jwk["kid"]: key for jwk in document["keys"] if (key := _signing_key(jwk)) is not None
         }
+        self._keys_fresh_until = fetched_at + _max_age_s(response.headers.get("cache-control"))
 
     def _decode(self, token: str, key: str | _PublicKey, alg: str) -> dict[str, Any]:
         audience, issuer = self._settings.jwt_audience, self._settings.jwt_issuer
@@ -336,6 +357,20 @@ def _signing_key(jwk: object) -> _SigningKey | None:
         return None  # a private key published by mistake is not used either
     alg = jwk.get("alg")
     return key, alg if isinstance(alg, str) else None
+
+
+def _max_age_s(cache_control: str | None) -> float:
+    """How long a JWKS answer is used: its `max-age` (`no-cache`/`no-store`: none), within
+    `JWKS_MAX_AGE_RANGE_S`; `JWKS_MAX_AGE_S` when it names none."""
+    shortest, longest = JWKS_MAX_AGE_RANGE_S
+    for directive in (cache_control or "").split(","):
+        name, _, value = directive.strip().partition("=")
+        name, value = name.strip().lower(), value.strip().strip('"')
+        if name in ("no-cache", "no-store"):
+            return shortest
+        if name == "max-age" and value.isascii() and value.isdecimal():
+            return min(max(float(value), shortest), longest)
+    return JWKS_MAX_AGE_S
 
 
 def _fits(key: _PublicKey, key_alg: str | None, alg: str) -> bool:

@@ -181,11 +181,17 @@ class JwksServer:
     """The identity provider's JWKS endpoint behind `httpx.MockTransport`; counts fetches."""
 
     def __init__(
-        self, keys: list[dict[str, Any]], *, status: int = 200, body: bytes | None = None
+        self,
+        keys: list[dict[str, Any]],
+        *,
+        status: int = 200,
+        body: bytes | None = None,
+        cache_control: str | None = None,
     ) -> None:
         self.keys = keys
         self.status = status
         self.body = body
+        self.cache_control = cache_control
         self.urls: list[str] = []
 
     @property
@@ -195,9 +201,10 @@ class JwksServer:
     async def handler(self, request: httpx.Request) -> httpx.Response:
         self.urls.append(str(request.url))
         await asyncio.sleep(0)  # let concurrent requests interleave, as a real fetch would
+        headers = {} if self.cache_control is None else {"Cache-Control": self.cache_control}
         if self.body is not None:
-            return httpx.Response(self.status, content=self.body)
-        return httpx.Response(self.status, json={"keys": self.keys})
+            return httpx.Response(self.status, content=self.body, headers=headers)
+        return httpx.Response(self.status, json={"keys": self.keys}, headers=headers)
 
     @property
     def transport(self) -> httpx.MockTransport:
@@ -687,6 +694,107 @@ async def test_a_rotated_key_is_found_by_one_refresh_and_the_retired_key_is_drop
         await authenticator.aclose()
     assert (before.subject, after.subject) == ("user-1", "user-2")
     assert server.fetches == 2
+
+
+LATER = int(NOW) + 200_000
+"""The expiry of tokens that must outlive the JWKS tests' hours."""
+
+
+class Clock:
+    """The authenticator's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+    def at(self, seconds_later: float) -> None:
+        self.now = NOW + seconds_later
+
+
+async def test_a_key_removed_from_the_jwks_stops_validating_when_the_keys_pass_max_age() -> None:
+    server = JwksServer(
+        [rsa_jwk(RSA_KEY, "rsa-1"), ec_jwk(EC_KEY, "ec-1")], cache_control="max-age=120"
+    )
+    clock = Clock()
+    authenticator = Authenticator(jwks_settings(), transport=server.transport, clock=clock)
+    try:
+        await authenticator.authenticate(rs(kid="rsa-1", exp=LATER))
+        server.keys = [ec_jwk(EC_KEY, "ec-1")]  # rsa-1 is withdrawn by the identity provider
+        clock.at(119)
+        still = await authenticator.authenticate(rs(kid="rsa-1", exp=LATER))
+        assert server.fetches == 1
+        clock.at(120)
+        with pytest.raises(Unauthenticated, match=r"^Token signing key 'kid' is unknown\.$"):
+            await authenticator.authenticate(rs(kid="rsa-1", exp=LATER))
+        assert server.fetches == 2
+        other = await authenticator.authenticate(es(kid="ec-1", sub="user-2", exp=LATER))
+    finally:
+        await authenticator.aclose()
+    assert (still.subject, other.subject) == ("user-1", "user-2")
+    assert server.fetches == 2
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "fresh_s"),
+    [
+        pytest.param(None, 600, id="absent_ten_minutes"),
+        pytest.param("public", 600, id="no_max_age_ten_minutes"),
+        pytest.param("public, max-age=300", 300, id="max_age"),
+        pytest.param('max-age="900", must-revalidate', 900, id="quoted_max_age"),
+        pytest.param("max-age=5", 60, id="short_max_age_clamped_to_a_minute"),
+        pytest.param("max-age=0", 60, id="zero_clamped_to_a_minute"),
+        pytest.param("no-store", 60, id="no_store_a_minute"),
+        pytest.param("max-age=99999999999999999999", 86400, id="long_max_age_clamped_to_a_day"),
+        pytest.param("max-age=-5", 600, id="negative_ignored"),
+        pytest.param("max-age=soon", 600, id="not_a_number_ignored"),
+    ],
+)
+async def test_jwks_keys_are_refreshed_when_older_than_their_bounded_max_age(
+    cache_control: str | None, fresh_s: int
+) -> None:
+    server = JwksServer(PUBLISHED, cache_control=cache_control)
+    clock = Clock()
+    authenticator = Authenticator(jwks_settings(), transport=server.transport, clock=clock)
+    fetches = []
+    try:
+        for seconds_later in (0, fresh_s - 1, fresh_s, 2 * fresh_s - 1, 2 * fresh_s):
+            clock.at(seconds_later)
+            await authenticator.authenticate(rs(exp=LATER))
+            fetches.append(server.fetches)
+    finally:
+        await authenticator.aclose()
+    assert fetches == [1, 1, 2, 2, 3]
+
+
+async def test_a_failed_refresh_keeps_the_last_keys_for_an_hour_then_refuses(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="hub.auth")
+    server = JwksServer(PUBLISHED)
+    clock = Clock()
+    authenticator = Authenticator(jwks_settings(), transport=server.transport, clock=clock)
+    try:
+        await authenticator.authenticate(rs(exp=LATER))
+        server.status, server.body = 503, b"down"
+        answers = []
+        for seconds_later in (600, 630, 660, 600 + 3599):
+            clock.at(seconds_later)
+            answers.append((await authenticator.authenticate(rs(exp=LATER))).subject)
+        assert answers == ["user-1"] * 4
+        assert server.fetches == 4  # at 600, 660 and 4199: at most once a minute
+        clock.at(600 + 3600)
+        with pytest.raises(Unauthenticated, match=r"^Token signing keys are unavailable\.$"):
+            await authenticator.authenticate(rs(exp=LATER))
+        server.status, server.body = 200, None
+        clock.at(600 + 3600 + 60)
+        back = await authenticator.authenticate(rs(exp=LATER))
+    finally:
+        await authenticator.aclose()
+    assert back.subject == "user-1"
+    assert server.fetches == 5
+    assert sum("JWKS fetch" in r.getMessage() for r in caplog.records) == 3
 
 
 def refuse_connection(request: httpx.Request) -> httpx.Response:
