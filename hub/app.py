@@ -46,7 +46,7 @@ from hub.policies import Policies, load_for_schema
 from hub.responses import ResponseCache, rules_fingerprint
 from hub.schema.root import build_schema
 from hub.schema.schema import HubSchema
-from hub.settings import Settings
+from hub.settings import Settings, check_serving_secrets
 from hub.sources.cache import Cache
 from hub.sources.metrics import Metrics
 from hub.sources.registry import Sources
@@ -91,7 +91,9 @@ class Hub:
 def create_app(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> Starlette:
-    """The hub as an ASGI app; `transport` replaces every upstream HTTP connection (tests)."""
+    """The hub as an ASGI app; `transport` replaces every upstream HTTP connection (tests).
+    Outside the demo, unsafe secrets stop it here (`SettingsError`)."""
+    check_serving_secrets(settings)
     schema = build_schema(settings)
     policies = load_for_schema(settings.policies_dir, schema)
     manifest = load_manifest(

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.types import Options
 
 from hub.errors import Unauthenticated
-from hub.settings import Settings
+from hub.settings import MIN_JWT_SECRET_BYTES, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -252,8 +252,8 @@ def issue_token(
         raise ValueError("development tokens need HUB_JWT_SECRET; only a JWKS is configured")
     if "HS256" not in settings.jwt_algorithms:
         raise ValueError("development tokens are HS256, which HUB_JWT_ALGORITHMS does not accept")
-    if len(secret.encode()) < 32:
-        raise ValueError("HUB_JWT_SECRET must be at least 32 bytes for HS256")
+    if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+        raise ValueError(f"HUB_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes for HS256")
     if unknown := sorted(set(roles) - KNOWN_ROLES):
         raise ValueError(f"unknown roles: {', '.join(unknown)}")
     issued_at = int(time.time() if now is None else now)
