@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 
-from hub.settings import Settings, SettingsError, load_settings
+from hub.settings import Settings, SettingsError, check_serving_secrets, load_settings
 
 if TYPE_CHECKING:
     from hub.policies import Policies
@@ -60,6 +60,7 @@ def app_from_environment() -> Starlette:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    check_serving_secrets(settings)
     _checked_policies(settings)
     if args.workers > 1 and settings.response_cache_ttl_s > 0 and settings.cache_url == "memory://":
         # Each worker would keep its own answers, and a write on one would not drop the

@@ -44,7 +44,7 @@ from hub.policies import Policies, load_for_schema
 from hub.responses import ResponseCache, rules_fingerprint
 from hub.schema.root import build_schema
 from hub.schema.schema import HubSchema
-from hub.settings import Settings
+from hub.settings import Settings, check_serving_secrets
 from hub.sources.cache import Cache
 from hub.sources.metrics import Metrics
 from hub.sources.registry import Sources
@@ -90,7 +90,9 @@ class Hub:
 def create_app(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> Starlette:
-    """The hub as an ASGI app; `transport` replaces every upstream HTTP connection (tests)."""
+    """The hub as an ASGI app; `transport` replaces every upstream HTTP connection (tests).
+    Outside the demo, unsafe secrets stop it here (`SettingsError`)."""
+    check_serving_secrets(settings)
     schema = build_schema(settings)
     policies = load_for_schema(settings.policies_dir, schema)
     manifest = load_manifest(
@@ -102,13 +104,16 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = create_engine(settings)
         authenticator = Authenticator(settings, transport=transport)
-        audit = AuditLog(engine)
+        audit: AuditLog | None = None
         bucket = create_bucket(settings.cache_url, namespace=settings.cache_namespace)
         queries = create_query_store(settings.cache_url, namespace=settings.cache_namespace)
         upstreams: Upstreams | None = None
         retrier: ErasureRetrier | None = None
         try:
             upstreams = await open_upstreams(settings, transport=transport)
+            audit = AuditLog(
+                engine, metrics=upstreams.metrics, max_events=settings.audit_buffer_max_events
+            )
             await prepare_store(engine, demo=settings.demo)
             await audit.start()
             sources = upstreams.sources
@@ -156,7 +161,8 @@ def create_app(
                 await retrier.aclose()
             if "hub" in state and state["hub"].responses is not None:
                 await state["hub"].responses.aclose()
-            await audit.close()
+            if audit is not None:
+                await audit.close()
             await bucket.aclose()
             await queries.aclose()
             if upstreams is not None:

@@ -5,20 +5,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import col
 
+from hub.sources.metrics import Metrics
 from hub.store.tables import AuditEventRow, ErasureRow
 
 if TYPE_CHECKING:
     from hub.auth import Principal
 
 logger = logging.getLogger("hub.audit")
+
+DEFAULT_MAX_EVENTS = 100_000
+"""Events kept in memory while the store takes no writes (`HUB_AUDIT_BUFFER_MAX_EVENTS`)."""
+DROP_LOG_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,50 +70,100 @@ class AuditEvent:
 
 
 class AuditLog:
-    """`record` never waits; a background task writes batches; `close` writes what is left."""
+    """`record` never waits and says whether it kept the events; a background task writes
+    batches; `close` writes what is left.
+
+    One event the store refuses while it takes others (text it cannot hold) is set apart and
+    dropped, so that it never holds back the rest. While the store takes nothing (an outage)
+    events stay buffered for the next try, up to `max_events`; then `record` keeps no more,
+    and its caller serves nothing those events would record. Every event not written is
+    counted in `hub_audit_events_dropped_total` and logged without its values."""
 
     def __init__(
-        self, engine: AsyncEngine, *, flush_interval_s: float = 0.5, batch_size: int = 500
+        self,
+        engine: AsyncEngine,
+        *,
+        metrics: Metrics | None = None,
+        max_events: int = DEFAULT_MAX_EVENTS,
+        flush_interval_s: float = 0.5,
+        batch_size: int = 500,
     ) -> None:
         self.engine = engine
+        self.max_events = max_events
         self.flush_interval_s = flush_interval_s
         self.batch_size = batch_size
         self._buffer: list[AuditEvent] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._dropped = (metrics or Metrics()).counter(
+            "hub_audit_events_dropped_total",
+            "Audit events never written: refused by a full buffer or by the store.",
+        )
+        self._dropped.inc(amount=0)  # 0 in a healthy hub, rather than no series at all
+        self._outage = False
+        self._drops_unlogged = 0
+        self._drop_logged_at = -math.inf
 
-    def record(self, event: AuditEvent) -> None:
-        self._buffer.append(event)
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def has_room(self, count: int) -> bool:
+        """Whether `record` would keep `count` more events now."""
+        return len(self._buffer) + count <= self.max_events
+
+    def record(self, *events: AuditEvent) -> bool:
+        """Keep `events` for writing: all of them, or none when the buffer has no room for all.
+        False: each is counted as dropped, and the caller must not serve a personal value that
+        any of them records."""
+        if not self.has_room(len(events)):
+            self._drop(events, "the buffer is full")
+            return False
+        self._buffer.extend(events)
         if len(self._buffer) >= self.batch_size:
             self._wake.set()
+        return True
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="audit-writer")
 
     async def flush(self) -> int:
-        """Write every buffered event; on a store failure they stay buffered for the next try."""
+        """Write the buffered events a batch at a time and return how many were written. An
+        event the store refuses is dropped; while the store takes nothing, the rest stay."""
         async with self._lock:
-            batch, self._buffer = self._buffer, []
-            if not batch:
-                return 0
-            try:
-                async with self.engine.begin() as connection:
-                    rows = await _without_erased_subjects(connection, batch)
-                    await connection.execute(insert(AuditEventRow), rows)
-            except Exception:
-                logger.exception("audit batch of %d events not written; kept for retry", len(batch))
-                self._buffer[:0] = batch
-                return 0
-            return len(batch)
+            written = 0
+            while self._buffer:
+                batch = self._buffer[: self.batch_size]
+                settled, count = await self._settle(batch)
+                del self._buffer[:settled]
+                written += count
+                if settled < len(batch):
+                    if not self._outage:
+                        self._outage = True
+                        logger.error(
+                            "audit store takes no writes; %d events kept for retry (at most %d)",
+                            len(self._buffer),
+                            self.max_events,
+                        )
+                    return written
+            if self._outage:
+                self._outage = False
+                logger.warning(
+                    "audit store takes writes again; %d buffered events written", written
+                )
+            return written
 
     async def close(self) -> None:
-        """Stop the writer and write what is still buffered."""
+        """Stop the writer and write what is still buffered; what cannot be is dropped."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.flush()
+        if self._buffer:
+            self._drop(self._buffer, "the store took no writes at shutdown")
+            self._buffer.clear()
 
     async def _run(self) -> None:
         while True:
@@ -113,6 +171,66 @@ class AuditLog:
                 await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
             self._wake.clear()
             await self.flush()
+            if self._outage:  # a full buffer keeps waking the writer: retry at the interval
+                await asyncio.sleep(self.flush_interval_s)
+
+    async def _settle(self, batch: list[AuditEvent]) -> tuple[int, int]:
+        """Write `batch`, or when it fails and the store takes writes, its halves in order
+        down to the single events it refuses, which are dropped. Returns how many events of
+        the batch's front are settled (written or dropped) and how many were written: fewer
+        settled than given means the store takes nothing now."""
+        try:
+            await self._write(batch)
+        except Exception as error:
+            failure = type(error).__name__  # the message may hold the values: never logged
+        else:
+            return len(batch), len(batch)
+        if not await self._takes_writes():
+            return 0, 0
+        if len(batch) == 1:
+            self._drop(batch, f"the store refused it: {failure}")
+            return 1, 0
+        middle = len(batch) // 2
+        settled, written = await self._settle(batch[:middle])
+        if settled < middle:
+            return settled, written
+        settled_after, written_after = await self._settle(batch[middle:])
+        return middle + settled_after, written + written_after
+
+    async def _write(self, batch: list[AuditEvent]) -> None:
+        async with self.engine.begin() as connection:
+            rows = await _without_erased_subjects(connection, batch)
+            await connection.execute(insert(AuditEventRow), rows)
+
+    async def _takes_writes(self) -> bool:
+        """Whether the store takes an audit row now: one written and rolled back."""
+        probe = {"at": datetime.now(UTC), "coordinate": "audit.probe", "decision": "probe"}
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(insert(AuditEventRow), [probe])
+                await connection.rollback()
+        except Exception:
+            return False
+        return True
+
+    def _drop(self, events: Sequence[AuditEvent], why: str) -> None:
+        """Count dropped events; log them (coordinates and decisions only, never whose or by
+        whom) at most once per `DROP_LOG_INTERVAL_S`."""
+        self._dropped.inc(amount=len(events))
+        self._drops_unlogged += len(events)
+        now = time.monotonic()
+        if now - self._drop_logged_at < DROP_LOG_INTERVAL_S:
+            return
+        what = sorted({f"{event.coordinate} {event.decision}" for event in events})
+        logger.error(
+            "%d audit events dropped since the last report; now %d because %s: %s",
+            self._drops_unlogged,
+            len(events),
+            why,
+            ", ".join(what[:10]),
+        )
+        self._drops_unlogged = 0
+        self._drop_logged_at = now
 
 
 async def _without_erased_subjects(

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.types import Options
 
 from hub.errors import Unauthenticated
-from hub.settings import Settings
+from hub.settings import MIN_JWT_SECRET_BYTES, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,28 @@ KNOWN_ROLES = frozenset({"admin", "manager", "analyst", "partner", "dpo"})
 ANONYMOUS_CLIENT_ID = "anonymous"
 MAX_TOKEN_BYTES = 8 * 1024
 JWKS_REFRESH_INTERVAL_S = 60.0
+"""The least time between two JWKS fetches (for an unknown `kid`, after a failure)."""
+JWKS_MAX_AGE_S = 600.0
+"""How long JWKS keys are used before a refresh, when the answer has no `max-age`."""
+JWKS_MAX_AGE_RANGE_S = (60.0, 86_400.0)
+"""The bounds put on a JWKS answer's `Cache-Control: max-age`."""
+JWKS_FAILURE_GRACE_S = 3600.0
+"""How long past their age the last keys still verify while refreshes fail; then none does."""
 JWKS_TIMEOUT_S = 5.0
+MAX_CLAIM_CHARS = {
+    "sub": 200,
+    "client_id": 200,
+    "tenant": 64,
+    "purpose": 64,
+    "campaigns": 40,
+    "roles": 32,
+    "scope": 1024,
+}
+"""The longest text each claim may hold (each entry, for lists): what the store's columns hold
+(the audit trail's principal and client, tenant and purpose; a campaign's id)."""
+_NOT_TEXT = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+"""Unicode categories a claim must not contain: controls, format characters (bidi overrides,
+invisible joiners), surrogates, private use, line and paragraph separators."""
 
 _HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 _EC_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
@@ -71,7 +93,12 @@ ANONYMOUS = Principal(None, None, frozenset(), frozenset(), None, None, ANONYMOU
 
 
 class Authenticator:
-    """Verifies bearer tokens against the configured secret or JWKS; one per app."""
+    """Verifies bearer tokens against the configured secret or JWKS; one per app.
+
+    JWKS keys are used for the answer's `Cache-Control: max-age` (`JWKS_MAX_AGE_S` without
+    one, within `JWKS_MAX_AGE_RANGE_S`), then fetched again before the next token that needs
+    them, so a key the identity provider withdrew stops verifying within that age. While the
+    refresh fails, the last keys verify for `JWKS_FAILURE_GRACE_S` more, then none does."""
 
     def __init__(
         self,
@@ -85,7 +112,8 @@ class Authenticator:
         self._clock = clock
         self._client: httpx.AsyncClient | None = None
         self._keys: dict[str, _SigningKey] = {}
-        self._fetched_at: float | None = None
+        self._keys_fresh_until = -math.inf
+        self._attempted_at: float | None = None
         self._fetch_failed = False
         self._lock = asyncio.Lock()
 
@@ -131,25 +159,32 @@ class Authenticator:
             raise Unauthenticated(f"Token algorithm {alg[:16]!r} is not allowed.")
         if kid is None:
             raise Unauthenticated("Token signing key 'kid' is missing.")
-        if kid not in self._keys:
-            async with self._lock:  # concurrent requests with a new kid share one fetch
-                last = self._fetched_at
-                if kid not in self._keys and (
-                    last is None or self._clock() - last >= JWKS_REFRESH_INTERVAL_S
-                ):
+        if kid not in self._keys or self._clock() >= self._keys_fresh_until:
+            async with self._lock:  # concurrent requests share one fetch
+                if self._should_fetch(kid):
                     await self._fetch_keys(url)
-        if kid not in self._keys:
+        in_grace = self._clock() < self._keys_fresh_until + JWKS_FAILURE_GRACE_S
+        keys = self._keys if in_grace else {}
+        if kid not in keys:
             if self._fetch_failed:
                 raise Unauthenticated("Token signing keys are unavailable.")
             raise Unauthenticated("Token signing key 'kid' is unknown.")
-        key, key_alg = self._keys[kid]
+        key, key_alg = keys[kid]
         if not _fits(key, key_alg, alg):
             raise Unauthenticated("Token algorithm does not match its signing key.")
         return key
 
+    def _should_fetch(self, kid: str) -> bool:
+        """Keys older than their `max-age`, or an unknown `kid`: fetch, but at most once a
+        minute (a request that waited for another's fetch uses its keys)."""
+        now, attempted = self._clock(), self._attempted_at
+        if attempted is not None and now - attempted < JWKS_REFRESH_INTERVAL_S:
+            return False
+        return kid not in self._keys or now >= self._keys_fresh_until
+
     async def _fetch_keys(self, url: str) -> None:
         # A failed attempt counts too: an unreachable JWKS is not hammered once per request.
-        self._fetched_at = self._clock()
+        fetched_at = self._attempted_at = self._clock()
         if self._client is None:
             self._client = httpx.AsyncClient(transport=self._transport, timeout=JWKS_TIMEOUT_S)
         try:
@@ -166,6 +201,7 @@ class Authenticator:
         self._keys = {
             jwk["kid"]: key for jwk in document["keys"] if (key := _signing_key(jwk)) is not None
         }
+        self._keys_fresh_until = fetched_at + _max_age_s(response.headers.get("cache-control"))
 
     def _decode(self, token: str, key: str | _PublicKey, alg: str) -> dict[str, Any]:
         audience, issuer = self._settings.jwt_audience, self._settings.jwt_issuer
@@ -216,8 +252,8 @@ def issue_token(
         raise ValueError("development tokens need HUB_JWT_SECRET; only a JWKS is configured")
     if "HS256" not in settings.jwt_algorithms:
         raise ValueError("development tokens are HS256, which HUB_JWT_ALGORITHMS does not accept")
-    if len(secret.encode()) < 32:
-        raise ValueError("HUB_JWT_SECRET must be at least 32 bytes for HS256")
+    if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+        raise ValueError(f"HUB_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes for HS256")
     if unknown := sorted(set(roles) - KNOWN_ROLES):
         raise ValueError(f"unknown roles: {', '.join(unknown)}")
     issued_at = int(time.time() if now is None else now)
@@ -250,6 +286,7 @@ def _principal_from(claims: dict[str, Any]) -> Principal:
     scope = claims.get("scope", "")
     if not isinstance(scope, str):
         raise Unauthenticated("Token claim 'scope' must be a space-separated string.")
+    _check_text("scope", scope)
     return Principal(
         subject=subject,
         tenant=_text(claims, "tenant"),
@@ -267,6 +304,7 @@ def _text(claims: dict[str, Any], name: str) -> str | None:
     value = claims[name]
     if not isinstance(value, str) or not value:
         raise Unauthenticated(f"Token claim '{name}' must be a non-empty string.")
+    _check_text(name, value)
     return value
 
 
@@ -281,7 +319,27 @@ def _texts(
         raise Unauthenticated(f"Token claim '{name}' must be {shape}.")
     if allowed is not None and not allowed.issuperset(value):
         raise Unauthenticated(f"Token claim '{name}' must be {shape}.")
+    for item in value:
+        _check_text(name, item)
     return frozenset(value)
+
+
+def _check_text(name: str, value: str) -> None:
+    """Refuse a claim the hub could not write down as it is (the audit trail, logs): not valid
+    Unicode, a control or invisible character, or longer than its column. The message names
+    the claim and never repeats its value."""
+    if len(value) > MAX_CLAIM_CHARS[name]:
+        raise Unauthenticated(
+            f"Token claim '{name}' is longer than {MAX_CLAIM_CHARS[name]} characters."
+        )
+    if value.isascii():
+        if value.isprintable():
+            return
+    elif not any(unicodedata.category(char) in _NOT_TEXT for char in value):
+        return
+    if any(unicodedata.category(char) == "Cs" for char in value):
+        raise Unauthenticated(f"Token claim '{name}' is not valid Unicode text.")
+    raise Unauthenticated(f"Token claim '{name}' contains a control or invisible character.")
 
 
 def _signing_key(jwk: object) -> _SigningKey | None:
@@ -299,6 +357,20 @@ def _signing_key(jwk: object) -> _SigningKey | None:
         return None  # a private key published by mistake is not used either
     alg = jwk.get("alg")
     return key, alg if isinstance(alg, str) else None
+
+
+def _max_age_s(cache_control: str | None) -> float:
+    """How long a JWKS answer is used: its `max-age` (`no-cache`/`no-store`: none), within
+    `JWKS_MAX_AGE_RANGE_S`; `JWKS_MAX_AGE_S` when it names none."""
+    shortest, longest = JWKS_MAX_AGE_RANGE_S
+    for directive in (cache_control or "").split(","):
+        name, _, value = directive.strip().partition("=")
+        name, value = name.strip().lower(), value.strip().strip('"')
+        if name in ("no-cache", "no-store"):
+            return shortest
+        if name == "max-age" and value.isascii() and value.isdecimal():
+            return min(max(float(value), shortest), longest)
+    return JWKS_MAX_AGE_S
 
 
 def _fits(key: _PublicKey, key_alg: str | None, alg: str) -> bool:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.sources.base import SourceSettings
@@ -16,6 +16,10 @@ JwtAlgorithm = Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES
 DEV_JWT_SECRET = "dev-secret-change-me-0123456789abcdef"
 DEV_SOURCE_CREDENTIAL = "sim-dev-key"
 SOURCE_NAMES = ("crm", "social", "discovery")
+SECRET_NAMES = ("jwt_secret", *(f"{name}_credential" for name in SOURCE_NAMES))
+"""Settings that also read from a file, `HUB_<NAME>_FILE`, and never show in a `repr`."""
+MIN_JWT_SECRET_BYTES = 32
+MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
 class Settings(BaseSettings):
@@ -36,7 +40,8 @@ class Settings(BaseSettings):
         description="Trusted-documents manifest; default: trusted-documents.json in policies_dir",
     )
 
-    jwt_secret: str | None = DEV_JWT_SECRET
+    jwt_secret: str | None = Field(default=DEV_JWT_SECRET, repr=False)
+    jwt_secret_file: Path | None = None
     jwt_jwks_url: str | None = None
     jwt_issuer: str = "influencer-hub"
     jwt_audience: str = "influencer-hub"
@@ -55,6 +60,9 @@ class Settings(BaseSettings):
         default=0.0, ge=0, description="Keep whole query answers this long; 0 keeps none"
     )
     erasure_retry_interval_s: float = Field(default=30.0, gt=0)
+    audit_buffer_max_events: int = Field(
+        default=100_000, ge=1, description="Audit events kept in memory while the store is down"
+    )
 
     demo: bool = False
 
@@ -67,19 +75,45 @@ class Settings(BaseSettings):
 
     crm_url: str | None = None
     crm_credential: str | None = Field(default=DEV_SOURCE_CREDENTIAL, repr=False)
+    crm_credential_file: Path | None = None
     crm_timeout_s: float = Field(default=2.0, gt=0, le=60)
     crm_ttl_s: float = Field(default=300.0, ge=0)
     crm_quota_per_s: float | None = Field(default=None, gt=0)
     social_url: str | None = None
     social_credential: str | None = Field(default=DEV_SOURCE_CREDENTIAL, repr=False)
+    social_credential_file: Path | None = None
     social_timeout_s: float = Field(default=2.0, gt=0, le=60)
     social_ttl_s: float = Field(default=300.0, ge=0)
     social_quota_per_s: float | None = Field(default=None, gt=0)
     discovery_url: str | None = None
     discovery_credential: str | None = Field(default=DEV_SOURCE_CREDENTIAL, repr=False)
+    discovery_credential_file: Path | None = None
     discovery_timeout_s: float = Field(default=2.0, gt=0, le=60)
     discovery_ttl_s: float = Field(default=3600.0, ge=0)
     discovery_quota_per_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: Any) -> Any:
+        """`HUB_<NAME>_FILE` gives the secret `<name>` as a file's text (Docker and Kubernetes
+        secrets), without its trailing newline."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name in SECRET_NAMES:
+            path = data.get(f"{name}_file")
+            if path is None or path == "":
+                continue
+            setting = f"HUB_{name.upper()}_FILE"
+            if name in data:
+                raise SecretFileError(setting, f"set either it or HUB_{name.upper()}, not both")
+            data[name] = _read_secret(setting, Path(path))
+        return data
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None  # `HUB_JWT_SECRET=`: no secret, tokens come from the JWKS only
 
     @field_validator("crm_url", "social_url", "discovery_url")
     @classmethod
@@ -132,7 +166,15 @@ class Settings(BaseSettings):
 
 
 class SettingsError(Exception):
-    """A setting has a bad value; `str()` is one line naming it."""
+    """A setting has a bad value; `str()` is one line naming it (never a secret's value)."""
+
+
+class SecretFileError(ValueError):
+    """A `HUB_<NAME>_FILE` cannot give its secret; `setting` names it."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -141,5 +183,51 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
+        error = first.get("ctx", {}).get("error")
+        if isinstance(error, SecretFileError):
+            raise SettingsError(f"bad setting {error.setting}: {error}") from None
         name = "HUB_" + "_".join(str(part) for part in first["loc"]).upper()
         raise SettingsError(f"bad setting {name}: {first['msg']}") from None
+
+
+def check_serving_secrets(settings: Settings) -> None:
+    """Outside the demo, refuse to serve with secrets anyone with the repository knows, or
+    with no way to verify a token: `SettingsError`, one line for the first problem found.
+    Commands that do not serve (tokens, schema, migrations, seeds) need no such check."""
+    if settings.demo:
+        return
+    secret = settings.jwt_secret
+    if secret == DEV_JWT_SECRET:
+        raise SettingsError(
+            "HUB_JWT_SECRET is the published development secret: set a secret of your own, "
+            "or an empty HUB_JWT_SECRET with HUB_JWT_JWKS_URL (or run with --demo)"
+        )
+    if secret is None and settings.jwt_jwks_url is None:
+        raise SettingsError("no HUB_JWT_SECRET and no HUB_JWT_JWKS_URL: no token could be verified")
+    if secret is not None and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+        raise SettingsError(f"HUB_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes")
+    for name in SOURCE_NAMES:
+        if getattr(settings, f"{name}_url") and (
+            getattr(settings, f"{name}_credential") == DEV_SOURCE_CREDENTIAL
+        ):
+            raise SettingsError(
+                f"HUB_{name.upper()}_CREDENTIAL is the development credential while "
+                f"HUB_{name.upper()}_URL is set: set the source's own credential"
+            )
+
+
+def _read_secret(setting: str, path: Path) -> str:
+    try:
+        with path.open("rb") as file:
+            content = file.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SecretFileError(setting, f"cannot read {path}: {exc.strerror}") from None
+    if len(content) > MAX_SECRET_FILE_BYTES:
+        raise SecretFileError(setting, f"{path} is larger than {MAX_SECRET_FILE_BYTES} bytes")
+    try:
+        secret = content.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise SecretFileError(setting, f"{path} is not UTF-8 text") from None
+    if not secret:
+        raise SecretFileError(setting, f"{path} is empty")
+    return secret

@@ -1,10 +1,17 @@
-"""Small helpers shared by the tests: posting GraphQL and reading codes."""
+"""Small helpers shared by the tests: posting GraphQL, reading codes, store faults."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.audit import AuditEvent, AuditLog
 
 
 async def gql(
@@ -28,3 +35,49 @@ async def gql(
 
 def codes(payload: dict[str, Any]) -> list[str]:
     return [error["extensions"]["code"] for error in payload.get("errors", [])]
+
+
+@contextlib.asynccontextmanager
+async def refusing_audit_writes(engine: AsyncEngine) -> AsyncIterator[None]:
+    """The store refuses every insert into `audit_events` (an outage of the audit trail's
+    writes), while everything else, reads of the trail included, works."""
+    sqlite = engine.dialect.name == "sqlite"
+    setup = (
+        [
+            "CREATE TRIGGER hub_test_refuse BEFORE INSERT ON audit_events"
+            " BEGIN SELECT RAISE(ABORT, 'audit store down'); END"
+        ]
+        if sqlite
+        else [
+            "CREATE FUNCTION hub_test_refuse() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'audit store down'; END $$",
+            "CREATE TRIGGER hub_test_refuse BEFORE INSERT ON audit_events"
+            " FOR EACH ROW EXECUTE FUNCTION hub_test_refuse()",
+        ]
+    )
+    teardown = (
+        ["DROP TRIGGER hub_test_refuse"]
+        if sqlite
+        else ["DROP TRIGGER hub_test_refuse ON audit_events", "DROP FUNCTION hub_test_refuse()"]
+    )
+    async with engine.begin() as connection:
+        for statement in setup:
+            await connection.execute(text(statement))
+    try:
+        yield
+    finally:
+        async with engine.begin() as connection:
+            for statement in teardown:
+                await connection.execute(text(statement))
+
+
+def fill_audit_buffer(audit: AuditLog) -> int:
+    """Record events of the principal `filler` until the buffer refuses one (counted as
+    dropped); returns how many it kept."""
+    filler = AuditEvent(
+        at=datetime.now(UTC), coordinate="Query.me", decision="denied", principal="filler"
+    )
+    kept = 0
+    while audit.record(filler):
+        kept += 1
+    return kept

@@ -18,9 +18,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from hub.auth import ANONYMOUS, Authenticator, Principal, issue_token
+from hub.auth import ANONYMOUS, MAX_CLAIM_CHARS, Authenticator, Principal, issue_token
 from hub.errors import Unauthenticated
 from hub.settings import DEV_JWT_SECRET, Settings
+from hub.store.tables import AuditEventRow, CampaignRow, ErasureRow
+from tests.conftest import MakeToken
+from tests.helpers import codes, gql
 
 NOW = 1_800_000_000.0
 ISSUER = "influencer-hub"
@@ -178,11 +181,17 @@ class JwksServer:
     """The identity provider's JWKS endpoint behind `httpx.MockTransport`; counts fetches."""
 
     def __init__(
-        self, keys: list[dict[str, Any]], *, status: int = 200, body: bytes | None = None
+        self,
+        keys: list[dict[str, Any]],
+        *,
+        status: int = 200,
+        body: bytes | None = None,
+        cache_control: str | None = None,
     ) -> None:
         self.keys = keys
         self.status = status
         self.body = body
+        self.cache_control = cache_control
         self.urls: list[str] = []
 
     @property
@@ -192,9 +201,10 @@ class JwksServer:
     async def handler(self, request: httpx.Request) -> httpx.Response:
         self.urls.append(str(request.url))
         await asyncio.sleep(0)  # let concurrent requests interleave, as a real fetch would
+        headers = {} if self.cache_control is None else {"Cache-Control": self.cache_control}
         if self.body is not None:
-            return httpx.Response(self.status, content=self.body)
-        return httpx.Response(self.status, json={"keys": self.keys})
+            return httpx.Response(self.status, content=self.body, headers=headers)
+        return httpx.Response(self.status, json={"keys": self.keys}, headers=headers)
 
     @property
     def transport(self) -> httpx.MockTransport:
@@ -686,6 +696,107 @@ async def test_a_rotated_key_is_found_by_one_refresh_and_the_retired_key_is_drop
     assert server.fetches == 2
 
 
+LATER = int(NOW) + 200_000
+"""The expiry of tokens that must outlive the JWKS tests' hours."""
+
+
+class Clock:
+    """The authenticator's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+    def at(self, seconds_later: float) -> None:
+        self.now = NOW + seconds_later
+
+
+async def test_a_key_removed_from_the_jwks_stops_validating_when_the_keys_pass_max_age() -> None:
+    server = JwksServer(
+        [rsa_jwk(RSA_KEY, "rsa-1"), ec_jwk(EC_KEY, "ec-1")], cache_control="max-age=120"
+    )
+    clock = Clock()
+    authenticator = Authenticator(jwks_settings(), transport=server.transport, clock=clock)
+    try:
+        await authenticator.authenticate(rs(kid="rsa-1", exp=LATER))
+        server.keys = [ec_jwk(EC_KEY, "ec-1")]  # rsa-1 is withdrawn by the identity provider
+        clock.at(119)
+        still = await authenticator.authenticate(rs(kid="rsa-1", exp=LATER))
+        assert server.fetches == 1
+        clock.at(120)
+        with pytest.raises(Unauthenticated, match=r"^Token signing key 'kid' is unknown\.$"):
+            await authenticator.authenticate(rs(kid="rsa-1", exp=LATER))
+        assert server.fetches == 2
+        other = await authenticator.authenticate(es(kid="ec-1", sub="user-2", exp=LATER))
+    finally:
+        await authenticator.aclose()
+    assert (still.subject, other.subject) == ("user-1", "user-2")
+    assert server.fetches == 2
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "fresh_s"),
+    [
+        pytest.param(None, 600, id="absent_ten_minutes"),
+        pytest.param("public", 600, id="no_max_age_ten_minutes"),
+        pytest.param("public, max-age=300", 300, id="max_age"),
+        pytest.param('max-age="900", must-revalidate', 900, id="quoted_max_age"),
+        pytest.param("max-age=5", 60, id="short_max_age_clamped_to_a_minute"),
+        pytest.param("max-age=0", 60, id="zero_clamped_to_a_minute"),
+        pytest.param("no-store", 60, id="no_store_a_minute"),
+        pytest.param("max-age=99999999999999999999", 86400, id="long_max_age_clamped_to_a_day"),
+        pytest.param("max-age=-5", 600, id="negative_ignored"),
+        pytest.param("max-age=soon", 600, id="not_a_number_ignored"),
+    ],
+)
+async def test_jwks_keys_are_refreshed_when_older_than_their_bounded_max_age(
+    cache_control: str | None, fresh_s: int
+) -> None:
+    server = JwksServer(PUBLISHED, cache_control=cache_control)
+    clock = Clock()
+    authenticator = Authenticator(jwks_settings(), transport=server.transport, clock=clock)
+    fetches = []
+    try:
+        for seconds_later in (0, fresh_s - 1, fresh_s, 2 * fresh_s - 1, 2 * fresh_s):
+            clock.at(seconds_later)
+            await authenticator.authenticate(rs(exp=LATER))
+            fetches.append(server.fetches)
+    finally:
+        await authenticator.aclose()
+    assert fetches == [1, 1, 2, 2, 3]
+
+
+async def test_a_failed_refresh_keeps_the_last_keys_for_an_hour_then_refuses(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="hub.auth")
+    server = JwksServer(PUBLISHED)
+    clock = Clock()
+    authenticator = Authenticator(jwks_settings(), transport=server.transport, clock=clock)
+    try:
+        await authenticator.authenticate(rs(exp=LATER))
+        server.status, server.body = 503, b"down"
+        answers = []
+        for seconds_later in (600, 630, 660, 600 + 3599):
+            clock.at(seconds_later)
+            answers.append((await authenticator.authenticate(rs(exp=LATER))).subject)
+        assert answers == ["user-1"] * 4
+        assert server.fetches == 4  # at 600, 660 and 4199: at most once a minute
+        clock.at(600 + 3600)
+        with pytest.raises(Unauthenticated, match=r"^Token signing keys are unavailable\.$"):
+            await authenticator.authenticate(rs(exp=LATER))
+        server.status, server.body = 200, None
+        clock.at(600 + 3600 + 60)
+        back = await authenticator.authenticate(rs(exp=LATER))
+    finally:
+        await authenticator.aclose()
+    assert back.subject == "user-1"
+    assert server.fetches == 5
+    assert sum("JWKS fetch" in r.getMessage() for r in caplog.records) == 3
+
+
 def refuse_connection(request: httpx.Request) -> httpx.Response:
     raise httpx.ConnectError("connection refused", request=request)
 
@@ -745,3 +856,133 @@ def test_issue_token_refuses_when_only_a_jwks_is_configured() -> None:
 def test_issue_token_refuses_a_role_the_hub_does_not_know() -> None:
     with pytest.raises(ValueError, match="unknown roles: root"):
         issue_token(dev_settings(), subject="user-1", tenant="acme", roles=["admin", "root"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        pytest.param(
+            {"sub": "evil\ud800"},
+            "Token claim 'sub' is not valid Unicode text.",
+            id="sub_surrogate",
+        ),
+        pytest.param(
+            {"sub": "\udfffevil"},
+            "Token claim 'sub' is not valid Unicode text.",
+            id="sub_low_surrogate",
+        ),
+        pytest.param(
+            {"client_id": "ui\ud83d"},
+            "Token claim 'client_id' is not valid Unicode text.",
+            id="client_id_surrogate",
+        ),
+        pytest.param(
+            {"tenant": "acme\n"},
+            "Token claim 'tenant' contains a control or invisible character.",
+            id="tenant_newline",
+        ),
+        pytest.param(
+            {"purpose": "analytics\u202e"},
+            "Token claim 'purpose' contains a control or invisible character.",
+            id="purpose_bidi_override",
+        ),
+        pytest.param(
+            {"sub": "user\x00"},
+            "Token claim 'sub' contains a control or invisible character.",
+            id="sub_nul",
+        ),
+        pytest.param(
+            {"campaigns": ["cmp_1", "cmp\ud800"]},
+            "Token claim 'campaigns' is not valid Unicode text.",
+            id="campaign_surrogate",
+        ),
+        pytest.param(
+            {"campaigns": ["cmp\t1"]},
+            "Token claim 'campaigns' contains a control or invisible character.",
+            id="campaign_tab",
+        ),
+        pytest.param(
+            {"scope": "metrics:read\u2028campaigns:read"},
+            "Token claim 'scope' contains a control or invisible character.",
+            id="scope_line_separator",
+        ),
+        pytest.param(
+            {"scope": "metrics:read\ud800"},
+            "Token claim 'scope' is not valid Unicode text.",
+            id="scope_surrogate",
+        ),
+        pytest.param(
+            {"sub": "u" * 201}, "Token claim 'sub' is longer than 200 characters.", id="sub_201"
+        ),
+        pytest.param(
+            {"client_id": "c" * 201},
+            "Token claim 'client_id' is longer than 200 characters.",
+            id="client_id_201",
+        ),
+        pytest.param(
+            {"tenant": "t" * 65},
+            "Token claim 'tenant' is longer than 64 characters.",
+            id="tenant_65",
+        ),
+        pytest.param(
+            {"purpose": "p" * 65},
+            "Token claim 'purpose' is longer than 64 characters.",
+            id="purpose_65",
+        ),
+        pytest.param(
+            {"campaigns": ["c" * 41]},
+            "Token claim 'campaigns' is longer than 40 characters.",
+            id="campaign_41",
+        ),
+        pytest.param(
+            {"scope": "s" * 1025},
+            "Token claim 'scope' is longer than 1024 characters.",
+            id="scope_1025",
+        ),
+    ],
+)
+async def test_a_claim_that_is_not_clean_text_of_its_columns_size_is_refused_unechoed(
+    overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(Unauthenticated) as refused:
+        await authenticate(dev_settings(), hs(**overrides))
+    assert refused.value.message == message
+    assert refused.value.extensions == {"code": "UNAUTHENTICATED"}
+
+
+async def test_claims_at_their_columns_size_in_any_script_are_accepted() -> None:
+    principal = await authenticate(
+        dev_settings(),
+        hs(
+            sub="ü" * 199 + "😀",
+            client_id="c" * 200,
+            tenant="t" * 64,
+            purpose="Zweck für Analysen",
+            campaigns=["c" * 40],
+        ),
+    )
+    assert principal.subject == "ü" * 199 + "😀"
+    assert (principal.client_id, principal.tenant) == ("c" * 200, "t" * 64)
+    assert principal.purpose == "Zweck für Analysen"
+    assert principal.campaigns == frozenset({"c" * 40})
+
+
+def test_claim_bounds_fit_the_columns_that_store_them() -> None:
+    columns = AuditEventRow.__table__.c  # type: ignore[attr-defined]
+    assert MAX_CLAIM_CHARS["sub"] <= columns.principal.type.length
+    assert MAX_CLAIM_CHARS["client_id"] <= columns.client_id.type.length
+    assert MAX_CLAIM_CHARS["tenant"] <= columns.tenant_id.type.length
+    assert MAX_CLAIM_CHARS["purpose"] <= columns.purpose.type.length
+    assert MAX_CLAIM_CHARS["campaigns"] <= CampaignRow.__table__.c.id.type.length  # type: ignore[attr-defined]
+    assert MAX_CLAIM_CHARS["sub"] <= ErasureRow.__table__.c.erased_by.type.length  # type: ignore[attr-defined]
+
+
+async def test_a_token_whose_sub_has_a_lone_surrogate_is_401_and_not_echoed(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    token = make_token(subject="evil\ud800")
+    status, payload = await gql(sqlite_client, "{ me { subject } }", token=token)
+    assert status == 401
+    assert codes(payload) == ["UNAUTHENTICATED"]
+    assert payload["errors"][0]["message"] == "Token claim 'sub' is not valid Unicode text."
+    assert "evil" not in json.dumps(payload)

@@ -11,6 +11,7 @@ import jwt
 import pytest
 
 from hub.__main__ import main
+from hub.settings import DEV_JWT_SECRET
 from tests.conftest import ROOT, TEST_SECRET
 
 
@@ -138,3 +139,60 @@ def test_kept_answers_on_several_workers_need_a_shared_cache(
         monkeypatch.setenv(key, value)
     assert main(["serve", "--workers", "2"]) == 1
     assert "HUB_CACHE_URL=redis://" in capsys.readouterr().err
+
+
+def test_serve_outside_the_demo_refuses_the_development_secret_with_one_line(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "hub", "serve", "--port", "0"],
+        env={
+            "HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+            "HUB_POLICIES_DIR": str(ROOT / "policies"),
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "hub: HUB_JWT_SECRET is the published development secret: set a secret of your own, "
+        "or an empty HUB_JWT_SECRET with HUB_JWT_JWKS_URL (or run with --demo)"
+    ]
+    assert not (tmp_path / "cli.db").exists()
+
+
+def test_serve_refuses_the_development_source_credential_on_a_source_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in {**_env(tmp_path), "HUB_SOCIAL_URL": "https://social.example"}.items():
+        monkeypatch.setenv(key, value)
+    assert main(["serve"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "hub: HUB_SOCIAL_CREDENTIAL is the development credential while HUB_SOCIAL_URL is set: "
+        "set the source's own credential"
+    ]
+
+
+def test_commands_that_do_not_serve_work_with_the_default_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in _env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("HUB_JWT_SECRET")
+    monkeypatch.setenv("HUB_CRM_URL", "https://crm.example")
+    assert main(["token", "--tenant", "acme", "--role", "manager"]) == 0
+    token = capsys.readouterr().out.strip()
+    claims = jwt.decode(token, DEV_JWT_SECRET, algorithms=["HS256"], audience="influencer-hub")
+    assert claims["sub"] == "manager@acme"
+    assert main(["migrate"]) == 0
+    assert main(["seed", "--influencers", "5", "--campaigns", "1", "--tenants", "1"]) == 0
+    assert main(["policies", "check"]) == 0
+    assert main(["schema"]) == 0
+    document = tmp_path / "q.graphql"
+    document.write_text("{ me { subject } }")
+    assert main(["cost", str(document)]) == 0
+    assert "hub:" not in capsys.readouterr().err

@@ -11,7 +11,7 @@ from sqlmodel import col
 from hub.audit import AuditEvent
 from hub.context import Context
 from hub.erasure import delete_upstream, erase_in_store, pseudonym
-from hub.errors import NotFound
+from hub.errors import NotFound, SourceUnavailable
 from hub.resolvers.contacts import check_contact_id, contact
 from hub.sources.store import Page
 from hub.store.tables import AuditEventRow, ErasureRow, ErasureTaskRow
@@ -70,18 +70,21 @@ async def export_contact(context: Context, contact_id: str) -> dict[str, Any]:
     consents = (await context.store.consents_by_contact(scope, [contact_id])).get(contact_id, [])
     log = await access_log(context, contact_id, first=100_000, after=None)
     now = datetime.now(UTC)
-    if context.audit is not None:
-        for name in PERSONAL:
-            if getattr(found, name) is not None:
-                context.audit.record(
-                    AuditEvent.by(
-                        context.principal,
-                        at=now,
-                        coordinate=f"Query.exportContactData.{name}",
-                        decision="exported",
-                        subject=contact_id,
-                    )
-                )
+    exported = [
+        AuditEvent.by(
+            context.principal,
+            at=now,
+            coordinate=f"Query.exportContactData.{name}",
+            decision="exported",
+            subject=contact_id,
+        )
+        for name in PERSONAL
+        if getattr(found, name) is not None
+    ]
+    if context.audit is not None and not context.audit.record(*exported):
+        raise SourceUnavailable(
+            "audit", "The audit trail cannot record this export now; try again later."
+        )
     return {
         "exportedAt": now.isoformat(),
         "contact": _json(found.model_dump(exclude={"email_normalized", "tenant_id"})),

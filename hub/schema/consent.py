@@ -12,7 +12,7 @@ from strawberry.schema import Schema
 from strawberry.types import Info
 
 from hub.audit import AuditEvent
-from hub.errors import ConsentRequired
+from hub.errors import ConsentRequired, SourceUnavailable
 from hub.policy.consent import ConsentEvent, Decision, consent_states, decide, mask
 from hub.resolvers.consents import consent_events
 from hub.responses import AuditedDecision
@@ -40,15 +40,17 @@ class PersonalData(FieldExtension):
         reason = None if decision is Decision.ALLOW else "no basis for the purpose"
         decided = (coordinate, source.id, decision.value, reason)
         context.decisions.append(decided)
-        record_decisions(context, [decided], now)
-        if decision is Decision.ALLOW:
-            return value
-        if decision is Decision.MASK:
-            return mask(rule.mask, str(value))
-        raise ConsentRequired(
-            "The person has no valid consent or basis for your purpose.",
-            purpose=context.principal.purpose,
-        )
+        recorded = record_decisions(context, [decided], now)
+        if decision is Decision.REDACT:
+            raise ConsentRequired(
+                "The person has no valid consent or basis for your purpose.",
+                purpose=context.principal.purpose,
+            )
+        if not recorded:  # no personal value leaves unaudited, not even a masked one
+            raise SourceUnavailable(
+                "audit", "The audit trail cannot record this read now; the value is withheld."
+            )
+        return value if decision is Decision.ALLOW else mask(rule.mask, str(value))
 
 
 def personal_fields(schema: Schema) -> list[str]:
@@ -72,12 +74,13 @@ def _valid_until(context: Any, events: Iterable[ConsentEvent], now: datetime) ->
     context.answer_valid_until = min(ahead, default=None)
 
 
-def record_decisions(context: Any, decisions: Iterable[AuditedDecision], now: datetime) -> None:
-    """Consent decisions on the audit trail, as the caller of `context` made them at `now`."""
+def record_decisions(context: Any, decisions: Iterable[AuditedDecision], now: datetime) -> bool:
+    """Consent decisions on the audit trail, as the caller of `context` made them at `now`:
+    all kept (True), or none (the trail is full) and no value they decide may be served."""
     if context.audit is None:
-        return
-    for coordinate, subject, decision, reason in decisions:
-        context.audit.record(
+        return True
+    recorded: bool = context.audit.record(
+        *(
             AuditEvent.by(
                 context.principal,
                 at=now,
@@ -86,4 +89,7 @@ def record_decisions(context: Any, decisions: Iterable[AuditedDecision], now: da
                 subject=subject,
                 reason=reason,
             )
+            for coordinate, subject, decision, reason in decisions
         )
+    )
+    return recorded

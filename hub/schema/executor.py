@@ -128,7 +128,9 @@ class HubExecutor(StrawberryGraphQLCoreExecutionContext):
     async def _answer(self, responses: ResponseCache, key: str, serially: bool | None) -> Any:
         context = self.context_value
         kept = await responses.get(key)
-        if kept is not None:
+        # A kept answer is served only when the audit trail keeps its decisions; otherwise the
+        # operation runs, and each personal field withholds the value it cannot audit.
+        if kept is not None and _audit_has_room(context, len(kept.decisions)):
             record_decisions(context, kept.decisions, datetime.now(UTC))
             return self.build_response(kept.data)
         read_at = responses.clock.time()
@@ -150,3 +152,8 @@ class HubExecutor(StrawberryGraphQLCoreExecutionContext):
     def _touched(self) -> frozenset[Coordinate]:
         fragments = {name: details.definition for name, details in self.fragments.items()}
         return touched_coordinates(self.schema, self.operation, fragments)
+
+
+def _audit_has_room(context: Any, count: int) -> bool:
+    audit = getattr(context, "audit", None)
+    return audit is None or bool(audit.has_room(count))

@@ -17,7 +17,7 @@ from sqlmodel import col
 from hub.settings import Settings
 from hub.store.tables import AuditEventRow
 from tests.conftest import ROOT, TEST_SECRET, MakeToken, running_app
-from tests.helpers import codes, gql
+from tests.helpers import codes, fill_audit_buffer, gql, refusing_audit_writes
 
 GRANT = """mutation ($id: ID!, $p: String!) {
   grantConsent(contactId: $id, purpose: $p, source: "web form", evidence: "doc-1") {
@@ -274,3 +274,44 @@ async def test_a_withdrawal_on_one_replica_holds_on_the_other(
     assert after["data"]["contact"]["email"] == "r***@example.com"
     assert "replica@example.com" not in str(after)
     assert after["data"]["contact"]["phone"] in (None, "+48 *** *** 506")
+
+
+async def test_with_the_audit_trail_full_a_consented_email_is_withheld_until_the_store_is_back(
+    sqlite_settings: Settings, make_token: MakeToken, kept_s: float
+) -> None:
+    settings = sqlite_settings.model_copy(
+        update={"response_cache_ttl_s": kept_s, "audit_buffer_max_events": 20}
+    )
+    async with running_app(settings) as (app, client):
+        hub = app.state.hub
+        manager = make_token(subject="full-trail")
+        contact_id, _ = await _new_contact(client, manager, "full@example.com")
+        await gql(
+            client, GRANT, token=manager, variables={"id": contact_id, "p": "campaign_management"}
+        )
+        query = f'{{ contact(id: "{contact_id}") {{ id email }} }}'
+        _, served = await gql(client, query, token=manager)  # kept, where answers are kept
+        assert served["data"]["contact"]["email"] == "full@example.com"
+        await hub.audit.flush()
+        async with refusing_audit_writes(hub.engine):
+            assert fill_audit_buffer(hub.audit) == 20
+            _, withheld = await gql(client, query, token=manager)
+            metrics = (await client.get("/metrics")).text
+        assert withheld["data"]["contact"] == {"id": contact_id, "email": None}
+        assert codes(withheld) == ["SOURCE_UNAVAILABLE"]
+        assert withheld["errors"][0]["extensions"]["source"] == "audit"
+        assert withheld["errors"][0]["path"] == ["contact", "email"]
+        assert "full@example.com" not in str(withheld)
+        # The 21st filler and the email's decision; a kept answer is not tried without room.
+        assert "hub_audit_events_dropped_total 2\n" in metrics
+        assert await hub.audit.flush() == 20
+        _, back = await gql(client, query, token=manager)
+        assert back["data"]["contact"]["email"] == "full@example.com"
+        await hub.audit.flush()
+        async with hub.store.sessions() as session:
+            rows = (await session.scalars(select(AuditEventRow))).all()
+    assert sum(row.principal == "filler" for row in rows) == 20
+    reads = [
+        row for row in rows if row.principal == "full-trail" and row.coordinate == "Contact.email"
+    ]
+    assert [row.decision for row in reads] == ["allowed", "allowed"]

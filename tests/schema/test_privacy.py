@@ -12,7 +12,7 @@ import httpx
 from hub.erasure import ErasureRetrier
 from hub.settings import Settings
 from tests.conftest import MakeToken, running_app
-from tests.helpers import codes, gql
+from tests.helpers import codes, fill_audit_buffer, gql, refusing_audit_writes
 
 LOG = """query ($id: ID!, $after: String) { personalDataAccessLog(contactId: $id, first: 2,
   after: $after) { totalCount pageInfo { hasNextPage endCursor }
@@ -224,3 +224,24 @@ async def test_erasure_never_deletes_another_workspaces_crm_record(
     assert crm_entry["status"] == "NOT_SUPPORTED"
     assert "another workspace" in crm_entry["reason"]
     assert still_there.status_code == 200
+
+
+async def test_the_export_is_refused_while_the_audit_trail_cannot_keep_its_events(
+    sqlite_settings: Settings, make_token: MakeToken
+) -> None:
+    settings = sqlite_settings.model_copy(update={"audit_buffer_max_events": 5})
+    async with running_app(settings) as (app, client):
+        hub = app.state.hub
+        contact_id = await _a_contact_with_consent(client, make_token)
+        query = f'{{ exportContactData(id: "{contact_id}") }}'
+        dpo = make_token(roles=["dpo"], subject="dpo-full")
+        async with refusing_audit_writes(hub.engine):
+            fill_audit_buffer(hub.audit)
+            _, refused = await gql(client, query, token=dpo)
+        assert refused["data"] is None  # exportContactData is non-null
+        assert codes(refused) == ["SOURCE_UNAVAILABLE"]
+        assert refused["errors"][0]["extensions"]["source"] == "audit"
+        assert "@" not in str(refused)
+        await hub.audit.flush()
+        _, exported = await gql(client, query, token=dpo)
+    assert exported["data"]["exportContactData"]["contact"]["id"] == contact_id
