@@ -102,6 +102,7 @@ class AuditLog:
         )
         self._dropped.inc(amount=0)  # 0 in a healthy hub, rather than no series at all
         self._outage = False
+        self._stop = asyncio.Event()
         self._drops_unlogged = 0
         self._drop_logged_at = -math.inf
 
@@ -155,24 +156,30 @@ class AuditLog:
             return written
 
     async def close(self) -> None:
-        """Stop the writer and write what is still buffered; what cannot be is dropped."""
+        """Stop the writer and write what is still buffered; what cannot be is dropped.
+
+        The writer is let finish the batch it is writing, not cancelled: a batch cancelled
+        after its commit would stay buffered and be written twice."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stop.set()
+            self._wake.set()
+            await self._task
         await self.flush()
         if self._buffer:
             self._drop(self._buffer, "the store took no writes at shutdown")
             self._buffer.clear()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
             self._wake.clear()
+            if self._stop.is_set():
+                return
             await self.flush()
             if self._outage:  # a full buffer keeps waking the writer: retry at the interval
-                await asyncio.sleep(self.flush_interval_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.flush_interval_s)
 
     async def _settle(self, batch: list[AuditEvent]) -> tuple[int, int]:
         """Write `batch`, or when it fails and the store takes writes, its halves in order

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -126,3 +127,22 @@ async def test_events_the_store_cannot_take_at_shutdown_are_counted_as_dropped(
     assert audit.buffered == 0
     assert dropped(metrics) == 2
     assert await principals(engine) == []
+
+
+async def test_a_batch_committed_while_the_hub_shuts_down_is_written_once(
+    engine: AsyncEngine,
+) -> None:
+    committed = asyncio.Event()
+
+    class SlowAfterCommit(AuditLog):
+        async def _write(self, batch: list[AuditEvent]) -> None:
+            await super()._write(batch)
+            committed.set()
+            await asyncio.sleep(0.2)  # e.g. the connection handed back slowly
+
+    audit = SlowAfterCommit(engine, batch_size=3)
+    await audit.start()
+    audit.record(event("a"), event("b"), event("c"))
+    await committed.wait()
+    await audit.close()
+    assert await principals(engine) == ["a", "b", "c"]
