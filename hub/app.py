@@ -104,7 +104,9 @@ def create_app(
         engine = create_engine(settings)
         authenticator = Authenticator(settings, transport=transport)
         audit = AuditLog(engine)
-        bucket = create_bucket(settings.cache_url, namespace=settings.cache_namespace)
+        bucket = create_bucket(
+            settings.cache_url, namespace=settings.cache_namespace, replicas=settings.replicas
+        )
         queries = create_query_store(settings.cache_url, namespace=settings.cache_namespace)
         upstreams: Upstreams | None = None
         retrier: ErasureRetrier | None = None
