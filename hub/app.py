@@ -153,6 +153,7 @@ def create_app(
                     ttl_s=settings.response_cache_ttl_s,
                     fingerprint=rules_fingerprint(schema.as_str(), settings.policies_dir),
                     metrics=upstreams.metrics,
+                    store=Store(engine),
                 ),
             )
             app.state.hub = state["hub"]

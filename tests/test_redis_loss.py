@@ -95,8 +95,11 @@ class Replicas:
 
 
 @contextlib.asynccontextmanager
-async def replicas(tmp_path: Path, server: RedisServer) -> AsyncIterator[Replicas]:
-    """Replicas A and B."""
+async def replicas(
+    tmp_path: Path, server: RedisServer, *, first_url: str | None = None
+) -> AsyncIterator[Replicas]:
+    """Replicas A and B; A reaches Redis at `first_url` when given (one where none listens:
+    A is cut off from the Redis that B uses)."""
     settings = Settings(
         database_url=f"sqlite+aiosqlite:///{tmp_path}/shared.db",
         policies_dir=_policies(tmp_path),
@@ -107,7 +110,8 @@ async def replicas(tmp_path: Path, server: RedisServer) -> AsyncIterator[Replica
         response_cache_ttl_s=60.0,
         replicas=2,
     )
-    async with running_app(settings) as (_a, one), running_app(settings) as (_b, two):
+    first = settings.model_copy(update={"cache_url": first_url or server.url})
+    async with running_app(first) as (_a, one), running_app(settings) as (_b, two):
         yield Replicas(one, two)
 
 
@@ -226,3 +230,25 @@ async def test_redis_lost_and_back_costs_no_request_a_500_nor_a_withdrawal_nor_t
         if answer[0] >= 500 or "INTERNAL_SERVER_ERROR" in codes(answer[1])
     ]
     assert failures == []
+
+
+async def test_a_withdrawal_through_a_replica_cut_off_from_redis_holds_on_the_others_kept_answers(
+    tmp_path: Path, make_token: MakeToken
+) -> None:
+    manager = make_token()
+    with running_redis(tmp_path) as server:
+        nowhere = RedisServer(tmp_path)  # never started: nothing listens on its port
+        async with replicas(tmp_path, server, first_url=nowhere.url) as hub:
+            contact_id, email = await _consented_contact(hub, manager)
+            variables = {"id": contact_id}
+            for _ in range(2):  # B's second answer is a kept one
+                _, warm = await hub.ask(1, CONTACT, manager, variables)
+                assert warm["data"]["contact"]["email"] == email
+            _, withdrawn = await hub.ask(0, WITHDRAW, manager, variables)
+            assert withdrawn["data"] == {"withdrawConsent": {"status": "WITHDRAWN"}}
+            # A could tell no one to drop B's kept answer; B asks the store all the same.
+            _, after = await hub.ask(1, CONTACT, manager, variables)
+            assert (await hub.readiness(0))[1]["cache"] == "unreachable"
+            assert (await hub.readiness(1))[1]["status"] == "ready"
+    assert email not in str(after)
+    assert after["data"]["contact"]["email"] != email
