@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -47,6 +48,7 @@ from hub.schema.schema import HubSchema
 from hub.settings import Settings, check_serving_secrets
 from hub.sources.cache import Cache
 from hub.sources.metrics import Metrics
+from hub.sources.redis_link import RedisLink, is_redis
 from hub.sources.registry import Sources
 from hub.sources.store import Store
 from hub.sources.upstreams import Upstreams, open_upstreams
@@ -57,6 +59,8 @@ from hub.web.graphiql import graphiql_assets_dir
 logger = logging.getLogger("hub.app")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+STORE_CHECK_TIMEOUT_S = 2.0
+"""How long /readyz waits for the store before calling it unreachable."""
 GC_THRESHOLDS = (20_000, 20, 20)
 """The collector's thresholds while the hub serves (Python's default: 700, 10, 10)."""
 
@@ -105,12 +109,22 @@ def create_app(
         engine = create_engine(settings)
         authenticator = Authenticator(settings, transport=transport)
         audit: AuditLog | None = None
-        bucket = create_bucket(settings.cache_url, namespace=settings.cache_namespace)
-        queries = create_query_store(settings.cache_url, namespace=settings.cache_namespace)
+        # One Redis client (or none) for the budgets, the persisted queries and the cache, so
+        # that they lose Redis, fall back and come back together.
+        link = RedisLink.from_url(settings.cache_url) if is_redis(settings.cache_url) else None
+        bucket = create_bucket(
+            settings.cache_url,
+            namespace=settings.cache_namespace,
+            link=link,
+            replicas=settings.replicas,
+        )
+        queries = create_query_store(
+            settings.cache_url, namespace=settings.cache_namespace, link=link
+        )
         upstreams: Upstreams | None = None
         retrier: ErasureRetrier | None = None
         try:
-            upstreams = await open_upstreams(settings, transport=transport)
+            upstreams = await open_upstreams(settings, transport=transport, link=link)
             audit = AuditLog(
                 engine, metrics=upstreams.metrics, max_events=settings.audit_buffer_max_events
             )
@@ -144,6 +158,7 @@ def create_app(
                     ttl_s=settings.response_cache_ttl_s,
                     fingerprint=rules_fingerprint(schema.as_str(), settings.policies_dir),
                     metrics=upstreams.metrics,
+                    store=Store(engine),
                 ),
             )
             app.state.hub = state["hub"]
@@ -167,6 +182,8 @@ def create_app(
             await queries.aclose()
             if upstreams is not None:
                 await upstreams.aclose()
+            if link is not None:
+                await link.aclose()
             await authenticator.aclose()
             await engine.dispose()
 
@@ -177,15 +194,7 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def readyz(_request: Request) -> Response:
-        try:
-            async with state["hub"].engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-        except Exception:
-            logger.warning("store unreachable", exc_info=True)
-            return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503)
-        return JSONResponse(
-            {"status": "ready", "store": "ok", "sources": state["hub"].sources.states()}
-        )
+        return await readiness(state["hub"])
 
     async def metrics(_request: Request) -> Response:
         text = state["hub"].metrics.render_prometheus()
@@ -201,6 +210,32 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+async def readiness(hub: Hub) -> Response:
+    """`/readyz`: `ready`; `degraded` (200: the hub still serves) while Redis is unreachable
+    (local caches and budgets) or a source's circuit is not closed; `unavailable` (503) while
+    the store is unreachable. Each component's part says which."""
+    store = "ok"
+    try:
+        async with asyncio.timeout(STORE_CHECK_TIMEOUT_S):
+            async with hub.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+    except Exception:
+        logger.warning("store unreachable", exc_info=True)
+        store = "unreachable"
+    cache = "ok" if hub.cache is None else hub.cache.status()
+    sources = hub.sources.states()
+    circuits_closed = all(
+        part["breaker"] in ("closed", "not_configured") for part in sources.values()
+    )
+    status, code = "ready", 200
+    if store != "ok":
+        status, code = "unavailable", 503
+    elif cache != "ok" or not circuits_closed:
+        status = "degraded"
+    body = {"status": status, "store": store, "cache": cache, "sources": sources}
+    return JSONResponse(body, code)
 
 
 async def prepare_store(engine: AsyncEngine, *, demo: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -9,6 +10,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import Redis
+
+from hub.sources.redis_link import UNREACHABLE, RedisLink, is_redis
+
+logger = logging.getLogger("hub.budget")
+
+MAX_CHARGED_BACK = 100_000
+"""Clients whose spending while Redis is away is remembered, to charge it when it is back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +109,10 @@ class MemoryBucket:
 
 
 # KEYS[1]: the client's bucket. ARGV: points (taken, or given back when negative), size,
-# restore rate per second. Refills by the time elapsed on Redis's own clock (TIME), so that
-# replicas with skewed clocks agree, then takes all the points or none. The key expires once
-# the bucket would be full again, which is the same as absent.
+# restore rate per second, '1' to take them even if they are not all there (down to 0).
+# Refills by the time elapsed on Redis's own clock (TIME), so that replicas with skewed clocks
+# agree, then takes all the points or none. The key expires once the bucket would be full
+# again, which is the same as absent.
 _SCRIPT = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
@@ -119,8 +128,8 @@ if tokens == nil or ts == nil then
 end
 tokens = math.min(size, tokens + math.max(0, now - ts) * rate)
 local allowed = 0
-if points <= tokens then
-  tokens = math.min(size, tokens - points)
+if points <= tokens or ARGV[4] == '1' then
+  tokens = math.max(0, math.min(size, tokens - points))
   allowed = 1
 end
 redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens),
@@ -143,8 +152,12 @@ class RedisBucket:
     def from_url(cls, url: str, *, prefix: str = "hub:budget:") -> RedisBucket:
         return cls(Redis.from_url(url), prefix=prefix, owns=True)
 
-    async def _run(self, client_id: str, points: int, size: int, rate: float) -> tuple[bool, float]:
-        reply = await self._script(keys=[self._prefix + client_id], args=[points, size, repr(rate)])
+    async def _run(
+        self, client_id: str, points: int, size: int, rate: float, *, force: bool = False
+    ) -> tuple[bool, float]:
+        reply = await self._script(
+            keys=[self._prefix + client_id], args=[points, size, repr(rate), int(force)]
+        )
         allowed, tokens = reply
         text = tokens.decode() if isinstance(tokens, bytes) else str(tokens)
         return int(allowed) == 1, float(text)
@@ -161,16 +174,111 @@ class RedisBucket:
         _, tokens = await self._run(client_id, -points, size, restore_rate_per_s)
         return math.floor(tokens)
 
+    async def charge(
+        self, client_id: str, points: int, *, size: int, restore_rate_per_s: float
+    ) -> None:
+        """Take `points`, or as many as there are: what was spent where the bucket could not
+        see it."""
+        await self._run(client_id, points, size, restore_rate_per_s, force=True)
+
     async def aclose(self) -> None:
         if self._owns:
             await self._redis.aclose()
 
 
-def create_bucket(cache_url: str, *, namespace: str = "hub") -> Bucket:
+class SharedBucket:
+    """Buckets on Redis that outlive it: while `link` is down, each process admits from a
+    local bucket holding `1/replicas` of every budget (size, at least one point, and restore
+    rate), so that `replicas` processes together admit no more than the budget; what one
+    spent there is charged to the shared bucket before it uses Redis again. Each outage can
+    so exceed a budget by at most the local shares' sizes (one budget size in all), also when
+    Redis comes back empty. A query costing more than the share waits for Redis."""
+
+    def __init__(
+        self, shared: RedisBucket, link: RedisLink, *, replicas: int, owns_link: bool = False
+    ) -> None:
+        self.shared = shared
+        self.link = link
+        self.replicas = replicas
+        self.local = MemoryBucket()
+        self._owns_link = owns_link
+        # client -> (points spent locally, size, restore rate) to charge when Redis is back
+        self._spent: dict[str, tuple[int, int, float]] = {}
+        link.on_return(self._charge_back)
+
+    def share(self, size: int, restore_rate_per_s: float) -> tuple[int, float]:
+        """This process's local bucket size and restore rate while Redis is away."""
+        return max(1, size // self.replicas), restore_rate_per_s / self.replicas
+
+    async def take(
+        self, client_id: str, cost: int, *, size: int, restore_rate_per_s: float
+    ) -> BucketResult:
+        if self.link.is_up:
+            try:
+                return await self.shared.take(
+                    client_id, cost, size=size, restore_rate_per_s=restore_rate_per_s
+                )
+            except UNREACHABLE:
+                self.link.failed("budget")
+        local_size, local_rate = self.share(size, restore_rate_per_s)
+        result = await self.local.take(
+            client_id, cost, size=local_size, restore_rate_per_s=local_rate
+        )
+        if result.allowed:
+            self._note(client_id, cost, size, restore_rate_per_s)
+        return result
+
+    async def refund(
+        self, client_id: str, points: int, *, size: int, restore_rate_per_s: float
+    ) -> int:
+        if self.link.is_up:
+            try:
+                return await self.shared.refund(
+                    client_id, points, size=size, restore_rate_per_s=restore_rate_per_s
+                )
+            except UNREACHABLE:
+                self.link.failed("budget")
+        local_size, local_rate = self.share(size, restore_rate_per_s)
+        self._note(client_id, -points, size, restore_rate_per_s)
+        return await self.local.refund(
+            client_id, points, size=local_size, restore_rate_per_s=local_rate
+        )
+
+    async def aclose(self) -> None:
+        await self.local.aclose()
+        if self._owns_link:
+            await self.link.aclose()
+
+    def _note(self, client_id: str, points: int, size: int, rate: float) -> None:
+        spent = self._spent.get(client_id)
+        if spent is None and points <= 0:
+            return
+        if spent is None and len(self._spent) >= MAX_CHARGED_BACK:
+            logger.warning("too many clients spent while Redis was away; not all are charged")
+            return
+        self._spent[client_id] = (max(0, (spent[0] if spent else 0) + points), size, rate)
+
+    async def _charge_back(self) -> None:
+        while self._spent:
+            client_id, (points, size, rate) = self._spent.popitem()
+            try:
+                await self.shared.charge(client_id, points, size=size, restore_rate_per_s=rate)
+            except BaseException:
+                self._note(client_id, points, size, rate)
+                raise
+
+
+def create_bucket(
+    cache_url: str, *, namespace: str = "hub", link: RedisLink | None = None, replicas: int = 1
+) -> Bucket:
     """`memory://`: this process only; `redis://…`/`rediss://…`: shared by the replicas (keys
-    under `namespace`, so that deployments sharing a Redis keep their budgets apart)."""
+    under `namespace`, so that deployments sharing a Redis keep their budgets apart) through
+    `link` (one of the bucket's own when None), each with a local share of `1/replicas` of
+    every budget while Redis is away."""
     if cache_url.startswith("memory://"):
         return MemoryBucket()
-    if cache_url.startswith(("redis://", "rediss://")):
-        return RedisBucket.from_url(cache_url, prefix=f"{namespace}:budget:")
+    if is_redis(cache_url):
+        shared_link = link or RedisLink.from_url(cache_url)
+        shared = RedisBucket(shared_link.redis, prefix=f"{namespace}:budget:")
+        return SharedBucket(shared, shared_link, replicas=replicas, owns_link=link is None)
     raise ValueError(f"unknown cache URL {cache_url!r}: use memory:// or redis://host:port/db")

@@ -9,14 +9,16 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol
 
-import redis.asyncio as redis
 from graphql import GraphQLError, parse
 
 from hub.errors import BadRequest, PersistedQueryNotAllowed, PersistedQueryNotFound
+from hub.sources.redis_link import UNREACHABLE, RedisLink, is_redis
 
 _HASH = re.compile(r"[0-9a-f]{64}")
 APQ_TTL_S = 24 * 3600
 MAX_PERSISTED_BYTES = 32 * 1024
+MAX_KEPT_BYTES = 8 * 1024 * 1024
+"""The most query text (UTF-8) a process keeps."""
 
 
 class QueryStore(Protocol):
@@ -28,9 +30,14 @@ class QueryStore(Protocol):
 
 
 class MemoryQueryStore:
-    def __init__(self, *, max_entries: int = 10_000) -> None:
+    """Queries of this process, the least recently used dropped first: at most `max_entries`
+    of them and `max_bytes` of query text."""
+
+    def __init__(self, *, max_entries: int = 10_000, max_bytes: int = MAX_KEPT_BYTES) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._queries: OrderedDict[str, str] = OrderedDict()
+        self._bytes = 0
 
     async def get(self, digest: str) -> str | None:
         query = self._queries.get(digest)
@@ -39,38 +46,69 @@ class MemoryQueryStore:
         return query
 
     async def put(self, digest: str, query: str) -> None:
+        old = self._queries.pop(digest, None)
+        if old is not None:
+            self._bytes -= len(old.encode())
         self._queries[digest] = query
-        self._queries.move_to_end(digest)
-        while len(self._queries) > self.max_entries:
-            self._queries.popitem(last=False)
+        self._bytes += len(query.encode())
+        while len(self._queries) > self.max_entries or self._bytes > self.max_bytes:
+            _, dropped = self._queries.popitem(last=False)
+            self._bytes -= len(dropped.encode())
 
     async def aclose(self) -> None:
         return None
 
 
 class RedisQueryStore:
-    """Shared by every replica: a query registered on one is found on the others."""
+    """Shared by every replica: a query registered on one is found on the others. While Redis
+    is away (`link` down) lookups miss and registrations are kept in process (`local`), where
+    later lookups look too; the store closes `link` when it owns it."""
 
-    def __init__(self, url: str, *, prefix: str = "hub:apq:") -> None:
-        self.client = redis.from_url(url)
+    def __init__(
+        self, link: RedisLink, *, prefix: str = "hub:apq:", owns_link: bool = False
+    ) -> None:
+        self.link = link
         self.prefix = prefix
+        self.local = MemoryQueryStore()
+        self._owns_link = owns_link
 
     async def get(self, digest: str) -> str | None:
-        value = await self.client.get(self.prefix + digest)
-        if value is None:
-            return None
-        return value if isinstance(value, str) else value.decode()
+        if self.link.is_up:
+            try:
+                value = await self.link.redis.get(self.prefix + digest)
+            except UNREACHABLE:
+                self.link.failed("persisted query lookup")
+            else:
+                if value is not None:
+                    return value if isinstance(value, str) else value.decode()
+        return await self.local.get(digest)
 
     async def put(self, digest: str, query: str) -> None:
-        await self.client.set(self.prefix + digest, query, ex=APQ_TTL_S)
+        if self.link.is_up:
+            try:
+                await self.link.redis.set(self.prefix + digest, query, ex=APQ_TTL_S)
+            except UNREACHABLE:
+                self.link.failed("persisted query registration")
+            else:
+                return
+        await self.local.put(digest, query)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._owns_link:
+            await self.link.aclose()
 
 
-def create_query_store(cache_url: str, *, namespace: str = "hub") -> QueryStore:
-    if cache_url.startswith(("redis://", "rediss://")):
-        return RedisQueryStore(cache_url, prefix=f"{namespace}:apq:")
+def create_query_store(
+    cache_url: str, *, namespace: str = "hub", link: RedisLink | None = None
+) -> QueryStore:
+    """In process for `memory://`; on Redis (through `link`, or a link of its own) for
+    `redis://…`, under `namespace`."""
+    if is_redis(cache_url):
+        return RedisQueryStore(
+            link or RedisLink.from_url(cache_url),
+            prefix=f"{namespace}:apq:",
+            owns_link=link is None,
+        )
     return MemoryQueryStore()
 
 

@@ -9,6 +9,11 @@ cache on every replica (a replica that cannot reach the shared cache to do so se
 until it can), and an answer read while a mutation committed is not kept. An answer
 lives at most the TTL, and never past the moment a consent it relied on expires. A hit
 records the answer's consent decisions on the audit trail again, as reading it did.
+
+An answer holding personal data (one with consent decisions) is served only while the cache
+hears every purge, and only after the store says that none of its subjects changed (contact
+row or consents, written on any replica) since it was read: a withdrawal holds on the next
+request even where the purge that should have dropped the answer could not be delivered.
 """
 
 from __future__ import annotations
@@ -26,14 +31,20 @@ from typing import Any
 from hub.auth import Principal
 from hub.errors import SourceUnavailable
 from hub.policy.access import Coordinate
+from hub.policy.rows import RowScope
 from hub.sources.base import Clock, SystemClock
 from hub.sources.cache import Cache, cache_key
 from hub.sources.metrics import Metrics
+from hub.sources.store import Store
 
 logger = logging.getLogger("hub.responses")
 
 RETRY_S = 1.0
 """How often a failed drop of every kept answer is tried again."""
+
+CLOCK_SKEW_S = 1.0
+"""Replicas' clocks may disagree by this much: a subject changed this close before an answer
+was read counts as changed after it."""
 
 UNCACHEABLE: frozenset[Coordinate] = frozenset(
     {
@@ -58,7 +69,8 @@ class Answer:
 
 
 class ResponseCache:
-    """Answers in the shared cache (in-process, or Redis shared by replicas)."""
+    """Answers in the shared cache (in-process, or Redis shared by replicas); `store`, when
+    given, is asked whether the subjects of an answer holding personal data changed."""
 
     def __init__(
         self,
@@ -68,11 +80,13 @@ class ResponseCache:
         fingerprint: str,
         metrics: Metrics,
         clock: Clock | None = None,
+        store: Store | None = None,
     ) -> None:
         self.cache = cache
         self.ttl_s = ttl_s
         self.fingerprint = fingerprint
         self.clock = clock or SystemClock()
+        self.store = store
         self._lookups = metrics.counter(
             "hub_response_cache_lookups_total", "Response cache lookups by result.", ("result",)
         )
@@ -104,9 +118,13 @@ class ResponseCache:
         if entry is None or not entry.is_fresh(self.clock.time()):
             self._lookups.inc("miss")
             return None
-        self._lookups.inc("hit")
         value = entry.value
-        return Answer(value["data"], [tuple(decision) for decision in value["decisions"]])
+        decisions = [tuple(decision) for decision in value["decisions"]]
+        if decisions and await self._outdated(key, decisions, value.get("read_at")):
+            self._lookups.inc("miss")
+            return None
+        self._lookups.inc("hit")
+        return Answer(value["data"], decisions)
 
     async def put(
         self, key: str, answer: Answer, *, read_at: float, valid_until: datetime | None
@@ -120,8 +138,13 @@ class ResponseCache:
             ttl_s = min(ttl_s, (valid_until - datetime.now(UTC)).total_seconds())
         if ttl_s <= 0:
             return
+        kept = {
+            "data": answer.data,
+            "decisions": [list(d) for d in answer.decisions],
+            "read_at": read_at,
+        }
         await self.cache.set_many(
-            {key: {"data": answer.data, "decisions": [list(d) for d in answer.decisions]}},
+            {key: kept},
             ttl_s=ttl_s,
             stale_ttl_s=0,
             tags={key: [ANSWERS_TAG]},
@@ -141,6 +164,32 @@ class ResponseCache:
         if self._retry is not None:
             self._retry.cancel()
             await asyncio.gather(self._retry, return_exceptions=True)
+
+    async def _outdated(self, key: str, decisions: Sequence[Any], read_at: float | None) -> bool:
+        """Whether an answer holding personal data may no longer be true: purges go unheard,
+        or a subject's contact row or consents were written since `read_at` (or the store
+        cannot tell)."""
+        if self.cache.status() != "ok":
+            return True
+        if self.store is None:
+            return False
+        tenant = _tenant_of(key)
+        if read_at is None or tenant is None:
+            return True
+        subjects = sorted({str(decision[1]) for decision in decisions})
+        since = read_at - CLOCK_SKEW_S
+        scope = RowScope(tenant=tenant)
+        try:
+            contacts = await self.store.contacts_by_id(scope, subjects)
+            consents = await self.store.consents_by_contact(scope, subjects)
+        except Exception:
+            logger.warning("kept answer not served: the store could not be asked", exc_info=True)
+            return True
+        if len(contacts) != len(subjects):
+            return True
+        changes = [row.updated_at for row in contacts.values()]
+        changes += [row.recorded_at for rows in consents.values() for row in rows]
+        return any(_epoch_s(at) >= since for at in changes)
 
     async def _purge(self) -> bool:
         try:
@@ -165,6 +214,19 @@ def rules_fingerprint(schema_sdl: str, policies_dir: Path) -> str:
         if path.is_file():
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
+
+
+def _tenant_of(key: str) -> str | None:
+    """The tenant a `key` was made for (see `cache_key`), or None."""
+    parts = key.split(":")
+    if len(parts) != 4 or not parts[2].startswith("t="):
+        return None
+    return parts[2][2:].replace("%3A", ":").replace("%25", "%")
+
+
+def _epoch_s(at: datetime) -> float:
+    """Epoch seconds of a stored time (naive ones, as SQLite returns them, are UTC)."""
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
 
 
 def _claims(principal: Principal) -> list[Any]:

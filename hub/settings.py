@@ -68,6 +68,12 @@ class Settings(BaseSettings):
 
     cache_namespace: str = Field(default="hub", min_length=1, max_length=64)
     cache_local_ttl_s: float = Field(default=5.0, ge=0)
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=10_000,
+        description="Hub processes sharing one Redis; each keeps 1/replicas of a budget when away",
+    )
 
     source_retries: int = Field(default=2, ge=0, le=5)
     source_breaker_failures: int = Field(default=5, ge=1)

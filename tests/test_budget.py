@@ -6,6 +6,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -14,9 +15,11 @@ from hub.budget import (
     BucketResult,
     MemoryBucket,
     RedisBucket,
+    SharedBucket,
     create_bucket,
     retry_after_s,
 )
+from tests.redis_server import running_redis
 
 
 class Clock:
@@ -120,8 +123,10 @@ async def test_full_buckets_are_forgotten_and_behave_as_new() -> None:
 async def test_create_bucket_picks_the_backend_from_the_cache_url() -> None:
     memory = create_bucket("memory://")
     assert isinstance(memory, MemoryBucket)
-    redis = create_bucket("redis://127.0.0.1:6379/0")
-    assert isinstance(redis, RedisBucket)
+    redis = create_bucket("redis://127.0.0.1:6379/0", replicas=4)
+    assert isinstance(redis, SharedBucket)
+    assert redis.share(100, 2.0) == (25, 0.5)
+    assert redis.share(3, 2.0) == (1, 0.5)
     await redis.aclose()
     with pytest.raises(ValueError, match="unknown cache URL 'mem://'"):
         create_bucket("mem://")
@@ -198,3 +203,38 @@ async def test_a_redis_bucket_expires_once_it_would_be_full_again(
     # 30 missing points at 10 per second: full again after 3 s, kept one more second.
     ttl_ms = await admin.pttl(f"{prefix}app")
     assert 3000 < ttl_ms <= 4000
+
+
+async def test_while_redis_is_away_replicas_admit_their_shares_and_charge_them_when_it_is_back(
+    tmp_path: Path,
+) -> None:
+    with running_redis(tmp_path) as server:
+        buckets = [create_bucket(server.url, namespace="lost", replicas=2) for _ in range(2)]
+        one, two = buckets
+        assert isinstance(one, SharedBucket) and isinstance(two, SharedBucket)
+        for shared in (one, two):
+            shared.link.probe_interval_s = 0.05
+        size, rate = 100, 0.01  # nothing comes back during the test
+
+        async def take_all(count: int) -> list[bool]:
+            results = [
+                await (one if n % 2 else two).take("app", 1, size=size, restore_rate_per_s=rate)
+                for n in range(count)
+            ]
+            return [result.allowed for result in results]
+
+        assert await take_all(10) == [True] * 10
+        server.stop()
+        away = await take_all(200)
+        # Each replica admits its share, half the budget, whatever the shared bucket held.
+        assert away.count(True) == 100
+        assert not one.link.is_up and not two.link.is_up
+        server.start()  # empty: the shared bucket is full again
+        for _ in range(500):
+            if one.link.is_up and two.link.is_up:
+                break
+            await asyncio.sleep(0.01)
+        # What the shares admitted was charged: the budget is spent, not admitted twice.
+        assert await take_all(10) == [False] * 10
+        for bucket in buckets:
+            await bucket.aclose()

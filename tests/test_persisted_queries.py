@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+from pathlib import Path
 
 import httpx
 
+from hub.persisted import MemoryQueryStore, RedisQueryStore, create_query_store
 from tests.conftest import ROOT, MakeToken
 from tests.helpers import codes
+from tests.redis_server import running_redis
 
 QUERY = "{ campaigns(first: 2) { totalCount } }"
 DIGEST = hashlib.sha256(QUERY.encode()).hexdigest()
@@ -75,3 +79,38 @@ async def test_only_documents_that_parse_and_fit_are_kept(
         await _post(sqlite_client, token, {"query": query, "extensions": _persisted(digest)})
         again = await _post(sqlite_client, token, {"extensions": _persisted(digest)})
         assert codes(again.json()) == ["PERSISTED_QUERY_NOT_FOUND"]
+
+
+async def test_the_in_process_store_keeps_at_most_its_bytes_of_query_text() -> None:
+    store = MemoryQueryStore(max_bytes=100)
+    queries = {f"{n:064x}": "{ me { subject } }" + " " * 30 for n in range(3)}  # 48 bytes each
+    for digest, query in queries.items():
+        await store.put(digest, query)
+    kept = [digest for digest in queries if await store.get(digest) is not None]
+    assert kept == list(queries)[1:]
+
+
+async def test_while_redis_is_away_queries_are_registered_and_found_in_process(
+    tmp_path: Path,
+) -> None:
+    with running_redis(tmp_path) as server:
+        store = create_query_store(server.url, namespace="lost")
+        assert isinstance(store, RedisQueryStore)
+        store.link.probe_interval_s = 0.05
+        other = "{ me { subject } }"
+        other_digest = hashlib.sha256(other.encode()).hexdigest()
+        await store.put(DIGEST, QUERY)
+        assert await store.get(DIGEST) == QUERY
+        server.stop()
+        assert await store.get(DIGEST) is None  # only Redis had it: a miss, not an error
+        await store.put(other_digest, other)
+        assert await store.get(other_digest) == other
+        server.start()
+        for _ in range(500):
+            if store.link.is_up:
+                break
+            await asyncio.sleep(0.01)
+        assert await store.get(other_digest) == other
+        await store.put(DIGEST, QUERY)
+        assert await store.link.redis.get(f"lost:apq:{DIGEST}") == QUERY.encode()
+        await store.aclose()

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hub.sources.base import Clock, SystemClock
 from hub.sources.metrics import Metrics
+
+if TYPE_CHECKING:
+    from hub.sources.redis_link import RedisLink
 
 Loader = Callable[[list[str]], Awaitable[Mapping[str, Any]]]
 """Loads cache keys from the source in one batch; keys it leaves out were not found."""
@@ -121,6 +124,11 @@ class Cache(Protocol):
         """A feed of every tag purged from now on, on any replica."""
         ...
 
+    def status(self) -> str:
+        """What /readyz reports: `ok`, `unreachable` (Redis is away: local fallbacks serve) or
+        `purges_lost` (Redis answers but its purge channel does not: no in-process tier)."""
+        ...
+
     async def aclose(self) -> None:
         """Stop background refreshes and release connections."""
         ...
@@ -156,12 +164,14 @@ def create_cache(
     metrics: Metrics | None = None,
     max_entries: int = 10_000,
     local_ttl_s: float = 5.0,
+    link: RedisLink | None = None,
 ) -> Cache:
     """`memory://` (this process only) or `redis://…`/`rediss://…` (shared by replicas).
 
-    On Redis, `namespace` prefixes every key and the purge channel, and `local_ttl_s` bounds
-    how long a replica keeps a fresh entry in process (0 turns the local tier off);
-    `max_entries` bounds the in-process LRU either way.
+    On Redis, `namespace` prefixes every key and the purge channel, `local_ttl_s` bounds
+    how long a replica keeps a fresh entry in process (0 turns the local tier off), and `link`
+    is the process's Redis (one of the cache's own when None); `max_entries` bounds the
+    in-process LRU either way.
     """
     clock = clock or SystemClock()
     # Imported here: the backends build on this module, and redis is only needed for redis://.
@@ -170,15 +180,17 @@ def create_cache(
 
         return MemoryCache(max_entries=max_entries, clock=clock, metrics=metrics)
     if url.startswith(("redis://", "rediss://")):
-        from hub.sources.redis_cache import RedisCache, connect_redis
+        from hub.sources.redis_cache import RedisCache
+        from hub.sources.redis_link import RedisLink
 
         return RedisCache(
-            connect_redis(url),
+            link or RedisLink.from_url(url),
             namespace=namespace,
             clock=clock,
             metrics=metrics,
             local_max_entries=max_entries,
             local_ttl_s=local_ttl_s,
+            owns_link=link is None,
         )
     raise ValueError(f"unknown cache URL {url!r}: use memory:// or redis://host:port/db")
 

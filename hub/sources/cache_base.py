@@ -154,6 +154,9 @@ class BaseCache(ABC):
         for (source, result), amount in counts.items():
             self._metrics.record_cache(source, result, amount=amount)
 
+    def status(self) -> str:
+        return "ok"
+
     # -- purge feeds ----------------------------------------------------------------------
 
     async def subscribe_purges(self) -> PurgeFeed:

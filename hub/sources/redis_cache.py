@@ -8,11 +8,8 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
-
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from hub.errors import SourceUnavailable
 from hub.sources.base import Clock
@@ -20,6 +17,7 @@ from hub.sources.cache import Entry, PurgeFeed
 from hub.sources.cache_base import BaseCache
 from hub.sources.memory_cache import PURGE_MEMORY_S, LocalEntries
 from hub.sources.metrics import Metrics
+from hub.sources.redis_link import HEALTH_CHECK_S, UNREACHABLE, RedisLink
 
 logger = logging.getLogger("hub.sources.cache")
 
@@ -27,21 +25,10 @@ CLOCK_SKEW_S = 1.0
 """Replicas' clocks may disagree by this much: loads read this close to a purge are not stored."""
 
 CACHE_SOURCE = "cache"
-SOCKET_TIMEOUT_S = 1.0
-HEALTH_CHECK_S = 10.0
 SUBSCRIBE_TIMEOUT_S = 5.0
 RESUBSCRIBE_S = 1.0
-
-
-def connect_redis(url: str) -> Redis:
-    """A client that gives up on a hung server in a second and pings idle connections
-    (the purge subscription included) so that a dead one is noticed."""
-    return Redis.from_url(
-        url,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        socket_connect_timeout=SOCKET_TIMEOUT_S,
-        health_check_interval=HEALTH_CHECK_S,
-    )
+MAX_PENDING_PURGES = 10_000
+"""Purges kept while Redis is away; past this many, the shared entries all go when it is back."""
 
 
 # Both scripts touch keys they compute, so they suit a single Redis, not a cluster.
@@ -99,39 +86,57 @@ class RedisCache(BaseCache):
     """Entries, tag sets and purge marks live in Redis under `namespace:`; purges are
     broadcast on the `namespace:purge` channel.
 
-    A replica keeps fresh entries it has seen in process for at most `local_ttl_s`, and only
-    while its purge subscription is up: losing it empties and bypasses the local tier. A
-    Redis outage makes reads miss and writes no-ops (logged); purges raise
-    `SourceUnavailable("cache")`. The cache owns `redis` and closes it.
+    While its purge subscription is up, a replica keeps fresh entries it has seen in process
+    (`local`) for at most `local_ttl_s` (0: not at all); losing the subscription empties them.
+    While Redis is unreachable (`link` down) the replica serves and keeps entries in the same
+    place for their whole TTL, but only untagged ones: a tagged entry (a subject's personal
+    data, a kept answer) may be purged by another replica, which this one cannot hear then.
+    Once subscribed again, it starts from an empty `local`.
+    A purge that cannot reach Redis is done here, kept (`MAX_PENDING_PURGES`, beyond which the
+    whole namespace is emptied instead) and replayed before the link counts as up again; it
+    raises `SourceUnavailable("cache")` so that the caller knows it is not yet done everywhere.
+    The cache closes `link` when it owns it.
     """
 
     def __init__(
         self,
-        redis: Redis,
+        link: RedisLink,
         *,
         namespace: str,
         clock: Clock,
         metrics: Metrics | None = None,
         local_max_entries: int = 10_000,
         local_ttl_s: float = 5.0,
+        owns_link: bool = False,
     ) -> None:
         super().__init__(clock=clock, metrics=metrics)
-        self.redis = redis
+        self.link = link
+        self.redis = link.redis
         self.local_ttl_s = local_ttl_s
-        self.local = (
-            LocalEntries(max_entries=local_max_entries, clock=clock) if local_ttl_s > 0 else None
-        )
+        self.local = LocalEntries(max_entries=local_max_entries, clock=clock)
+        self._owns_link = owns_link
         self._prefix = f"{namespace}:"
         self._channel = f"{namespace}:purge"
         self._replica = uuid.uuid4().hex
-        self._set_script = redis.register_script(_SET_MANY)
-        self._purge_script = redis.register_script(_PURGE)
+        self._set_script = self.redis.register_script(_SET_MANY)
+        self._purge_script = self.redis.register_script(_PURGE)
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._purges_lost = False
+        self._pending: dict[str, None] = {}
+        self._empty_all = False
+        link.on_return(self._replay_purges)
+
+    def status(self) -> str:
+        self._ensure_listener()
+        if not self.link.is_up:
+            return "unreachable"
+        return "purges_lost" if self._purges_lost else "ok"
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
-        if self.local is not None:
-            self._ensure_listener()
+        self._ensure_listener()
+        if not self.link.is_up:
+            return self._untagged(keys)
         now = self._clock.time()
         local = self._local_tier()
         found: dict[str, Entry] = {}
@@ -142,9 +147,9 @@ class RedisCache(BaseCache):
             return found
         try:
             raws = await self.redis.mget([f"{self._prefix}e:{key}" for key in rest])
-        except RedisError:
-            logger.warning("cache read failed; treating as misses", exc_info=True)
-            return found
+        except UNREACHABLE:
+            self.link.failed("cache read")
+            return found | self._untagged(rest)
         for key, raw in zip(rest, raws, strict=True):
             entry = _decode(raw)
             if entry is None or not entry.is_servable(now):
@@ -167,47 +172,54 @@ class RedisCache(BaseCache):
         if not entries:
             return
         now = self._clock.time()
-        ttl_ms = max(1, math.ceil((ttl_s + stale_ttl_s) * 1000))
-        made: dict[str, Entry] = {}
-        args: list[str | int | float] = [
-            self._prefix,
-            "" if read_at is None else read_at - CLOCK_SKEW_S,
-        ]
-        for key, value in entries.items():
-            entry_tags = tuple(tags.get(key, ())) if tags else ()
-            entry = made[key] = Entry(value, now + ttl_s, now + ttl_s + stale_ttl_s, entry_tags)
-            args += [key, _encode(entry), ttl_ms, len(entry_tags), *entry_tags]
-        try:
-            stored = await self._set_script(args=args)
-        except RedisError:
-            logger.warning("cache write failed; entries not stored", exc_info=True)
-            return
-        local = self._local_tier()
-        if local is None:
-            return
-        for raw_key in stored:
-            key = raw_key.decode()
-            entry = made[key]
-            keep_until = min(entry.fresh_until, now + self.local_ttl_s)
-            local.put(key, entry, keep_until=keep_until, read_at=read_at)
+        made = {
+            key: Entry(
+                value,
+                now + ttl_s,
+                now + ttl_s + stale_ttl_s,
+                tuple(tags.get(key, ())) if tags else (),
+            )
+            for key, value in entries.items()
+        }
+        if self.link.is_up:
+            try:
+                stored = await self._store_shared(made, ttl_s + stale_ttl_s, read_at)
+            except UNREACHABLE:
+                self.link.failed("cache write")
+            else:
+                local = self._local_tier()
+                if local is not None:
+                    for key in stored:
+                        entry = made[key]
+                        keep_until = min(entry.fresh_until, now + self.local_ttl_s)
+                        local.put(key, entry, keep_until=keep_until, read_at=read_at)
+                return
+        for key, entry in made.items():
+            if not entry.tags:
+                self.local.put(key, entry, keep_until=entry.stale_until, read_at=read_at)
 
     async def purge_tag(self, tag: str) -> int:
-        try:
-            deleted = await self._purge_script(
-                args=[self._prefix, tag, self._clock.time(), int(PURGE_MEMORY_S * 1000)]
-            )
-        except RedisError:
-            raise _cache_unavailable() from None
-        await self.publish_purge(tag)
-        return int(deleted)
+        dropped = self._drop_local(tag)
+        if self.link.is_up:
+            try:
+                deleted = await self._purge_shared(tag)
+            except UNREACHABLE:
+                self.link.failed("cache purge")
+            else:
+                return deleted
+        raise self._keep_pending(tag, dropped)
 
     async def publish_purge(self, tag: str) -> None:
         # This replica drops its own entries now; the others when the message reaches them.
-        self._drop_local(tag)
-        try:
-            await self.redis.publish(self._channel, f"{self._replica}|{tag}")
-        except RedisError:
-            raise _cache_unavailable() from None
+        dropped = self._drop_local(tag)
+        if self.link.is_up:
+            try:
+                await self.redis.publish(self._channel, f"{self._replica}|{tag}")
+            except UNREACHABLE:
+                self.link.failed("purge message")
+            else:
+                return
+        raise self._keep_pending(tag, dropped)
 
     async def subscribe_purges(self) -> PurgeFeed:
         self._ensure_listener()
@@ -225,17 +237,74 @@ class RedisCache(BaseCache):
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
         await super().aclose()
-        await self.redis.aclose()
+        if self._owns_link:
+            await self.link.aclose()
+
+    # -- the shared store -----------------------------------------------------------------
+
+    async def _store_shared(
+        self, made: Mapping[str, Entry], lifetime_s: float, read_at: float | None
+    ) -> list[str]:
+        """Store `made` in Redis (unless purged since `read_at`); the keys stored."""
+        ttl_ms = max(1, math.ceil(lifetime_s * 1000))
+        args: list[str | int | float] = [
+            self._prefix,
+            "" if read_at is None else read_at - CLOCK_SKEW_S,
+        ]
+        for key, entry in made.items():
+            args += [key, _encode(entry), ttl_ms, len(entry.tags), *entry.tags]
+        stored = await self._set_script(args=args)
+        return [raw.decode() for raw in stored]
+
+    async def _purge_shared(self, tag: str) -> int:
+        deleted = await self._purge_script(
+            args=[self._prefix, tag, self._clock.time(), int(PURGE_MEMORY_S * 1000)]
+        )
+        await self.redis.publish(self._channel, f"{self._replica}|{tag}")
+        return int(deleted)
+
+    def _keep_pending(self, tag: str, dropped: int) -> SourceUnavailable:
+        """Keep a purge to replay when Redis is back; the error that says so."""
+        if not self._empty_all and tag not in self._pending:
+            logger.warning("purge kept until the shared cache is back (%d dropped here)", dropped)
+            self._pending[tag] = None
+            if len(self._pending) > MAX_PENDING_PURGES:
+                logger.warning("too many purges pending; the shared cache is emptied when back")
+                self._pending.clear()
+                self._empty_all = True
+        return SourceUnavailable(
+            CACHE_SOURCE, "The shared cache is unavailable; the purge reaches it when it is back."
+        )
+
+    async def _replay_purges(self) -> None:
+        """Before the link is up again: what was purged while Redis was away, purged there."""
+        if self._empty_all:
+            for kind in ("e", "t"):
+                async for batch in _batches(self.redis.scan_iter(match=f"{self._prefix}{kind}:*")):
+                    await self.redis.unlink(*batch)
+            self._empty_all = False
+        while self._pending:
+            tag = next(iter(self._pending))
+            await self._purge_shared(tag)
+            self._pending.pop(tag, None)
+
+    def _untagged(self, keys: Sequence[str]) -> dict[str, Entry]:
+        """What this process holds of `keys` while purges go unheard: untagged entries only
+        (tagged ones may linger from before, until the lost subscription empties `local`)."""
+        return {key: entry for key, entry in self.local.get_many(keys).items() if not entry.tags}
 
     # -- purge subscription ---------------------------------------------------------------
 
     def _local_tier(self) -> LocalEntries | None:
-        return self.local if self._subscribed.is_set() else None
+        """The in-process tier beside Redis: only while every purge is heard."""
+        if self.local_ttl_s > 0 and self._subscribed.is_set() and self.link.is_up:
+            return self.local
+        return None
 
-    def _drop_local(self, tag: str) -> None:
-        if self.local is not None:
-            self.local.drop_tag(tag)
+    def _drop_local(self, tag: str) -> int:
+        dropped = self.local.drop_tag(tag)
         self._announce(tag)
+        return dropped
 
     def _ensure_listener(self) -> None:
         if self._listener is None:
@@ -243,6 +312,7 @@ class RedisCache(BaseCache):
 
     async def _listen(self) -> None:
         while True:
+            await self.link.wait_up()
             try:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(self._channel)
@@ -251,27 +321,36 @@ class RedisCache(BaseCache):
                         message = await pubsub.get_message(timeout=HEALTH_CHECK_S)
                         if message is not None:
                             self._on_message(message)
-            except (RedisError, OSError):
-                logger.warning("purge subscription lost; local tier off until back", exc_info=True)
-            self._subscribed.clear()
-            if self.local is not None:
+            except UNREACHABLE:
+                self.link.failed("purge subscription")
+            if self._subscribed.is_set():
+                logger.warning("purge subscription lost; in-process tier off until back")
+                self._subscribed.clear()
                 self.local.clear()
+            self._purges_lost = True
             await asyncio.sleep(RESUBSCRIBE_S)
 
     def _on_message(self, message: dict[str, Any]) -> None:
         if message["type"] == "subscribe":
+            # What was kept while purges went unheard goes: entries come from Redis again.
+            self.local.clear()
             self._subscribed.set()
+            self._purges_lost = False
         elif message["type"] == "message":
             origin, _, tag = bytes(message["data"]).decode().partition("|")
             if origin != self._replica:
                 self._drop_local(tag)
 
 
-def _cache_unavailable() -> SourceUnavailable:
-    logger.warning("cache purge failed", exc_info=True)
-    return SourceUnavailable(
-        CACHE_SOURCE, "The shared cache is unavailable; the purge may be incomplete."
-    )
+async def _batches(keys: AsyncIterator[bytes], size: int = 500) -> AsyncIterator[list[bytes]]:
+    batch: list[bytes] = []
+    async for key in keys:
+        batch.append(key)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _encode(entry: Entry) -> str:

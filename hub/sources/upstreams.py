@@ -8,9 +8,11 @@ from dataclasses import dataclass
 
 import httpx
 
+from hub.errors import SourceUnavailable
 from hub.settings import SOURCE_NAMES, Settings
 from hub.sources.cache import Cache, create_cache, subject_tag
 from hub.sources.metrics import Metrics
+from hub.sources.redis_link import RedisLink
 from hub.sources.registry import Sources, build_sources
 
 logger = logging.getLogger("hub.sources")
@@ -29,8 +31,12 @@ class Upstreams:
     simulators: object | None = None
 
     async def forget_subject(self, subject: str) -> None:
-        """Purge every cached entry of a data subject, on every replica (Redis pub/sub)."""
-        purged = await self.cache.purge_tag(subject_tag(subject))
+        """Purge every cached entry of a data subject, on every replica (Redis pub/sub); while
+        the shared cache is away, here at once and everywhere when it is back."""
+        try:
+            purged = await self.cache.purge_tag(subject_tag(subject))
+        except SourceUnavailable:
+            return
         logger.info("purged %d cached entries of a subject", purged)
 
     async def aclose(self) -> None:
@@ -42,16 +48,21 @@ class Upstreams:
 
 
 async def open_upstreams(
-    settings: Settings, *, transport: httpx.AsyncBaseTransport | None
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None,
+    link: RedisLink | None = None,
 ) -> Upstreams:
-    """Build the adapters; in the demo with no source URL configured, the simulators stand in
-    (started here, or reached through `transport` when one is given)."""
+    """Build the adapters, their cache on `link` when Redis is the cache; in the demo with no
+    source URL configured, the simulators stand in (started here, or reached through
+    `transport` when one is given)."""
     metrics = Metrics()
     cache = create_cache(
         settings.cache_url,
         namespace=settings.cache_namespace,
         metrics=metrics,
         local_ttl_s=settings.cache_local_ttl_s,
+        link=link,
     )
     urls: dict[str, str] | None = None
     simulators = None

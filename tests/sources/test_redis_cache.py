@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from hub.errors import SourceUnavailable
+from hub.sources import redis_cache
 from hub.sources.cache import PurgeFeed, create_cache, subject_tag
 from hub.sources.redis_cache import RedisCache
+from tests.redis_server import RedisServer, running_redis
 from tests.sources.fakes import FakeClock
 
 MakeReplica = Callable[..., RedisCache]
@@ -68,13 +71,13 @@ def tagged(key: str, _value: Any) -> list[str]:
     return [TAG] if key.endswith(":a") else []
 
 
-async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
-    """Wait up to a second for something another task or replica does."""
-    for _ in range(100):
+async def eventually(check: Callable[[], Awaitable[bool]], *, within_s: float = 1.0) -> None:
+    """Wait up to `within_s` for something another task or replica does."""
+    for _ in range(int(within_s * 100)):
         if await check():
             return
         await asyncio.sleep(0.01)
-    raise AssertionError("not within a second")
+    raise AssertionError(f"not within {within_s} s")
 
 
 async def next_tag(feed: PurgeFeed) -> str:
@@ -101,7 +104,7 @@ async def test_a_purge_on_one_replica_deletes_the_entry_for_every_replica(
     loader = Loader()
     await one.load_many(["crm:a", "crm:b"], loader, ttl_s=10, stale_ttl_s=5, tags_for=tagged)
     assert sorted(await other.get_many(["crm:a", "crm:b"])) == ["crm:a", "crm:b"]
-    assert other.local is not None and len(other.local) == 2
+    assert len(other.local) == 2
     assert await one.purge_tag(TAG) == 1
     assert list(await without_local.get_many(["crm:a", "crm:b"])) == ["crm:b"]
     assert await next_tag(feed) == TAG
@@ -118,7 +121,6 @@ async def test_a_published_purge_drops_the_other_replicas_local_entries(
     feed = await other.subscribe_purges()
     await one.set_many({"crm:a": 1, "crm:b": 2}, ttl_s=10, stale_ttl_s=5, tags={"crm:a": [TAG]})
     await other.get_many(["crm:a", "crm:b"])
-    assert other.local is not None
     assert sorted(other.local.get_many(["crm:a", "crm:b"])) == ["crm:a", "crm:b"]
     await one.publish_purge(TAG)
     assert await next_tag(feed) == TAG
@@ -183,14 +185,110 @@ async def test_a_load_racing_a_purge_on_another_replica_is_not_stored(
     assert list(await observer.get_many(["crm:a"])) == ["crm:a"]
 
 
-async def test_an_unreachable_redis_degrades_to_misses_but_purges_fail_loudly() -> None:
+async def test_an_unreachable_redis_keeps_untagged_entries_in_process_purges_fail_loudly() -> None:
     cache = create_cache("redis://127.0.0.1:1/0", namespace="down", clock=FakeClock())
     loader = Loader()
     for _ in range(2):
-        found = await cache.load_many(["crm:a"], loader, ttl_s=10, stale_ttl_s=5)
-        assert found == {"crm:a": {"key": "crm:a", "version": "v1"}}
-    assert len(loader.batches) == 2
+        found = await cache.load_many(
+            ["crm:a", "crm:b"], loader, ttl_s=10, stale_ttl_s=5, tags_for=tagged
+        )
+        assert found == {key: {"key": key, "version": "v1"} for key in ("crm:a", "crm:b")}
+    # The tagged entry (a subject's data) is loaded again each time; the other is kept.
+    assert loader.batches == [["crm:a", "crm:b"], ["crm:a"]]
     with pytest.raises(SourceUnavailable) as caught:
         await cache.purge_tag(TAG)
     assert caught.value.extensions["source"] == "cache"
     await cache.aclose()
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
+    """A Redis of this test's own, to stop and start again; replicas resubscribe quickly."""
+    monkeypatch.setattr(redis_cache, "RESUBSCRIBE_S", 0.05)
+    with running_redis(tmp_path) as running:
+        yield running
+
+
+def on_server(server: RedisServer, clock: FakeClock, *, namespace: str = "lost") -> RedisCache:
+    cache = create_cache(server.url, namespace=namespace, clock=clock)
+    assert isinstance(cache, RedisCache)
+    cache.link.probe_interval_s = 0.05
+    return cache
+
+
+async def status_is(cache: RedisCache, wanted: str) -> None:
+    async def reached() -> bool:
+        return cache.status() == wanted
+
+    await eventually(reached, within_s=10)
+
+
+async def test_while_redis_is_away_no_tagged_entry_is_kept_in_process_until_it_is_back(
+    server: RedisServer,
+) -> None:
+    clock = FakeClock()
+    cache = on_server(server, clock)
+    await (await cache.subscribe_purges()).aclose()
+    loader = Loader()
+    keys = ["crm:a", "crm:b"]
+    await cache.load_many(keys, loader, ttl_s=10, stale_ttl_s=5, tags_for=tagged)
+    assert len(cache.local) == 2
+    server.stop()
+    await status_is(cache, "unreachable")
+    assert len(cache.local) == 0
+    for _ in range(2):
+        found = await cache.load_many(keys, loader, ttl_s=10, stale_ttl_s=5, tags_for=tagged)
+        assert sorted(found) == keys
+    # crm:a holds a subject's data: loaded each time, never kept while purges go unheard.
+    assert loader.batches == [keys, keys, ["crm:a"]]
+    assert list(cache.local.get_many(keys)) == ["crm:b"]
+    server.start()
+    await status_is(cache, "ok")
+    assert len(cache.local) == 0
+    await cache.load_many(keys, loader, ttl_s=10, stale_ttl_s=5, tags_for=tagged)
+    await cache.load_many(keys, loader, ttl_s=10, stale_ttl_s=5, tags_for=tagged)
+    assert loader.batches[3:] == [keys]  # the restarted Redis was empty; then shared again
+    assert sorted(cache.local.get_many(keys)) == keys
+    await cache.aclose()
+
+
+async def cut_off_with_entries(server: RedisServer) -> tuple[RedisCache, RedisCache]:
+    """Replica `one` stored crm:a (tagged) and crm:b, then lost Redis, which keeps them."""
+    clock = FakeClock()
+    one, other = on_server(server, clock), on_server(server, clock)
+    await one.load_many(["crm:a", "crm:b"], Loader(), ttl_s=10, stale_ttl_s=5, tags_for=tagged)
+    server.stop(keep_data=True)
+    await status_is(one, "unreachable")
+    return one, other
+
+
+async def test_a_purge_made_while_redis_is_away_reaches_every_replica_when_it_is_back(
+    server: RedisServer,
+) -> None:
+    one, other = await cut_off_with_entries(server)
+    keys = ["crm:a", "crm:b"]
+    with pytest.raises(SourceUnavailable):
+        await one.purge_tag(TAG)
+    server.start()
+    await status_is(one, "ok")
+    await status_is(other, "ok")
+    assert list(await other.get_many(keys)) == ["crm:b"]
+    await one.aclose()
+    await other.aclose()
+
+
+async def test_past_the_bound_of_pending_purges_every_shared_entry_goes_when_redis_is_back(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_cache, "MAX_PENDING_PURGES", 2)
+    one, other = await cut_off_with_entries(server)
+    keys = ["crm:a", "crm:b"]
+    for n in range(3):
+        with pytest.raises(SourceUnavailable):
+            await one.purge_tag(subject_tag(f"con_{n + 10}"))
+    server.start()
+    assert sorted(await other.get_many(keys)) == keys  # the entries survived the restart
+    await status_is(one, "ok")
+    assert await other.get_many(keys) == {}
+    await one.aclose()
+    await other.aclose()
