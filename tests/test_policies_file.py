@@ -20,7 +20,10 @@ TYPES = schema_coordinates(build_schema(Settings())._schema)
 def test_the_shipped_access_policy_covers_every_field() -> None:
     policies = load_for_schema(ROOT / "policies", build_schema(Settings()))
     assert policies.field_scopes.uncovered() == []
-    assert policies.field_scopes.scopes[("Contact", "email")] == "contacts:read"
+    assert policies.field_scopes.scopes[("Contact", "email")] == frozenset({"contacts:read"})
+    assert policies.field_scopes.scopes[("Mutation", "eraseContact")] == frozenset(
+        {"role:dpo", "contacts:read", "consents:write"}
+    )
 
 
 def test_a_misspelt_field_stops_the_hub_naming_file_line_and_entry(tmp_path: Path) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import httpx
+import jwt
 from sqlalchemy import select
 
 from hub.settings import Settings
 from hub.store.tables import AuditEventRow
-from tests.conftest import MakeToken, running_app
+from tests.conftest import TEST_SECRET, MakeToken, running_app
 from tests.helpers import codes, gql
 
 PARTNER = {"roles": ["partner"], "scopes": ["campaigns:read", "influencers:read"]}
@@ -65,6 +66,20 @@ async def test_write_scopes_alone_do_not_read_back_data(
     assert codes(payload) == ["FORBIDDEN"]
     assert payload["errors"][0]["path"] == ["upsertContact", "email"]
     assert "@" not in str(payload)
+
+
+async def test_an_empty_scope_claim_grants_nothing_beyond_public_fields(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    full = jwt.decode(make_token(), options={"verify_signature": False})
+    empty = jwt.encode({**full, "scope": ""}, TEST_SECRET, algorithm="HS256")
+    contact_id = await _first_contact(sqlite_client, make_token)
+    query = f'{{ me {{ roles scopes }} contact(id: "{contact_id}") {{ id }} }}'
+    _, narrowed = await gql(sqlite_client, query, token=empty)
+    _, unnarrowed = await gql(sqlite_client, query, token=make_token())
+    assert narrowed["data"] == {"me": {"roles": ["manager"], "scopes": []}, "contact": None}
+    assert codes(narrowed) == ["FORBIDDEN"]
+    assert unnarrowed["data"]["contact"] == {"id": contact_id}
 
 
 async def test_introspection_needs_the_introspect_scope(
