@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from graphql import ExecutionResult, GraphQLObjectType, OperationType
+from graphql import ExecutionResult, GraphQLError, GraphQLObjectType, OperationType
 from graphql.execution import MiddlewareManager
 from graphql.execution.collect_fields import FieldDetailsList
 from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from hub.errors import Forbidden
 from hub.policy.access import Coordinate
 from hub.responses import UNCACHEABLE, Answer, ResponseCache
 from hub.schema.access import DenyFields, touched_coordinates
@@ -87,6 +88,11 @@ class HubExecutor(StrawberryGraphQLCoreExecutionContext):
         """A query's answer from the response cache when the request may use it (see
         `hub.responses`), else executed, and kept when it may be; a mutation empties it."""
         context = self.context_value
+        if self.operation.operation is OperationType.MUTATION:
+            refused = self._refused()
+            if refused is not None:
+                self.collected_errors.add(refused, None)
+                return self.build_response(None)
         responses: ResponseCache | None = getattr(context, "responses", None)
         key: str | None = getattr(context, "answer_key", None)
         if responses is None:
@@ -96,6 +102,26 @@ class HubExecutor(StrawberryGraphQLCoreExecutionContext):
         if key is None or not UNCACHEABLE.isdisjoint(self._touched()):
             return super().execute_operation(serially)
         return self._answer(responses, key, serially)
+
+    def _refused(self) -> GraphQLError | None:
+        """A mutation runs whole or not at all: one whose selection asks, anywhere, for a
+        field the caller may not read is refused before any of its fields runs, so that no
+        write happens behind an answer that says FORBIDDEN."""
+        context = self.context_value
+        denied: frozenset[Coordinate] = getattr(context, "denied", frozenset())
+        refused = sorted(denied & self._touched())
+        if not refused:
+            return None
+        context.denials.update(refused)
+        names = [f"{type_name}.{field_name}" for type_name, field_name in refused]
+        error = Forbidden(
+            f"You may not use {', '.join(f'`{name}`' for name in names)}; "
+            "the mutation was not run.",
+            coordinates=names,
+        )
+        return GraphQLError(
+            error.message, self.operation, original_error=error, extensions=error.extensions
+        )
 
     async def _write(self, responses: ResponseCache, serially: bool | None) -> Any:
         """A mutation, then every kept answer dropped (on every replica): what it wrote,
