@@ -85,6 +85,11 @@ async def upsert_contact(context: Context, fields: ContactFields) -> ContactRow:
     values = _contact_values(fields)
     if fields.id is not None:
         check_contact_id(fields.id, argument="input.id")
+        # Said first, before what the other fields would be refused for; the store's write
+        # is what holds it (see `Store.writing_contact`).
+        existing = await context.loaders.contact_by_id.load(fields.id)
+        if existing is None or existing.erased_at is not None:
+            raise NotFound("No contact with this id.", argument="input.id")
     elif not values.get("email_normalized"):
         raise BadUserInput("A new contact needs an `email`.", argument="input.email")
     if fields.influencer_id is not None:
