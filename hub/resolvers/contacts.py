@@ -110,21 +110,37 @@ async def upsert_contact(context: Context, fields: ContactFields) -> ContactRow:
         email=values.get("email_normalized"),
         crm_id=values.get("crm_id"),
     ):
-        raise BadUserInput(
-            "This person was erased; their data is not stored again.", argument="input"
-        )
+        raise _unavailable(None)
     try:
         row = await context.store.upsert_contact(scope, fields.id, values, now=datetime.now(UTC))
-    except DuplicateRow:
-        raise BadUserInput(
-            "Another contact of this tenant has this email.", argument="input.email"
-        ) from None
+    except DuplicateRow as clash:
+        raise _unavailable(clash.key) from None
     except MissingParent:
         raise Forbidden("Your token's tenant is not known to the hub.") from None
     if row is None:
         raise NotFound("No contact with this id.", argument="input.id")
     context.loaders.contact_by_id.clear(row.id).prime(row.id, row)
+    if "crm_id" in values:
+        # CRM entries are kept under the contact that asked for them: the CRM record this
+        # contact held, and the one it holds now, are read afresh and kept under it.
+        await context.forget_subject(row.id)
+        if row.crm_id is not None:
+            await context.forget_subject(row.crm_id)
     return row
+
+
+def _unavailable(key: str | None) -> BadUserInput:
+    """The refusal of an email or CRM id that a person of the tenant holds or held (`key`
+    None: an erased person)."""
+    if key == "crm_id":
+        return BadUserInput(
+            "Another contact of this tenant has this CRM id.", argument="input.crmId"
+        )
+    if key == "email":
+        return BadUserInput(
+            "Another contact of this tenant has this email.", argument="input.email"
+        )
+    return BadUserInput("This person was erased; their data is not stored again.", argument="input")
 
 
 def _contact_values(fields: ContactFields) -> dict[str, Any]:

@@ -32,7 +32,12 @@ T = TypeVar("T")
 
 
 class DuplicateRow(Exception):
-    """An insert or update clashed with a unique key."""
+    """An insert or update clashed with a unique key; `key` names it (`email`, `crm_id`)
+    when it is one of a contact's."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class ContactGone(Exception):
@@ -291,8 +296,8 @@ class Store:
     ) -> ContactRow | None:
         """Update the contact `contact_id`, else the tenant's contact with the same normalised
         email, else insert one; None when `contact_id` is not in scope or was erased.
-        `DuplicateRow` when another contact has the email, or when the contact with the email
-        is outside the caller's scope."""
+        `DuplicateRow` (with its `key`) when another contact has the email or the CRM id, or
+        when the contact with the email is outside the caller's scope."""
         email = values.get("email_normalized")
         for _attempt in range(3):
             try:
@@ -303,10 +308,12 @@ class Store:
                     if target is not None and not await _hold(session, scope, target):
                         if contact_id is not None:
                             return None
-                        raise DuplicateRow("the email's contact is out of scope")
-                    holder = await _holder(session, scope, "email_normalized", email)
-                    if holder is not None and holder != target:
-                        raise DuplicateRow("another contact has the email")
+                        raise DuplicateRow("the email's contact is out of scope", key="email")
+                    for key, column in (("email", "email_normalized"), ("crm_id", "crm_id")):
+                        value = values.get(column)
+                        holder = await _holder(session, scope, column, value)
+                        if holder is not None and holder != target:
+                            raise DuplicateRow(f"another contact has the {key}", key=key)
                     if target is None:
                         row = ContactRow(
                             id=new_id("contact"),
@@ -325,9 +332,11 @@ class Store:
                 error = _integrity_error(exc)
                 if not isinstance(error, DuplicateRow) or contact_id is not None:
                     raise error from None
+                if error.key != "email":
+                    raise error from None
                 # A concurrent insert took the email first: update that row instead.
                 continue
-        raise DuplicateRow("contact email kept clashing")
+        raise DuplicateRow("contact email kept clashing", key="email")
 
     async def influencer_in_scope(self, scope: RowScope, influencer_id: str) -> bool:
         """Whether a contact linked to this influencer would be visible to the caller."""
@@ -418,7 +427,8 @@ def _integrity_error(exc: IntegrityError) -> Exception:
     code = getattr(original, "pgcode", None) or getattr(original, "sqlstate", None)
     text = str(original)
     if code == "23505" or "UNIQUE constraint failed" in text:
-        return DuplicateRow(text)
+        key = next((k for k in ("crm_id", "email") if k in text), None)
+        return DuplicateRow(text, key=key)
     if code == "23503" or "FOREIGN KEY constraint failed" in text:
         return MissingParent(text)
     return exc
