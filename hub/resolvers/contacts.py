@@ -11,6 +11,7 @@ from hub.context import Context
 from hub.erasure import is_tombstoned
 from hub.errors import BadUserInput, Forbidden, NotFound
 from hub.ids import is_id
+from hub.policy.rows import RowScope
 from hub.resolvers.campaigns import has_control_characters, text
 from hub.resolvers.influencers import check_influencer_id
 from hub.sources.crm import CrmRecord
@@ -110,11 +111,11 @@ async def upsert_contact(context: Context, fields: ContactFields) -> ContactRow:
         email=values.get("email_normalized"),
         crm_id=values.get("crm_id"),
     ):
-        raise _unavailable(None)
+        raise _unavailable(scope, None)
     try:
         row = await context.store.upsert_contact(scope, fields.id, values, now=datetime.now(UTC))
     except DuplicateRow as clash:
-        raise _unavailable(clash.key) from None
+        raise _unavailable(scope, clash.key) from None
     except MissingParent:
         raise Forbidden("Your token's tenant is not known to the hub.") from None
     if row is None:
@@ -129,9 +130,15 @@ async def upsert_contact(context: Context, fields: ContactFields) -> ContactRow:
     return row
 
 
-def _unavailable(key: str | None) -> BadUserInput:
+def _unavailable(scope: RowScope, key: str | None) -> BadUserInput:
     """The refusal of an email or CRM id that a person of the tenant holds or held (`key`
-    None: an erased person)."""
+    None: an erased person). A caller limited to some campaigns learns only that what it gave
+    is not available to it: not which of the two, not whether a contact outside its
+    campaigns holds it, not whether an erased person did."""
+    if scope.campaigns is not None:
+        return BadUserInput(
+            "This email or CRM id is not available to your token.", argument="input"
+        )
     if key == "crm_id":
         return BadUserInput(
             "Another contact of this tenant has this CRM id.", argument="input.crmId"

@@ -143,6 +143,66 @@ async def test_a_campaign_limited_token_cannot_reach_other_contacts_by_email(
     assert read["data"]["contact"]["company"] == "Before"
 
 
+async def test_a_campaign_limited_token_learns_only_that_an_email_or_crm_id_is_unavailable(
+    settings: Settings, make_token: MakeToken
+) -> None:
+    erase = "mutation ($id: ID!) { eraseContact(id: $id) { contactId } }"
+    async with running_app(settings) as (app, client):
+        manager = make_token()
+        _, campaigns = await gql(
+            client,
+            "{ campaigns(first: 1) { edges { node { id members(first: 1) { edges { node {"
+            " influencer { id } } } } } } } }",
+            token=manager,
+        )
+        campaign = campaigns["data"]["campaigns"]["edges"][0]["node"]
+        influencer = campaign["members"]["edges"][0]["node"]["influencer"]["id"]
+        limited = make_token(campaigns=[campaign["id"]])
+        await _upsert(client, manager, email="outside@example.com", crmId="crm-acme-07777")
+        _, gone = await _upsert(client, manager, email="gone@example.com", crmId="crm-acme-07778")
+        await gql(
+            client,
+            erase,
+            token=make_token(roles=["dpo"]),
+            variables={"id": gone["data"]["upsertContact"]["id"]},
+        )
+        await _upsert(
+            client,
+            manager,
+            email="inside@example.com",
+            crmId="crm-acme-07779",
+            influencerId=influencer,
+        )
+        attempts = [
+            {"email": "outside@example.com"},  # held outside the token's campaigns
+            {"email": "GONE@example.com"},  # an erased person's
+            {"email": "fresh1@example.com", "crmId": "crm-acme-07777"},
+            {"email": "fresh2@example.com", "crmId": "crm-acme-07778"},
+            {"email": "fresh3@example.com", "crmId": "crm-acme-07779"},  # held in scope
+        ]
+        answers = []
+        for fields in attempts:
+            _, payload = await _upsert(client, limited, influencerId=influencer, **fields)
+            assert codes(payload) == ["BAD_USER_INPUT"], (fields, payload)
+            error = payload["errors"][0]
+            answers.append((error["message"], error["extensions"]["argument"]))
+        _, unlimited = await _upsert(
+            client, manager, email="fresh4@example.com", crmId="crm-acme-07777"
+        )
+        async with app.state.hub.store.sessions() as session:
+            fresh = (
+                await session.scalars(
+                    select(col(ContactRow.id)).where(col(ContactRow.email).like("fresh%"))
+                )
+            ).all()
+    assert len(set(answers)) == 1
+    message, argument = answers[0]
+    assert argument == "input"
+    assert not {"contact", "erased", "tenant"} & set(message.lower().replace(".", "").split())
+    assert unlimited["errors"][0]["extensions"]["argument"] == "input.crmId"
+    assert fresh == []
+
+
 async def _by_crm_id(app: Starlette, tenant: str, crm_id: str) -> str:
     async with app.state.hub.store.sessions() as session:
         found: str = await session.scalar(
