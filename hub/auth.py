@@ -79,7 +79,9 @@ class Principal:
     subject: str | None
     tenant: str | None
     roles: frozenset[str]
-    scopes: frozenset[str]
+    scopes: frozenset[str] | None
+    """The scopes the token names; None when it has no `scope` claim (an empty claim names
+    none, and so narrows the roles to nothing)."""
     campaigns: frozenset[str] | None
     purpose: str | None
     client_id: str
@@ -291,7 +293,7 @@ def _principal_from(claims: dict[str, Any]) -> Principal:
         subject=subject,
         tenant=_text(claims, "tenant"),
         roles=roles or frozenset(),
-        scopes=frozenset(scope.split()),
+        scopes=frozenset(scope.split()) if "scope" in claims else None,
         campaigns=_texts(claims, "campaigns", "a list of strings"),
         purpose=_text(claims, "purpose"),
         client_id=client_id,

@@ -12,15 +12,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from hub.errors import SourceError
 from hub.idempotency import forget_answers_naming
 from hub.policy.rows import RowScope
 from hub.sources.crm import CrmLookup
-from hub.sources.scoping import contact_scope
-from hub.sources.store import Store
+from hub.sources.store import ContactGone, DuplicateRow, Store
 from hub.store.tables import (
     AuditEventRow,
     ConsentRow,
@@ -61,10 +59,11 @@ async def erase_in_store(
     tombstone."""
     try:
         return await _erase(store, scope, contact_id, now, erased_by, crm_configured)
-    except IntegrityError:
-        # A concurrent erasure wrote the tombstone first.
+    except (ContactGone, DuplicateRow):
+        # Erased already (or by a concurrent erasure, which this one waited for).
         async with store.sessions() as session:
-            return await session.get(ErasureRow, contact_id), None
+            existing = await session.get(ErasureRow, contact_id)
+        return (existing if existing and existing.tenant_id == scope.tenant else None), None
 
 
 async def _erase(
@@ -75,14 +74,8 @@ async def _erase(
     erased_by: str | None,
     crm_configured: bool,
 ) -> tuple[ErasureRow | None, str | None]:
-    async with store.sessions.begin() as session:
-        existing = await session.get(ErasureRow, contact_id)
-        if existing is not None and existing.tenant_id == scope.tenant:
-            return existing, None
-        stmt = select(ContactRow).where(col(ContactRow.id) == contact_id, *contact_scope(scope))
-        row = (await session.scalars(stmt.with_for_update())).one_or_none()
-        if row is None:
-            return None, None
+    async with store.writing_contact(scope, contact_id) as session:
+        row = await session.get_one(ContactRow, contact_id)
         crm_id = row.crm_id
         tombstone = ErasureRow(
             contact_id=contact_id,
@@ -154,8 +147,11 @@ async def _withdraw_everything(session: Any, contact_id: str, now: datetime) -> 
             newest[row.purpose] = row
     for row in newest.values():
         if row.status == "GRANTED":
-            # The person's free text (evidence) goes with the erasure.
-            session.add(row.withdrawal(at=now, source="erased", evidence=None))
+            # The person's free text (evidence) goes with the erasure. Never before the grant
+            # it ends: one that committed just before this erasure took the contact may carry
+            # a later time than `now`, which was read before.
+            at = max(now, row.recorded_at)
+            session.add(row.withdrawal(at=at, source="erased", evidence=None))
 
 
 async def delete_upstream(

@@ -570,7 +570,7 @@ async def test_dev_token_without_optional_claims_is_unrestricted() -> None:
         subject="svc-etl",
         tenant="globex",
         roles=frozenset({"partner"}),
-        scopes=frozenset(),
+        scopes=None,
         campaigns=None,
         purpose=None,
         client_id="svc-etl",
@@ -591,6 +591,14 @@ async def test_service_token_without_sub_is_named_by_its_client_id() -> None:
     principal = await authenticate(dev_settings(), hs(sub=DROP, client_id="etl", roles=[]))
     assert (principal.subject, principal.client_id, principal.roles) == (None, "etl", frozenset())
     assert not principal.is_anonymous
+
+
+async def test_an_empty_scope_claim_names_no_scopes_and_an_absent_one_names_none_at_all() -> None:
+    empty = await authenticate(dev_settings(), hs(scope=""))
+    blank = await authenticate(dev_settings(), hs(scope="   "))
+    absent = await authenticate(dev_settings(), hs(scope=DROP))
+    assert empty.scopes == blank.scopes == frozenset()
+    assert absent.scopes is None
 
 
 async def test_an_empty_campaigns_list_restricts_to_no_campaign() -> None:

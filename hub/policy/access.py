@@ -11,9 +11,11 @@ from typing import Any
 
 PUBLIC = "public"
 ROLE_PREFIX = "role:"
-"""A rule `role:dpo` needs the role itself, whatever the scopes."""
+"""A rule naming `role:dpo` needs the role itself, besides the scopes it also names."""
 Coordinate = tuple[str, str]
 """(type name, field name)"""
+Requirement = frozenset[str]
+"""What a field needs: every scope and `role:<name>` in it (empty: public)."""
 
 
 class PolicyError(Exception):
@@ -33,11 +35,11 @@ class AccessPolicy:
     scopes: frozenset[str]
     roles: Mapping[str, RoleRule]
     anonymous: frozenset[str]
-    fields: Mapping[str, str] = field(default_factory=dict)
-    """Rule key (`Type`, `Type.field`, or a `*` pattern of type names) -> scope or `public`."""
+    fields: Mapping[str, Requirement] = field(default_factory=dict)
+    """Rule key (`Type`, `Type.field`, or a `*` pattern of type names) -> what it needs."""
 
-    def required_scope(self, coordinate: Coordinate) -> str | None:
-        """The scope a field needs (`public` for none), or None when no rule covers it.
+    def required_scope(self, coordinate: Coordinate) -> Requirement | None:
+        """What a field needs (all of it; empty for `public`), or None when no rule covers it.
 
         A `Type.field` rule wins over a `Type` rule, which wins over a pattern.
         """
@@ -58,10 +60,11 @@ class AccessPolicy:
         return FieldScopes({c: self.required_scope(c) for c in coordinates})
 
     def granted_scopes(
-        self, roles: Iterable[str], token_scopes: frozenset[str], *, anonymous: bool
+        self, roles: Iterable[str], token_scopes: frozenset[str] | None, *, anonymous: bool
     ) -> frozenset[str]:
-        """The union of the roles' ceilings, narrowed by the token's scopes when it has any,
-        plus `role:<name>` for each role the policy knows (for rules that need a role).
+        """The union of the roles' ceilings, narrowed to the token's scopes when the token
+        names scopes (`token_scopes` not None, even when empty), plus `role:<name>` for each
+        role the policy knows (for rules that need a role besides their scopes).
 
         A role marked `token_scopes_required` contributes only scopes the token names.
         """
@@ -71,24 +74,22 @@ class AccessPolicy:
         held = {ROLE_PREFIX + role for role in roles if role in self.roles}
         return self._scopes(roles, token_scopes) | held
 
-    def _scopes(self, roles: Iterable[str], token_scopes: frozenset[str]) -> frozenset[str]:
+    def _scopes(self, roles: Iterable[str], token_scopes: frozenset[str] | None) -> frozenset[str]:
+        named = frozenset() if token_scopes is None else token_scopes
         granted: set[str] = set()
         for role in roles:
             rule = self.roles.get(role)
             if rule is None:
                 continue
-            if rule.token_scopes_required:
-                granted |= rule.scopes & token_scopes
-            else:
-                granted |= rule.scopes
-        return frozenset(granted & token_scopes if token_scopes else granted)
+            granted |= rule.scopes & named if rule.token_scopes_required else rule.scopes
+        return frozenset(granted if token_scopes is None else granted & token_scopes)
 
 
 @dataclass(frozen=True)
 class FieldScopes:
-    """Each schema field's required scope (`public`), or None where no rule covers it."""
+    """What each schema field needs (empty: public), or None where no rule covers it."""
 
-    scopes: Mapping[Coordinate, str | None]
+    scopes: Mapping[Coordinate, Requirement | None]
 
     def uncovered(self) -> list[Coordinate]:
         return sorted(c for c, scope in self.scopes.items() if scope is None)
@@ -105,8 +106,8 @@ class FieldScopes:
 def _denied(rules: FieldScopes, granted: frozenset[str]) -> frozenset[Coordinate]:
     return frozenset(
         coordinate
-        for coordinate, scope in rules.scopes.items()
-        if scope != PUBLIC and (scope is None or scope not in granted)
+        for coordinate, needed in rules.scopes.items()
+        if needed is None or not needed <= granted
     )
 
 
@@ -150,19 +151,43 @@ def parse_access_policy(document: Any, *, source: str = "access.yaml") -> Access
     fields = document.get("fields") or {}
     if not isinstance(fields, dict):
         raise PolicyError(f"{source}: fields must be a mapping of field to scope")
-    for key, scope in fields.items():
-        role = str(scope).removeprefix(ROLE_PREFIX)
-        if str(scope).startswith(ROLE_PREFIX):
-            if role not in roles:
-                raise PolicyError(f"{source}: fields.{key}: unknown role {role!r}")
-        elif scope != PUBLIC and scope not in scopes:
-            raise PolicyError(f"{source}: fields.{key}: unknown scope {scope!r}")
     return AccessPolicy(
         scopes=scopes,
         roles=roles,
         anonymous=anonymous,
-        fields={str(k): str(v) for k, v in fields.items()},
+        fields={
+            str(key): _requirement(rule, scopes, roles, f"{source}: fields.{key}")
+            for key, rule in fields.items()
+        },
     )
+
+
+def _requirement(
+    rule: Any, scopes: frozenset[str], roles: Mapping[str, RoleRule], where: str
+) -> Requirement:
+    """`public`, one scope, or a list of scopes and roles that are all needed. A role is never
+    enough alone: its rule also names the scopes the field's data needs, so that a token that
+    narrows its scopes narrows what its roles reach too."""
+    names = [rule] if isinstance(rule, str) else rule
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise PolicyError(f"{where} must be `public`, a scope, or a list of scopes and roles")
+    if PUBLIC in names:
+        if len(names) > 1:
+            raise PolicyError(f"{where}: `public` cannot be combined with anything")
+        return frozenset()
+    for name in names:
+        role = name.removeprefix(ROLE_PREFIX)
+        if name.startswith(ROLE_PREFIX):
+            if role not in roles:
+                raise PolicyError(f"{where}: unknown role {role!r}")
+        elif name not in scopes:
+            raise PolicyError(f"{where}: unknown scope {name!r}")
+    if all(name.startswith(ROLE_PREFIX) for name in names):
+        raise PolicyError(
+            f"{where}: a role alone would ignore the token's scopes; "
+            "list it with the scopes the field's data needs"
+        )
+    return frozenset(names)
 
 
 def _names(value: Any, where: str) -> frozenset[str]:

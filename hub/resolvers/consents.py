@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from hub.context import Context
@@ -11,6 +11,7 @@ from hub.ids import new_id
 from hub.policy.consent import ConsentEvent, consent_states
 from hub.resolvers.campaigns import text
 from hub.resolvers.contacts import check_contact_id, contact
+from hub.sources.store import ContactGone
 from hub.store.tables import ConsentRow
 
 
@@ -41,28 +42,41 @@ async def grant_consent(
         evidence=text(evidence, argument="evidence", max_length=2000, required=False),
         recorded_at=now,
     )
-    await context.store.insert(row)
-    await context.forget_subject(found)
+    await _add(context, found, purpose, lambda _history: row)
     return row
 
 
 async def withdraw_consent(context: Context, contact_id: str, purpose: str) -> ConsentRow:
     """Withdraw the purpose's consent; takes effect for the very next request."""
-    scope = context.require_scope()
     found = await _contact(context, contact_id)
     _check_purpose(context, purpose)
-    history = await context.store.consents_by_contact(scope, [found])
-    grants = [r for r in history.get(found, []) if r.purpose == purpose]
-    if not grants:
-        raise NotFound("This contact has no consent for that purpose.", argument="purpose")
     now = datetime.now(UTC)
-    events = consent_events(grants)
-    last = max(grants, key=lambda r: (r.recorded_at, r.id))
-    if consent_states(events, now=now)[purpose] == "WITHDRAWN":
-        return last
-    row = last.withdrawal(at=now, source=last.source, evidence=last.evidence)
-    await context.store.insert(row)
-    await context.forget_subject(found)
+
+    def withdrawal(grants: list[ConsentRow]) -> ConsentRow:
+        if not grants:
+            raise NotFound("This contact has no consent for that purpose.", argument="purpose")
+        last = max(grants, key=lambda r: (r.recorded_at, r.id))
+        if consent_states(consent_events(grants), now=now)[purpose] == "WITHDRAWN":
+            return last
+        return last.withdrawal(at=now, source=last.source, evidence=last.evidence)
+
+    return await _add(context, found, purpose, withdrawal)
+
+
+async def _add(
+    context: Context,
+    contact_id: str,
+    purpose: str,
+    event: Callable[[list[ConsentRow]], ConsentRow],
+) -> ConsentRow:
+    """Store the event, unless the contact was erased (then NOT_FOUND, nothing stored)."""
+    try:
+        row = await context.store.add_consent_event(
+            context.require_scope(), contact_id, purpose, event
+        )
+    except ContactGone:
+        raise NotFound("No contact with this id.", argument="contactId") from None
+    await context.forget_subject(contact_id)
     return row
 
 

@@ -11,6 +11,7 @@ from hub.context import Context
 from hub.erasure import is_tombstoned
 from hub.errors import BadUserInput, Forbidden, NotFound
 from hub.ids import is_id
+from hub.policy.rows import RowScope
 from hub.resolvers.campaigns import has_control_characters, text
 from hub.resolvers.influencers import check_influencer_id
 from hub.sources.crm import CrmRecord
@@ -85,6 +86,11 @@ async def upsert_contact(context: Context, fields: ContactFields) -> ContactRow:
     values = _contact_values(fields)
     if fields.id is not None:
         check_contact_id(fields.id, argument="input.id")
+        # Said first, before what the other fields would be refused for; the store's write
+        # is what holds it (see `Store.writing_contact`).
+        existing = await context.loaders.contact_by_id.load(fields.id)
+        if existing is None or existing.erased_at is not None:
+            raise NotFound("No contact with this id.", argument="input.id")
     elif not values.get("email_normalized"):
         raise BadUserInput("A new contact needs an `email`.", argument="input.email")
     if fields.influencer_id is not None:
@@ -105,21 +111,43 @@ async def upsert_contact(context: Context, fields: ContactFields) -> ContactRow:
         email=values.get("email_normalized"),
         crm_id=values.get("crm_id"),
     ):
-        raise BadUserInput(
-            "This person was erased; their data is not stored again.", argument="input"
-        )
+        raise _unavailable(scope, None)
     try:
         row = await context.store.upsert_contact(scope, fields.id, values, now=datetime.now(UTC))
-    except DuplicateRow:
-        raise BadUserInput(
-            "Another contact of this tenant has this email.", argument="input.email"
-        ) from None
+    except DuplicateRow as clash:
+        raise _unavailable(scope, clash.key) from None
     except MissingParent:
         raise Forbidden("Your token's tenant is not known to the hub.") from None
     if row is None:
         raise NotFound("No contact with this id.", argument="input.id")
     context.loaders.contact_by_id.clear(row.id).prime(row.id, row)
+    if "crm_id" in values:
+        # CRM entries are kept under the contact that asked for them: the CRM record this
+        # contact held, and the one it holds now, are read afresh and kept under it.
+        await context.forget_subject(row.id)
+        if row.crm_id is not None:
+            await context.forget_subject(row.crm_id)
     return row
+
+
+def _unavailable(scope: RowScope, key: str | None) -> BadUserInput:
+    """The refusal of an email or CRM id that a person of the tenant holds or held (`key`
+    None: an erased person). A caller limited to some campaigns learns only that what it gave
+    is not available to it: not which of the two, not whether a contact outside its
+    campaigns holds it, not whether an erased person did."""
+    if scope.campaigns is not None:
+        return BadUserInput(
+            "This email or CRM id is not available to your token.", argument="input"
+        )
+    if key == "crm_id":
+        return BadUserInput(
+            "Another contact of this tenant has this CRM id.", argument="input.crmId"
+        )
+    if key == "email":
+        return BadUserInput(
+            "Another contact of this tenant has this email.", argument="input.email"
+        )
+    return BadUserInput("This person was erased; their data is not stored again.", argument="input")
 
 
 def _contact_values(fields: ContactFields) -> dict[str, Any]:

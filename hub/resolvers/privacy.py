@@ -11,12 +11,60 @@ from sqlmodel import col
 from hub.audit import AuditEvent
 from hub.context import Context
 from hub.erasure import delete_upstream, erase_in_store, pseudonym
-from hub.errors import NotFound, SourceUnavailable
+from hub.errors import Forbidden, NotFound, SourceUnavailable
+from hub.policy.access import Coordinate
 from hub.resolvers.contacts import check_contact_id, contact
 from hub.sources.store import Page
 from hub.store.tables import AuditEventRow, ErasureRow, ErasureTaskRow
 
 PERSONAL = ("full_name", "email", "phone")
+# What the export holds, column by column, and the schema field whose access rule governs
+# each column: the export gives nothing that the same caller could not read field by field.
+# Columns with no field of their own (ids, times, the CRM link) go with the row's `id`; the
+# access log holds what `AccessEvent` does.
+CONTACT_COLUMNS: dict[str, Coordinate] = {
+    "id": ("Contact", "id"),
+    "influencer_id": ("Contact", "influencer"),
+    "crm_id": ("Contact", "id"),
+    "role": ("Contact", "role"),
+    "company": ("Contact", "company"),
+    "full_name": ("Contact", "fullName"),
+    "email": ("Contact", "email"),
+    "phone": ("Contact", "phone"),
+    "created_at": ("Contact", "id"),
+    "updated_at": ("Contact", "id"),
+    "erased_at": ("Contact", "id"),
+}
+CONSENT_COLUMNS: dict[str, Coordinate] = {
+    "id": ("Consent", "id"),
+    "contact_id": ("Consent", "id"),
+    "purpose": ("Consent", "purpose"),
+    "status": ("Consent", "status"),
+    "lawful_basis": ("Consent", "lawfulBasis"),
+    "granted_at": ("Consent", "grantedAt"),
+    "withdrawn_at": ("Consent", "withdrawnAt"),
+    "expires_at": ("Consent", "expiresAt"),
+    "source": ("Consent", "source"),
+    "evidence": ("Consent", "evidence"),
+    "recorded_at": ("Consent", "recordedAt"),
+}
+EVENT_COLUMNS: dict[str, Coordinate] = {
+    "at": ("AccessEvent", "at"),
+    "principal": ("AccessEvent", "principal"),
+    "client_id": ("AccessEvent", "clientId"),
+    "purpose": ("AccessEvent", "purpose"),
+    "coordinate": ("AccessEvent", "coordinate"),
+    "decision": ("AccessEvent", "decision"),
+    "reason": ("AccessEvent", "reason"),
+}
+EXPORTED: frozenset[Coordinate] = frozenset(
+    {
+        *CONTACT_COLUMNS.values(),
+        ("Influencer", "id"),  # `influencer_id` reads as `Contact.influencer { id }`
+        *CONSENT_COLUMNS.values(),
+        *EVENT_COLUMNS.values(),
+    }
+)
 
 
 async def _subject(context: Context, contact_id: str) -> str:
@@ -62,7 +110,16 @@ async def access_log_count(context: Context, contact_id: str) -> int:
 
 async def export_contact(context: Context, contact_id: str) -> dict[str, Any]:
     """The person's data, consents and access log as one JSON document; the export itself is
-    audited, one event per personal value it contains."""
+    audited, one event per personal value it contains. Refused (FORBIDDEN) when the caller may
+    not read every field it holds."""
+    refused = sorted(EXPORTED & context.denied)
+    if refused:
+        context.denials.update(refused)
+        names = [f"{type_name}.{field_name}" for type_name, field_name in refused]
+        raise Forbidden(
+            f"You may not read all of this export: {', '.join(f'`{name}`' for name in names)}.",
+            coordinates=names,
+        )
     await _subject(context, contact_id)
     scope = context.require_scope()
     row = await context.store.contacts_by_id(scope, [contact_id])
@@ -87,9 +144,9 @@ async def export_contact(context: Context, contact_id: str) -> dict[str, Any]:
         )
     return {
         "exportedAt": now.isoformat(),
-        "contact": _json(found.model_dump(exclude={"email_normalized", "tenant_id"})),
-        "consents": [_json(c.model_dump(exclude={"tenant_id"})) for c in consents],
-        "accessLog": [_json(e.model_dump(exclude={"tenant_id"})) for e in log.rows],
+        "contact": _json(found, CONTACT_COLUMNS),
+        "consents": [_json(c, CONSENT_COLUMNS) for c in consents],
+        "accessLog": [_json(e, EVENT_COLUMNS) for e in log.rows],
     }
 
 
@@ -131,5 +188,6 @@ async def erasure_report(context: Context, contact_id: str) -> ErasureRow | None
     return row if row is not None and row.tenant_id == scope.tenant else None
 
 
-def _json(values: dict[str, Any]) -> dict[str, Any]:
+def _json(row: Any, columns: dict[str, Coordinate]) -> dict[str, Any]:
+    values = {name: getattr(row, name) for name in columns}
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}

@@ -83,10 +83,11 @@ class WholeRefusals(SchemaExtension):
         context.denials.update(refused)
         if anonymous:
             raise Unauthenticated("This needs a bearer token.")
-        names = ", ".join(f"`{t}.{f}`" for t, f in sorted(refused))
+        names = [f"{type_name}.{field_name}" for type_name, field_name in sorted(refused)]
         raise Forbidden(
-            f"You may not use {names}; the mutation was not run.",
-            coordinate=min(f"{t}.{f}" for t, f in refused),
+            f"You may not use {', '.join(f'`{name}`' for name in names)}; "
+            "the mutation was not run.",
+            coordinates=names,
         )
 
 

@@ -19,7 +19,11 @@ from hub.responses import AuditedDecision
 
 
 class PersonalData(FieldExtension):
-    """Marks a field as personal data of the subject `source.id`: `consent.yaml` rules it."""
+    """Marks a field as personal data of the person (contact) whose id is `source.<subject>`,
+    the object's own `id` by default: `consent.yaml` rules it."""
+
+    def __init__(self, *, subject: str = "id") -> None:
+        self.subject = subject
 
     async def resolve_async(
         self, next_: Callable[..., Awaitable[Any]], source: Any, info: Info, **kwargs: Any
@@ -31,14 +35,15 @@ class PersonalData(FieldExtension):
         context.personal_paths.append(tuple(info.path.as_list()))
         coordinate = f"{info._raw_info.parent_type.name}.{info.field_name}"
         rule = context.consent.fields[coordinate]
-        history = await context.loaders.consents_by_contact.load(source.id)
+        subject = getattr(source, self.subject)
+        history = await context.loaders.consents_by_contact.load(subject)
         now = datetime.now(UTC)
         events = consent_events(history)
         states = consent_states(events, now=now)
         decision = decide(rule, context.principal.purpose, states)
         _valid_until(context, events, now)
         reason = None if decision is Decision.ALLOW else "no basis for the purpose"
-        decided = (coordinate, source.id, decision.value, reason)
+        decided = (coordinate, subject, decision.value, reason)
         context.decisions.append(decided)
         recorded = record_decisions(context, [decided], now)
         if decision is Decision.REDACT:

@@ -39,10 +39,22 @@ class Consent:
     granted_at: datetime | None
     withdrawn_at: datetime | None
     expires_at: datetime | None
-    source: str
-    evidence: str | None
     recorded_at: datetime
     contact_id: strawberry.Private[str]
+    recorded_source: strawberry.Private[str]
+    recorded_evidence: strawberry.Private[str | None]
+
+    # Free text that may name the person: personal data of the consent's contact.
+    @strawberry.field(
+        extensions=[PersonalData(subject="contact_id")],
+        description="Where the consent was given; null without a basis for your purpose.",
+    )
+    async def source(self) -> str | None:
+        return self.recorded_source
+
+    @strawberry.field(extensions=[PersonalData(subject="contact_id")])
+    async def evidence(self) -> str | None:
+        return self.recorded_evidence
 
     @classmethod
     def from_row(cls, row: ConsentRow, *, now: datetime) -> Consent:
@@ -55,10 +67,10 @@ class Consent:
             granted_at=row.granted_at,
             withdrawn_at=row.withdrawn_at,
             expires_at=row.expires_at,
-            source=row.source,
-            evidence=row.evidence,
             recorded_at=row.recorded_at,
             contact_id=row.contact_id,
+            recorded_source=row.source,
+            recorded_evidence=row.evidence,
         )
 
 

@@ -24,7 +24,7 @@ class Viewer:
             subject=principal.subject,
             tenant=principal.tenant,
             roles=sorted(principal.roles),
-            scopes=sorted(principal.scopes),
+            scopes=sorted(principal.scopes or ()),
             campaigns=None
             if principal.campaigns is None
             else [strawberry.ID(c) for c in sorted(principal.campaigns)],

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, Text, cast, func, select
+from sqlalchemy import ColumnElement, Select, Text, cast, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
@@ -31,7 +32,16 @@ T = TypeVar("T")
 
 
 class DuplicateRow(Exception):
-    """An insert or update clashed with a unique key."""
+    """An insert or update clashed with a unique key; `key` names it (`email`, `crm_id`)
+    when it is one of a contact's."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class ContactGone(Exception):
+    """A write named a contact that is not in the caller's scope, or that was erased."""
 
 
 class MissingParent(Exception):
@@ -239,6 +249,43 @@ class Store:
             row.updated_at = now
         return row
 
+    @asynccontextmanager
+    async def writing_contact(
+        self, scope: RowScope, contact_id: str
+    ) -> AsyncIterator[AsyncSession]:
+        """A transaction that holds one contact against other writes and erasure until it
+        ends. Every write about a contact (its fields, its consents, its erasure) runs in one:
+        `ContactGone`, and nothing written, when the contact is not in scope or was erased.
+        A unique-key clash at commit is `DuplicateRow`."""
+        try:
+            async with self.sessions.begin() as session:
+                if not await _hold(session, scope, contact_id):
+                    raise ContactGone(contact_id)
+                yield session
+        except IntegrityError as exc:
+            raise _integrity_error(exc) from None
+
+    async def add_consent_event(
+        self,
+        scope: RowScope,
+        contact_id: str,
+        purpose: str,
+        event: Callable[[list[ConsentRow]], ConsentRow],
+    ) -> ConsentRow:
+        """The event `event` makes of the contact's history for `purpose` (oldest first),
+        stored unless it is one of that history's own rows; see `writing_contact`."""
+        async with self.writing_contact(scope, contact_id) as session:
+            stmt = select(ConsentRow).where(
+                col(ConsentRow.contact_id) == contact_id,
+                col(ConsentRow.tenant_id) == scope.tenant,
+                col(ConsentRow.purpose) == purpose,
+            )
+            history = list((await session.scalars(stmt.order_by(col(ConsentRow.id)))).all())
+            row = event(history)
+            if all(row is not kept for kept in history):
+                session.add(row)
+        return row
+
     async def upsert_contact(
         self,
         scope: RowScope,
@@ -248,15 +295,26 @@ class Store:
         now: datetime,
     ) -> ContactRow | None:
         """Update the contact `contact_id`, else the tenant's contact with the same normalised
-        email, else insert one; None when `contact_id` is not in scope."""
+        email, else insert one; None when `contact_id` is not in scope or was erased.
+        `DuplicateRow` (with its `key`) when another contact has the email or the CRM id, or
+        when the contact with the email is outside the caller's scope."""
         email = values.get("email_normalized")
         for _attempt in range(3):
             try:
                 async with self.sessions.begin() as session:
-                    row = await self._contact_to_update(session, scope, contact_id, email)
-                    if row is None and contact_id is not None:
-                        return None
-                    if row is None:
+                    target = contact_id
+                    if target is None and email is not None:
+                        target = await _holder(session, scope, "email_normalized", email)
+                    if target is not None and not await _hold(session, scope, target):
+                        if contact_id is not None:
+                            return None
+                        raise DuplicateRow("the email's contact is out of scope", key="email")
+                    for key, column in (("email", "email_normalized"), ("crm_id", "crm_id")):
+                        value = values.get(column)
+                        holder = await _holder(session, scope, column, value)
+                        if holder is not None and holder != target:
+                            raise DuplicateRow(f"another contact has the {key}", key=key)
+                    if target is None:
                         row = ContactRow(
                             id=new_id("contact"),
                             tenant_id=scope.tenant,
@@ -264,55 +322,21 @@ class Store:
                             updated_at=now,
                         )
                         session.add(row)
+                    else:
+                        row = await session.get_one(ContactRow, target)
                     for key, value in values.items():
                         setattr(row, key, value)
                     row.updated_at = now
                 return row
             except IntegrityError as exc:
                 error = _integrity_error(exc)
-                if not isinstance(error, DuplicateRow):
+                if not isinstance(error, DuplicateRow) or contact_id is not None:
+                    raise error from None
+                if error.key != "email":
                     raise error from None
                 # A concurrent insert took the email first: update that row instead.
                 continue
-        raise DuplicateRow("contact email kept clashing")
-
-    async def _contact_to_update(
-        self,
-        session: AsyncSession,
-        scope: RowScope,
-        contact_id: str | None,
-        email: str | None,
-    ) -> ContactRow | None:
-        by_email = None
-        if email is not None:
-            stmt = select(ContactRow).where(
-                col(ContactRow.tenant_id) == scope.tenant,
-                col(ContactRow.email_normalized) == email,
-                col(ContactRow.erased_at).is_(None),
-            )
-            by_email = (await session.scalars(stmt.with_for_update())).one_or_none()
-            if by_email is not None and not await self._visible(session, scope, by_email.id):
-                # Never update, or show, a contact outside the caller's campaigns.
-                raise DuplicateRow("email belongs to a contact outside the caller's scope")
-        if contact_id is None:
-            return by_email
-        stmt = select(ContactRow).where(
-            col(ContactRow.id) == contact_id,
-            col(ContactRow.erased_at).is_(None),  # an erased person is not written again
-            *contact_scope(scope),
-        )
-        row = (await session.scalars(stmt.with_for_update())).one_or_none()
-        if row is not None and by_email is not None and by_email.id != row.id:
-            raise DuplicateRow("email belongs to another contact")
-        return row
-
-    async def _visible(self, session: AsyncSession, scope: RowScope, contact_id: str) -> bool:
-        if scope.campaigns is None:
-            return True
-        stmt = select(col(ContactRow.id)).where(
-            col(ContactRow.id) == contact_id, *contact_scope(scope)
-        )
-        return (await session.scalar(stmt)) is not None
+        raise DuplicateRow("contact email kept clashing", key="email")
 
     async def influencer_in_scope(self, scope: RowScope, influencer_id: str) -> bool:
         """Whether a contact linked to this influencer would be visible to the caller."""
@@ -367,13 +391,44 @@ def _group(rows: Iterable[RowT], attribute: str) -> dict[str, list[RowT]]:
     return grouped
 
 
+async def _hold(session: AsyncSession, scope: RowScope, contact_id: str) -> bool:
+    """Hold a contact in scope that was not erased for the rest of the transaction. A write
+    that changes nothing, as the transaction's first statement: it takes the row's lock on
+    PostgreSQL and the write lock on SQLite, so an erasure that commits meanwhile is waited
+    for and seen, never written over."""
+    stmt = (
+        update(ContactRow)
+        .where(
+            col(ContactRow.id) == contact_id,
+            col(ContactRow.erased_at).is_(None),
+            *contact_scope(scope),
+        )
+        .values(erased_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(stmt)
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+async def _holder(session: AsyncSession, scope: RowScope, column: str, value: Any) -> str | None:
+    """The id of the tenant's contact (in any campaign) whose `column` is `value`."""
+    if value is None:
+        return None
+    stmt = select(col(ContactRow.id)).where(
+        col(ContactRow.tenant_id) == scope.tenant, getattr(ContactRow, column) == value
+    )
+    holder: str | None = await session.scalar(stmt.limit(1))
+    return holder
+
+
 def _integrity_error(exc: IntegrityError) -> Exception:
     """A unique-key clash is `DuplicateRow`; a missing parent row is `MissingParent`."""
     original = exc.orig
     code = getattr(original, "pgcode", None) or getattr(original, "sqlstate", None)
     text = str(original)
     if code == "23505" or "UNIQUE constraint failed" in text:
-        return DuplicateRow(text)
+        key = next((k for k in ("crm_id", "email") if k in text), None)
+        return DuplicateRow(text, key=key)
     if code == "23503" or "FOREIGN KEY constraint failed" in text:
         return MissingParent(text)
     return exc

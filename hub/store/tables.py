@@ -75,7 +75,11 @@ class CampaignMemberRow(SQLModel, table=True):
 
 class ContactRow(SQLModel, table=True):
     __tablename__ = "contacts"
-    __table_args__ = (UniqueConstraint("tenant_id", "email_normalized"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "email_normalized"),
+        # One contact per CRM record in a tenant: the record's data is that person's alone.
+        Index("uq_contacts_tenant_crm_id", "tenant_id", "crm_id", unique=True),
+    )
 
     id: str = Field(primary_key=True, max_length=40)
     tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=64)

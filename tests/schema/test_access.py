@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import httpx
+import jwt
 from sqlalchemy import select
+from sqlmodel import col
 
 from hub.settings import Settings
 from hub.store.tables import AuditEventRow
-from tests.conftest import MakeToken, running_app
+from tests.conftest import TEST_SECRET, MakeToken, running_app
 from tests.helpers import codes, gql
 
 PARTNER = {"roles": ["partner"], "scopes": ["campaigns:read", "influencers:read"]}
@@ -54,7 +56,7 @@ async def test_nested_personal_fields_are_refused_through_aliases_and_fragments(
     assert payload["errors"][0]["path"][-1] == "people"
 
 
-async def test_a_mutation_asking_for_fields_the_caller_may_not_read_is_refused_unrun(
+async def test_write_scopes_alone_do_not_read_back_data_and_change_nothing(
     sqlite_client: httpx.AsyncClient, make_token: MakeToken
 ) -> None:
     contact_id = await _first_contact(sqlite_client, make_token)
@@ -63,21 +65,66 @@ async def test_a_mutation_asking_for_fields_the_caller_may_not_read_is_refused_u
     status, payload = await gql(sqlite_client, query, token=token)
     assert status == 400 and "data" not in payload
     assert codes(payload) == ["FORBIDDEN"]
-    assert payload["errors"][0]["extensions"]["coordinate"] == "Contact.email"
-    _, after = await gql(
+    assert payload["errors"][0]["extensions"]["coordinates"] == ["Contact.email"]
+    assert "@" not in str(payload)
+    _, read = await gql(
         sqlite_client, f'{{ contact(id: "{contact_id}") {{ role }} }}', token=make_token()
     )
-    assert after["data"]["contact"]["role"] != "x"
+    assert read["data"]["contact"]["role"] != "x"
 
 
-async def test_a_mutation_selecting_only_what_the_caller_may_read_runs(
+async def test_a_mutation_asking_for_a_field_it_may_not_read_is_refused_before_it_writes(
+    sqlite_settings: Settings, make_token: MakeToken
+) -> None:
+    writer = make_token(scopes=["campaigns:write", "campaigns:read"])
+    narrow = make_token(scopes=["campaigns:write"], subject="writer-2")
+    create = """mutation ($n: String!) {
+      a: createCampaign(input: {name: $n, brand: "B"}) { id }
+      b: createCampaign(input: {name: $n, brand: "B"}) { ... on Campaign { budget { amount } } }
+    }"""
+    count = "{ campaigns { totalCount } }"
+    async with running_app(sqlite_settings) as (app, client):
+        _, before = await gql(client, count, token=make_token())
+        status, refused = await gql(client, create, token=narrow, variables={"n": "Refused"})
+        json_status, json_refused = await gql(
+            client, create, token=narrow, variables={"n": "Refused"}, accept="application/json"
+        )
+        _, after = await gql(client, count, token=make_token())
+        _, allowed = await gql(client, create, token=writer, variables={"n": "Kept"})
+        _, last = await gql(client, count, token=make_token())
+        await app.state.hub.audit.flush()
+        async with app.state.hub.store.sessions() as session:
+            denials = (
+                await session.scalars(
+                    select(col(AuditEventRow.coordinate)).where(
+                        col(AuditEventRow.decision) == "denied",
+                        col(AuditEventRow.principal) == "writer-2",
+                    )
+                )
+            ).all()
+    total = before["data"]["campaigns"]["totalCount"]
+    assert status == 400 and "data" not in refused and codes(refused) == ["FORBIDDEN"]
+    assert refused["errors"][0]["extensions"]["coordinates"] == ["Campaign.budget", "Campaign.id"]
+    assert json_status == 200 and "data" not in json_refused
+    assert codes(json_refused) == ["FORBIDDEN"]
+    assert after["data"]["campaigns"]["totalCount"] == total
+    assert codes(allowed) == [] and allowed["data"]["a"]["id"]
+    assert last["data"]["campaigns"]["totalCount"] == total + 2
+    assert sorted(denials) == ["Campaign.budget", "Campaign.budget", "Campaign.id", "Campaign.id"]
+
+
+async def test_an_empty_scope_claim_grants_nothing_beyond_public_fields(
     sqlite_client: httpx.AsyncClient, make_token: MakeToken
 ) -> None:
+    full = jwt.decode(make_token(), options={"verify_signature": False})
+    empty = jwt.encode({**full, "scope": ""}, TEST_SECRET, algorithm="HS256")
     contact_id = await _first_contact(sqlite_client, make_token)
-    token = make_token(scopes=["contacts:write", "contacts:read"])
-    query = f'mutation {{ upsertContact(input: {{id: "{contact_id}", role: "x"}}) {{ role }} }}'
-    _, payload = await gql(sqlite_client, query, token=token)
-    assert payload == {**payload, "data": {"upsertContact": {"role": "x"}}}
+    query = f'{{ me {{ roles scopes }} contact(id: "{contact_id}") {{ id }} }}'
+    _, narrowed = await gql(sqlite_client, query, token=empty)
+    _, unnarrowed = await gql(sqlite_client, query, token=make_token())
+    assert narrowed["data"] == {"me": {"roles": ["manager"], "scopes": []}, "contact": None}
+    assert codes(narrowed) == ["FORBIDDEN"]
+    assert unnarrowed["data"]["contact"] == {"id": contact_id}
 
 
 async def test_introspection_needs_the_introspect_scope(

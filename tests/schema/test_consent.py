@@ -145,6 +145,50 @@ async def test_a_purpose_without_basis_gets_consent_required_at_the_path(
     assert none["data"]["contact"]["email"] is None
 
 
+async def test_a_consents_source_and_evidence_follow_the_persons_consent_on_every_path(
+    client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    manager = make_token()
+    contact_id, influencer_id = await _new_contact(client, manager, "eve@example.com")
+    told = """mutation ($id: ID!, $p: String!) { grantConsent(contactId: $id, purpose: $p,
+      source: "call with Eve Kowalska", evidence: "eve.kowalska@example.org") {
+      status s: source evidence } }"""
+    withdrawn = """mutation ($id: ID!, $p: String!) {
+      withdrawConsent(contactId: $id, purpose: $p) { status source evidence } }"""
+    representation = f'{{__typename: "Contact", id: "{contact_id}"}}'
+    paths = {
+        "nested": f'{{ contact(id: "{contact_id}") {{ consents {{ source evidence }} }} }}',
+        "alias": f'{{ c: contact(id: "{contact_id}") {{ h: consents {{ s: source e: evidence }} }}'
+        " }",
+        "fragment": f'{{ contact(id: "{contact_id}") {{ consents {{ ...C }} }} }} '
+        "fragment C on Consent { source evidence }",
+        "influencer": f'{{ influencer(id: "{influencer_id}") {{ contacts {{ consents {{ evidence }}'
+        " } } }",
+        "entities": f"{{ _entities(representations: [{representation}]) "
+        "{ ... on Contact { consents { source evidence } } } }",
+    }
+    analytics = {"id": contact_id, "p": "analytics"}
+    _, granted = await gql(client, told, token=manager, variables=analytics)
+    _, ended = await gql(client, withdrawn, token=manager, variables=analytics)
+    answers = {"grantConsent": granted, "withdrawConsent": ended}
+    for name, query in paths.items():
+        _, answers[name] = await gql(client, query, token=manager)
+    # The person gave no consent for campaign management, the manager's purpose.
+    assert granted["data"]["grantConsent"] == {"status": "GRANTED", "s": None, "evidence": None}
+    for name, answer in answers.items():
+        assert "Eve" not in str(answer) and "kowalska" not in str(answer), name
+        assert "CONSENT_REQUIRED" in codes(answer), name
+    await gql(
+        client, GRANT, token=manager, variables={"id": contact_id, "p": "campaign_management"}
+    )
+    for name, query in paths.items():
+        _, shown = await gql(client, query, token=manager)
+        assert "eve.kowalska@example.org" in str(shown), name
+        assert "CONSENT_REQUIRED" not in codes(shown), name
+    _, analyst = await gql(client, paths["nested"], token=make_token(purpose="analytics"))
+    assert "Eve" not in str(analyst) and "kowalska" not in str(analyst)
+
+
 async def test_consent_history_is_kept_and_bad_requests_change_nothing(
     client: httpx.AsyncClient, make_token: MakeToken
 ) -> None:

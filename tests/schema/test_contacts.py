@@ -6,13 +6,21 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import col, select
+from starlette.applications import Starlette
 
-from tests.conftest import MakeToken
+from hub.settings import Settings
+from hub.store.tables import ContactRow
+from tests.conftest import MakeToken, running_app
 from tests.helpers import codes, gql
 
 UPSERT = """mutation ($input: ContactInput!) {
   upsertContact(input: $input) { id fullName email phone role influencer { id } } }"""
 CONTACTS = """{ influencers(first: 100) { edges { node { contacts { id email } } } } }"""
+GRANT = """mutation ($id: ID!, $p: String!) {
+  grantConsent(contactId: $id, purpose: $p, source: "test") { status } }"""
+WITHDRAW = """mutation ($id: ID!, $p: String!) {
+  withdrawConsent(contactId: $id, purpose: $p) { status } }"""
 
 
 async def _contact_ids(client: httpx.AsyncClient, token: str) -> set[str]:
@@ -133,3 +141,136 @@ async def test_a_campaign_limited_token_cannot_reach_other_contacts_by_email(
     assert "Before" not in str(payload) and "outside@" not in str(payload)
     _, read = await gql(client, f'{{ contact(id: "{outside_id}") {{ company }} }}', token=manager)
     assert read["data"]["contact"]["company"] == "Before"
+
+
+async def test_a_campaign_limited_token_learns_only_that_an_email_or_crm_id_is_unavailable(
+    settings: Settings, make_token: MakeToken
+) -> None:
+    erase = "mutation ($id: ID!) { eraseContact(id: $id) { contactId } }"
+    async with running_app(settings) as (app, client):
+        manager = make_token()
+        _, campaigns = await gql(
+            client,
+            "{ campaigns(first: 1) { edges { node { id members(first: 1) { edges { node {"
+            " influencer { id } } } } } } } }",
+            token=manager,
+        )
+        campaign = campaigns["data"]["campaigns"]["edges"][0]["node"]
+        influencer = campaign["members"]["edges"][0]["node"]["influencer"]["id"]
+        limited = make_token(campaigns=[campaign["id"]])
+        await _upsert(client, manager, email="outside@example.com", crmId="crm-acme-07777")
+        _, gone = await _upsert(client, manager, email="gone@example.com", crmId="crm-acme-07778")
+        await gql(
+            client,
+            erase,
+            token=make_token(roles=["dpo"]),
+            variables={"id": gone["data"]["upsertContact"]["id"]},
+        )
+        await _upsert(
+            client,
+            manager,
+            email="inside@example.com",
+            crmId="crm-acme-07779",
+            influencerId=influencer,
+        )
+        attempts = [
+            {"email": "outside@example.com"},  # held outside the token's campaigns
+            {"email": "GONE@example.com"},  # an erased person's
+            {"email": "fresh1@example.com", "crmId": "crm-acme-07777"},
+            {"email": "fresh2@example.com", "crmId": "crm-acme-07778"},
+            {"email": "fresh3@example.com", "crmId": "crm-acme-07779"},  # held in scope
+        ]
+        answers = []
+        for fields in attempts:
+            _, payload = await _upsert(client, limited, influencerId=influencer, **fields)
+            assert codes(payload) == ["BAD_USER_INPUT"], (fields, payload)
+            error = payload["errors"][0]
+            answers.append((error["message"], error["extensions"]["argument"]))
+        _, unlimited = await _upsert(
+            client, manager, email="fresh4@example.com", crmId="crm-acme-07777"
+        )
+        async with app.state.hub.store.sessions() as session:
+            fresh = (
+                await session.scalars(
+                    select(col(ContactRow.id)).where(col(ContactRow.email).like("fresh%"))
+                )
+            ).all()
+    assert len(set(answers)) == 1
+    message, argument = answers[0]
+    assert argument == "input"
+    assert not {"contact", "erased", "tenant"} & set(message.lower().replace(".", "").split())
+    assert unlimited["errors"][0]["extensions"]["argument"] == "input.crmId"
+    assert fresh == []
+
+
+async def _by_crm_id(app: Starlette, tenant: str, crm_id: str) -> str:
+    async with app.state.hub.store.sessions() as session:
+        found: str = await session.scalar(
+            select(col(ContactRow.id)).where(
+                col(ContactRow.tenant_id) == tenant, col(ContactRow.crm_id) == crm_id
+            )
+        )
+    return found
+
+
+ENRICHED = """query ($id: ID!) { contact(id: $id) { jobTitle company } }"""
+
+
+async def test_a_crm_id_belongs_to_one_contact_of_a_tenant(
+    settings: Settings, make_token: MakeToken
+) -> None:
+    # The demo's first acme contact consents to campaign management, the second withdrew.
+    async with running_app(settings) as (app, client):
+        consented = await _by_crm_id(app, "acme", "crm-acme-00000")
+        withdrawn = await _by_crm_id(app, "acme", "crm-acme-00001")
+        manager = make_token()
+        _, before = await gql(client, ENRICHED, token=manager, variables={"id": consented})
+        _, taken = await _upsert(client, manager, id=consented, crmId="crm-acme-00001")
+        _, created = await _upsert(
+            client, manager, email="new.person@example.com", crmId="crm-acme-00001"
+        )
+        _, after = await gql(client, ENRICHED, token=manager, variables={"id": consented})
+        _, theirs = await gql(client, ENRICHED, token=manager, variables={"id": withdrawn})
+        _, elsewhere = await _upsert(
+            client, make_token(tenant="globex"), email="x@example.com", crmId="crm-acme-00001"
+        )
+        async with app.state.hub.store.sessions() as session:
+            holders = (
+                await session.scalars(
+                    select(col(ContactRow.email)).where(col(ContactRow.crm_id) == "crm-acme-00001")
+                )
+            ).all()
+    assert codes(taken) == codes(created) == ["BAD_USER_INPUT"]
+    assert taken["errors"][0]["extensions"]["argument"] == "input.crmId"
+    own, other = after["data"]["contact"], theirs["data"]["contact"]
+    assert after["data"] == before["data"] and "***" not in own["jobTitle"]
+    assert "***" in other["jobTitle"]  # the withdrawn person's title stays masked
+    assert codes(elsewhere) == []
+    assert len(holders) == 2 and "new.person@example.com" not in holders
+
+
+async def test_a_crm_record_moved_to_another_contact_is_purged_with_its_new_holder(
+    sqlite_settings: Settings, make_token: MakeToken
+) -> None:
+    async with running_app(sqlite_settings) as (app, client):
+        crm_url = app.state.hub.upstreams.simulators.urls["crm"]
+        holder = await _by_crm_id(app, "acme", "crm-acme-00001")
+        taker = await _by_crm_id(app, "acme", "crm-acme-00000")
+        manager = make_token()
+        # The record is read (and cached) as its first holder's.
+        await gql(client, ENRICHED, token=manager, variables={"id": holder})
+        _, released = await _upsert(client, manager, id=holder, crmId="crm-acme-09999")
+        _, moved = await _upsert(client, manager, id=taker, crmId="crm-acme-00001")
+        assert codes(released) == codes(moved) == []
+        _, read = await gql(client, ENRICHED, token=manager, variables={"id": taker})
+        assert read["data"]["contact"]["jobTitle"]
+        async with httpx.AsyncClient(
+            base_url=crm_url, headers={"Authorization": "Bearer sim-dev-key"}
+        ) as crm:
+            assert (await crm.delete("/v1/contacts/crm-acme-00001")).status_code == 204
+        # A consent change purges what is cached of the new holder, this record included.
+        variables = {"id": taker, "p": "campaign_management"}
+        await gql(client, WITHDRAW, token=manager, variables=variables)
+        await gql(client, GRANT, token=manager, variables=variables)
+        _, again = await gql(client, ENRICHED, token=manager, variables={"id": taker})
+    assert again["data"]["contact"] == {"jobTitle": None, "company": None}

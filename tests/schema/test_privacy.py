@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,8 +11,11 @@ from pathlib import Path
 import httpx
 
 from hub.erasure import ErasureRetrier
+from hub.resolvers.privacy import EXPORTED
+from hub.schema.access import schema_coordinates
+from hub.schema.root import build_schema
 from hub.settings import Settings
-from tests.conftest import MakeToken, running_app
+from tests.conftest import ROOT, MakeToken, running_app
 from tests.helpers import codes, fill_audit_buffer, gql, refusing_audit_writes
 
 LOG = """query ($id: ID!, $after: String) { personalDataAccessLog(contactId: $id, first: 2,
@@ -84,6 +88,69 @@ async def test_the_export_holds_data_consents_and_log_and_is_audited(
         "Query.exportContactData.full_name",
         "Query.exportContactData.email",
         "Query.exportContactData.phone",
+    }
+
+
+async def test_a_dpo_token_narrowed_to_other_scopes_neither_exports_nor_erases(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    contact_id = await _a_contact_with_consent(sqlite_client, make_token)
+    narrowed = make_token(roles=["dpo"], scopes=["influencers:read"], subject="dpo-narrow")
+    export = f'{{ exportContactData(id: "{contact_id}") }}'
+    _, exported = await gql(sqlite_client, export, token=narrowed)
+    _, logged = await gql(sqlite_client, LOG, token=narrowed, variables={"id": contact_id})
+    _, erased = await gql(sqlite_client, ERASE, token=narrowed, variables={"id": contact_id})
+    _, still = await gql(
+        sqlite_client, f'{{ contact(id: "{contact_id}") {{ email }} }}', token=make_token()
+    )
+    assert exported["data"] is None
+    assert codes(exported) == ["FORBIDDEN"] and "@" not in str(exported)
+    assert codes(logged) == ["FORBIDDEN"] and logged["data"] is None
+    assert codes(erased) == ["FORBIDDEN"] and not erased.get("data")
+    assert "@" in still["data"]["contact"]["email"]
+    scoped = make_token(roles=["dpo"], scopes=["contacts:read", "influencers:read", "audit:read"])
+    _, allowed = await gql(sqlite_client, export, token=scoped)
+    assert allowed["data"]["exportContactData"]["contact"]["id"] == contact_id
+
+
+async def test_the_export_is_refused_when_any_part_of_it_is_a_field_the_caller_may_not_read(
+    tmp_path: Path, sqlite_settings: Settings, make_token: MakeToken
+) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", policies)
+    access = policies / "access.yaml"
+    access.write_text(
+        access.read_text().replace(
+            "  Consent: contacts:read\n",
+            "  Consent: contacts:read\n  Consent.evidence: [role:admin, contacts:read]\n",
+        )
+    )
+    settings = sqlite_settings.model_copy(update={"policies_dir": policies})
+    async with running_app(settings) as (_app, client):
+        contact_id = await _a_contact_with_consent(client, make_token)
+        grant = """mutation ($id: ID!) { grantConsent(contactId: $id, purpose: "analytics",
+          source: "call", evidence: "recorded call with Ola Nowak") { id } }"""
+        _, granted = await gql(client, grant, token=make_token(), variables={"id": contact_id})
+        assert codes(granted) == []
+        query = f'{{ exportContactData(id: "{contact_id}") }}'
+        _, dpo = await gql(client, query, token=make_token(roles=["dpo"]))
+        _, both = await gql(client, query, token=make_token(roles=["dpo", "admin"]))
+    assert dpo["data"] is None
+    assert codes(dpo) == ["FORBIDDEN"]
+    assert dpo["errors"][0]["extensions"]["coordinates"] == ["Consent.evidence"]
+    assert "Ola Nowak" not in str(dpo)
+    evidence = [c["evidence"] for c in both["data"]["exportContactData"]["consents"]]
+    assert "recorded call with Ola Nowak" in evidence
+
+
+def test_every_part_of_the_export_is_ruled_by_a_field_of_the_schema() -> None:
+    types = schema_coordinates(build_schema(Settings())._schema)
+    assert all(field in types[type_name] for type_name, field in EXPORTED)
+    assert {type_name for type_name, _ in EXPORTED} == {
+        "Contact",
+        "Influencer",
+        "Consent",
+        "AccessEvent",
     }
 
 
