@@ -55,6 +55,7 @@ class Settings(BaseSettings):
 
     cache_namespace: str = Field(default="hub", min_length=1, max_length=64)
     cache_local_ttl_s: float = Field(default=5.0, ge=0)
+    cache_max_bytes: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
 
     source_retries: int = Field(default=2, ge=0, le=5)
     source_breaker_failures: int = Field(default=5, ge=1)

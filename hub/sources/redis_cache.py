@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from hub.errors import SourceUnavailable
 from hub.sources.base import Clock
-from hub.sources.cache import Entry, PurgeFeed
+from hub.sources.cache import DEFAULT_MAX_BYTES, Entry, PurgeFeed
 from hub.sources.cache_base import BaseCache
 from hub.sources.memory_cache import PURGE_MEMORY_S, LocalEntries
 from hub.sources.metrics import Metrics
@@ -112,14 +112,14 @@ class RedisCache(BaseCache):
         namespace: str,
         clock: Clock,
         metrics: Metrics | None = None,
-        local_max_entries: int = 10_000,
+        local_max_bytes: int = DEFAULT_MAX_BYTES,
         local_ttl_s: float = 5.0,
     ) -> None:
         super().__init__(clock=clock, metrics=metrics)
         self.redis = redis
         self.local_ttl_s = local_ttl_s
         self.local = (
-            LocalEntries(max_entries=local_max_entries, clock=clock) if local_ttl_s > 0 else None
+            LocalEntries(max_bytes=local_max_bytes, clock=clock) if local_ttl_s > 0 else None
         )
         self._prefix = f"{namespace}:"
         self._channel = f"{namespace}:purge"

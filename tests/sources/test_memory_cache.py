@@ -1,4 +1,4 @@
-"""The in-process cache: TTL, stale-while-revalidate, tags, single flight, LRU."""
+"""The in-process cache: TTL, stale-while-revalidate, tags, single flight, bounded bytes."""
 
 from __future__ import annotations
 
@@ -202,16 +202,6 @@ async def test_a_load_that_raced_a_purge_is_returned_but_not_cached() -> None:
     assert await cache.get_many(["crm:a"]) == {}
 
 
-async def test_the_least_recently_used_entry_is_evicted_first() -> None:
-    cache = MemoryCache(max_entries=2, clock=FakeClock())
-    await cache.set_many({"crm:a": 1, "crm:b": 2}, ttl_s=10, stale_ttl_s=5, tags={"crm:a": ["t"]})
-    await cache.get_many(["crm:a"])
-    await cache.set_many({"crm:c": 3}, ttl_s=10, stale_ttl_s=5)
-    assert sorted(await cache.get_many(["crm:a", "crm:b", "crm:c"])) == ["crm:a", "crm:c"]
-    await cache.set_many({"crm:d": 4}, ttl_s=10, stale_ttl_s=5)
-    assert await cache.purge_tag("t") == 0
-
-
 async def test_a_published_purge_drops_local_entries_and_reaches_every_feed() -> None:
     cache = MemoryCache(clock=FakeClock())
     await cache.set_many({"crm:a": 1}, ttl_s=10, stale_ttl_s=5, tags={"crm:a": ["subject:a"]})
@@ -257,3 +247,40 @@ async def test_load_many_of_cached_or_no_keys_never_calls_the_loader(keys: list[
     loader = Loader()
     assert await cache.load_many(keys, loader, ttl_s=10, stale_ttl_s=5) == dict.fromkeys(keys, 1)
     assert loader.batches == []
+
+
+async def test_the_cache_holds_at_most_max_bytes_dropping_the_least_recently_used() -> None:
+    cache = MemoryCache(max_bytes=64 * 1024, clock=FakeClock())
+    keys = [f"crm:{n:02}" for n in range(100)]
+    for key in keys:
+        await cache.set_many({key: "x" * 2000}, ttl_s=10, stale_ttl_s=5, tags={key: ["t"]})
+        await cache.get_many(["crm:00"])  # kept recent, so never the one evicted
+        if key == "crm:00":
+            one = cache.entries.nbytes
+            assert 2000 < one < 3000  # the value, its key, its tag and holding an entry
+    fits = 64 * 1024 // one
+    assert sorted(await cache.get_many(keys)) == ["crm:00", *keys[101 - fits :]]
+    assert cache.entries.nbytes == fits * one <= cache.entries.max_bytes
+    assert await cache.purge_tag("t") == fits  # evicted entries left the tag index too
+    assert cache.entries.nbytes == 0
+
+
+async def test_an_entry_larger_than_a_sixteenth_of_the_bound_is_not_kept() -> None:
+    cache = MemoryCache(max_bytes=32 * 1024, clock=FakeClock())
+    await cache.set_many({"crm:small": "x" * 1000}, ttl_s=10, stale_ttl_s=5)
+    await cache.set_many({"crm:large": ["x" * 100] * 40}, ttl_s=10, stale_ttl_s=5)
+    assert list(await cache.get_many(["crm:small", "crm:large"])) == ["crm:small"]
+    assert cache.entries.nbytes < 2 * 1024
+
+
+async def test_expired_entries_leave_on_the_next_write_without_being_read() -> None:
+    clock = FakeClock()
+    cache = MemoryCache(clock=clock)
+    await cache.set_many({"crm:new": "n"}, ttl_s=10, stale_ttl_s=5)
+    one = cache.entries.nbytes
+    windows = {f"social:metric-rows:g:a@{n}": [[n, n + 1000]] * 365 for n in range(50)}
+    await cache.set_many(windows, ttl_s=1, stale_ttl_s=1)
+    assert len(cache.entries) == 51
+    clock.advance(2)
+    await cache.set_many({"crm:new": "n"}, ttl_s=10, stale_ttl_s=5)
+    assert (len(cache.entries), cache.entries.nbytes) == (1, one)
