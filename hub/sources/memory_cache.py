@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hub.memo import Held
 from hub.sizes import estimate_bytes
 from hub.sources.base import Clock
 from hub.sources.cache import DEFAULT_MAX_BYTES, Entry
@@ -102,6 +103,8 @@ class LocalEntries:
         heapq.heappush(self._deadlines, (keep_until, key))
         for tag in entry.tags:
             self._keys_by_tag.setdefault(tag, set()).add(key)
+        if isinstance(entry.value, Held):
+            entry.value.owner = account  # what memos derive from it is charged here
         self._shrink()
         return True
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 import pytest
 
 from hub.errors import SourceUnavailable
+from hub.memo import Held, IdentityMemo
+from hub.sizes import estimate_bytes
 from hub.sources.cache import subject_tag
 from hub.sources.memory_cache import MemoryCache
 from hub.sources.metrics import Metrics
@@ -36,6 +39,10 @@ async def settle() -> None:
     """Let background tasks and their done-callbacks run."""
     for _ in range(5):
         await asyncio.sleep(0)
+
+
+def strings(items: list[int]) -> list[str]:
+    return [str(n) for n in items]
 
 
 def value(key: str, version: str = "v1") -> dict[str, str]:
@@ -284,3 +291,29 @@ async def test_expired_entries_leave_on_the_next_write_without_being_read() -> N
     clock.advance(2)
     await cache.set_many({"crm:new": "n"}, ttl_s=10, stale_ttl_s=5)
     assert (len(cache.entries), cache.entries.nbytes) == (1, one)
+
+
+async def test_what_memos_derive_from_an_entry_counts_against_the_bound_and_leaves_with_it() -> (
+    None
+):
+    cache = MemoryCache(max_bytes=4 * 1024 * 1024, clock=FakeClock())
+    memo: IdentityMemo[list[str]] = IdentityMemo(100)
+    keys = [f"social:{n:02}" for n in range(40)]
+    for key in keys:
+        rows = Held(range(10**6, 10**6 + 1000))
+        await cache.set_many({key: rows}, ttl_s=10, stale_ttl_s=5, tags={key: ["t"]})
+    assert len(cache.entries) == 40  # 40 KB each: they all fit
+    one = cache.entries.nbytes // 40
+    for key in keys:
+        found = await cache.get_many([key])
+        if key in found:  # those read last may have made room for the others' values
+            derived = memo.get((found[key].value,), partial(strings, found[key].value))
+    each = one + estimate_bytes(derived)  # with its 73 KB of strings: 37 fit
+    del rows, found, derived
+    kept = sorted(await cache.get_many(keys))
+    assert 30 < len(kept) < 40
+    assert "social:00" not in kept
+    assert cache.entries.nbytes == len(kept) * each <= cache.entries.max_bytes
+    assert len(memo) == len(kept)  # the values derived from evicted entries went with them
+    await cache.purge_tag("t")
+    assert (len(memo), cache.entries.nbytes) == (0, 0)
