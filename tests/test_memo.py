@@ -111,3 +111,5 @@ def test_a_value_remembered_before_its_source_was_kept_is_charged_on_its_next_hi
     assert account.nbytes == estimate_bytes(value)
     memo.get((source,), lambda: ["again"])
     assert account.nbytes == estimate_bytes(value)  # charged once
+    memo.put((source,), ["new"])  # the value it replaces gives its bytes back
+    assert account.nbytes == estimate_bytes(["new"])

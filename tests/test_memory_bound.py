@@ -52,7 +52,8 @@ async def test_many_distinct_metric_windows_keep_the_source_memory_within_the_bo
     config = SimulatorConfig(seed=plan.seed, influencers=plan.influencers)
     sims = build_in_process_simulators(dict.fromkeys(SIMULATOR_NAMES, config))
     app = create_app(settings, transport=sims.transport)
-    token = make_token(roles=["analyst"], purpose="analytics")
+    # An internal client: its budget pays for thirty windows (1,422 points each).
+    token = make_token(roles=["analyst"], purpose="analytics", client_id="graphiql-demo")
     start = date(2025, 11, 1)
     async with (
         LifespanManager(app) as manager,

@@ -69,6 +69,27 @@ def blocks(size: int) -> int:
     return -(-size // 16) * 16
 
 
+def keyed() -> dict[str, Any]:
+    """A set and a dict keyed by numbers, longer than the sample."""
+    return {
+        "ids": {f"id-{n}" for n in range(500)},
+        "names": {n + 10**6: f"name-{n}" for n in range(500)},
+    }
+
+
+class Loose:
+    """A plain class: its attributes live in a dict."""
+
+    def __init__(self, n: int) -> None:
+        self.day = date(2026, 1, 1) + timedelta(days=n)
+        self.count = 10**6 + n
+        self.label = f"label-{n}"
+
+
+def loose() -> list[Loose]:
+    return [Loose(n) for n in range(300)]
+
+
 def allocated(make: Callable[[], Any]) -> tuple[Any, int]:
     gc.collect()
     tracemalloc.start()
@@ -80,12 +101,18 @@ def allocated(make: Callable[[], Any]) -> tuple[Any, int]:
         tracemalloc.stop()
 
 
-@pytest.mark.parametrize("make", [metric_rows, json_answer, counted, plain])
+@pytest.mark.parametrize("make", [metric_rows, json_answer, counted, plain, keyed])
 def test_the_estimate_is_within_an_eighth_of_what_a_value_allocates(
     make: Callable[[], Any],
 ) -> None:
     value, real = allocated(make)
     assert 0.875 * real <= estimate_bytes(value) <= 1.125 * real
+
+
+def test_plain_objects_are_measured_through_their_dict_leaning_high() -> None:
+    # Measuring makes the sampled objects' dicts, which take more than their inline values.
+    value, real = allocated(loose)
+    assert real <= estimate_bytes(value) <= 1.375 * real
 
 
 def test_shared_singletons_count_nothing_and_atoms_count_their_size() -> None:

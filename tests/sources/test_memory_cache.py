@@ -317,3 +317,31 @@ async def test_what_memos_derive_from_an_entry_counts_against_the_bound_and_leav
     assert len(memo) == len(kept)  # the values derived from evicted entries went with them
     await cache.purge_tag("t")
     assert (len(memo), cache.entries.nbytes) == (0, 0)
+
+
+async def test_an_entry_whose_derived_values_outgrow_its_share_is_dropped_with_them() -> None:
+    cache = MemoryCache(max_bytes=1024 * 1024, clock=FakeClock())
+    memo: IdentityMemo[list[str]] = IdentityMemo(8)
+    await cache.set_many({"social:a": Held(range(10**6, 10**6 + 100))}, ttl_s=10, stale_ttl_s=5)
+    held = (await cache.get_many(["social:a"]))["social:a"].value
+    memo.get((held,), lambda: ["x" * 100] * 2000)  # 120 KB of strings: over 64 KiB
+    assert (len(cache.entries), cache.entries.nbytes) == (0, 0)
+    memo.get((held,), list)  # charges to a dropped entry change nothing
+    assert cache.entries.nbytes == 0
+
+
+async def test_clearing_forgets_every_entry_and_what_was_charged_to_them() -> None:
+    cache = MemoryCache(clock=FakeClock())
+    await cache.set_many({"social:a": Held([1]), "crm:b": 2}, ttl_s=10, stale_ttl_s=5)
+    (entry,) = (await cache.get_many(["social:a"])).values()
+    cache.entries.clear()
+    entry.value.owner.charge(1000)
+    assert (len(cache.entries), cache.entries.nbytes) == (0, 0)
+
+
+async def test_rewriting_the_same_keys_keeps_the_deadline_heap_small() -> None:
+    cache = MemoryCache(clock=FakeClock())
+    for n in range(10_000):
+        await cache.set_many({f"crm:{n % 10}": n}, ttl_s=10, stale_ttl_s=5)
+    assert len(cache.entries) == 10
+    assert len(cache.entries._deadlines) <= 2 * 10 + 64
