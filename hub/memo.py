@@ -111,7 +111,7 @@ class IdentityMemo(Generic[V]):
 
 def _charge(remembered: _Remembered[Any], sources: Sequence[object]) -> None:
     for source in sources:
-        owner: Owner | None = getattr(source, "owner", None)
+        owner: Owner | None = getattr(source, "owner", None) if isinstance(source, Held) else None
         if owner is None:
             continue
         remembered.owner = owner
