@@ -22,6 +22,9 @@ ENTRY_OVERHEAD_BYTES = 400
 """What holding one entry costs besides its key, tags and value: its slot, LRU link and
 deadline."""
 
+TAG_OVERHEAD_BYTES = 250
+"""What each of an entry's tags costs in the tag index."""
+
 LARGEST_SHARE = 16
 """An entry (with the values derived from it) larger than this share of the bound is not
 kept: one answer must not push a whole cache out."""
@@ -88,13 +91,17 @@ class LocalEntries:
 
     def put(self, key: str, entry: Entry, *, keep_until: float, read_at: float | None) -> bool:
         """Hold `entry` until `keep_until`; refused (False) if a tag of it was purged at or
-        after `read_at`, or if it is larger than `max_entry_bytes`."""
+        after `read_at`, if it is larger than `max_entry_bytes`, or if `keep_until` is past."""
         if read_at is not None and self.was_purged_since(entry.tags, read_at):
             return False
         now = self._clock.time()
         self._drop(key)
         self._sweep(now)
-        nbytes = ENTRY_OVERHEAD_BYTES + estimate_bytes((key, entry.tags, entry.value))
+        nbytes = (
+            ENTRY_OVERHEAD_BYTES
+            + TAG_OVERHEAD_BYTES * len(entry.tags)
+            + estimate_bytes((key, entry.tags, entry.value))
+        )
         if nbytes > self.max_entry_bytes or keep_until <= now:
             return False
         account = _Account(self, key, nbytes)

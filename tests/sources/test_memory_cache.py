@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import tracemalloc
 from functools import partial
 from typing import Any
 
@@ -345,3 +347,22 @@ async def test_rewriting_the_same_keys_keeps_the_deadline_heap_small() -> None:
         await cache.set_many({f"crm:{n % 10}": n}, ttl_s=10, stale_ttl_s=5)
     assert len(cache.entries) == 10
     assert len(cache.entries._deadlines) <= 2 * 10 + 64
+
+
+@pytest.mark.parametrize("tagged", [False, True])
+async def test_the_accounted_bytes_are_within_a_fifth_of_what_holding_entries_allocates(
+    tagged: bool,
+) -> None:
+    cache = MemoryCache(clock=FakeClock())
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(5000):
+            key = f"crm:contact:t=acme:con_{n:08}"
+            tags = {key: [subject_tag(f"con_{n:08}")]} if tagged else None
+            await cache.set_many({key: {"n": 10**6 + n}}, ttl_s=10, stale_ttl_s=5, tags=tags)
+        allocated = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert 0.8 * allocated <= cache.entries.nbytes <= 1.2 * allocated
