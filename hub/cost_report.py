@@ -43,7 +43,7 @@ def render_cost_report(
     lines = [f"Operation: {name} ({kind})", ""]
     lines += _limit_lines(shape, tokens, limits, roles)
     lines += ["", f"Estimated cost: {estimate.total:,} points", ""]
-    lines += _breakdown_lines(estimate)
+    lines += _breakdown_lines(estimate, policy)
     lines += ["", *_tier_lines(estimate.total, policy, client_id)]
     return "\n".join(lines)
 
@@ -67,14 +67,19 @@ def _limit_lines(shape: Shape, tokens: int, limits: Limits, roles: tuple[str, ..
     return lines
 
 
-def _breakdown_lines(estimate: CostEstimate) -> list[str]:
-    """One row per field and path: points it adds, times it is resolved."""
+def _breakdown_lines(estimate: CostEstimate, policy: CostPolicy) -> list[str]:
+    """One row per field and path: points it adds, times it is resolved, and for a field that
+    reads a date window, the days each time and their price."""
     coordinate_width = max((len(row.coordinate) for row in estimate.breakdown), default=10)
     lines = [f"  {'points':>10}  {'times':>8}  {'coordinate':<{coordinate_width}}  path"]
     for row in estimate.breakdown:
-        lines.append(
+        line = (
             f"  {row.cost:>10,}  {row.count:>8,}  {row.coordinate:<{coordinate_width}}  {row.path}"
         )
+        window = policy.window_of(row.coordinate)
+        if window is not None and row.days is not None:
+            line += f"  ({row.days:,} days at {window.per_day:,} a day, each time)"
+        lines.append(line)
     return lines
 
 

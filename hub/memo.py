@@ -1,21 +1,44 @@
 """IdentityMemo: values derived from objects that are handed out again unchanged (the
-in-process cache's lists, the parser cache's documents), remembered while those objects live."""
+in-process cache's lists, the parser cache's documents), remembered while those objects live
+and charged to the cache entry that holds them."""
 
 from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from hub.sizes import estimate_bytes
 
 T = TypeVar("T")
 V = TypeVar("V")
 
 
-class Held(list[T]):
-    """A list an `IdentityMemo` can follow (plain lists take no weak references)."""
+class Owner(Protocol):
+    """What holds an object and answers for the memory of what is derived from it: a cache
+    entry, whose bound then covers the derived values too."""
 
-    __slots__ = ("__weakref__",)
+    def charge(self, nbytes: int) -> None:
+        """Count `nbytes` more (fewer, when negative) against the holder."""
+        ...
+
+
+class Held(list[T]):
+    """A list an `IdentityMemo` can follow (plain lists take no weak references). A cache
+    that keeps one sets `owner`; values derived from it are then charged to that owner."""
+
+    __slots__ = ("__weakref__", "owner")
+    owner: Owner
+
+
+@dataclass(slots=True)
+class _Remembered(Generic[V]):
+    refs: tuple[weakref.ref[Any], ...]
+    value: V
+    owner: Owner | None = None
+    nbytes: int = 0
 
 
 class IdentityMemo(Generic[V]):
@@ -26,11 +49,16 @@ class IdentityMemo(Generic[V]):
     a new object that takes a dead one's id never finds its value. A value derived from a
     source that takes no weak reference (a plain list, a list read again from Redis) is made
     each time and not remembered.
+
+    A value is charged (its `estimate_bytes`) to the owner of the first source that has one,
+    from when it is remembered or, for a source kept after that, from its next hit; a derived
+    `Held` value takes that owner too, so what is derived from it is charged there as well.
+    Forgetting a value gives its bytes back.
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._entries: OrderedDict[Hashable, tuple[tuple[weakref.ref[Any], ...], V]] = OrderedDict()
+        self._entries: OrderedDict[Hashable, _Remembered[V]] = OrderedDict()
         self._dead: list[Hashable] = []
 
     def get(self, sources: Sequence[object], make: Callable[[], V], *, extra: Hashable = None) -> V:
@@ -39,7 +67,9 @@ class IdentityMemo(Generic[V]):
         hit = self._entries.get(key)
         if hit is not None:
             self._entries.move_to_end(key)
-            return hit[1]
+            if hit.owner is None:
+                _charge(hit, sources)
+            return hit.value
         value = make()
         self.put(sources, value, extra=extra)
         return value
@@ -57,9 +87,14 @@ class IdentityMemo(Generic[V]):
             refs = tuple(weakref.ref(source, dead) for source in sources)
         except TypeError:
             return
-        self._entries[key] = (refs, value)
+        remembered = _Remembered(refs, value)
+        _charge(remembered, sources)
+        replaced = self._entries.pop(key, None)
+        if replaced is not None:
+            _release(replaced)
+        self._entries[key] = remembered
         if len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+            _release(self._entries.popitem(last=False)[1])
 
     def __len__(self) -> int:
         self._forget_dead()
@@ -69,5 +104,24 @@ class IdentityMemo(Generic[V]):
         while self._dead:
             key = self._dead.pop()
             entry = self._entries.get(key)
-            if entry is not None and any(ref() is None for ref in entry[0]):
+            if entry is not None and any(ref() is None for ref in entry.refs):
                 del self._entries[key]
+                _release(entry)
+
+
+def _charge(remembered: _Remembered[Any], sources: Sequence[object]) -> None:
+    for source in sources:
+        owner: Owner | None = getattr(source, "owner", None) if isinstance(source, Held) else None
+        if owner is None:
+            continue
+        remembered.owner = owner
+        remembered.nbytes = estimate_bytes(remembered.value)
+        if isinstance(remembered.value, Held):
+            remembered.value.owner = owner
+        owner.charge(remembered.nbytes)
+        return
+
+
+def _release(remembered: _Remembered[Any]) -> None:
+    if remembered.owner is not None:
+        remembered.owner.charge(-remembered.nbytes)

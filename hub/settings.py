@@ -74,6 +74,7 @@ class Settings(BaseSettings):
         le=10_000,
         description="Hub processes sharing one Redis; each keeps 1/replicas of a budget when away",
     )
+    cache_max_bytes: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
 
     source_retries: int = Field(default=2, ge=0, le=5)
     source_breaker_failures: int = Field(default=5, ge=1)

@@ -321,3 +321,29 @@ async def test_the_service_sdl_follows_the_introspection_rule(
     assert anonymous_status == 401 and codes(anonymous) == ["UNAUTHENTICATED"]
     assert "type Campaign" in gateway["data"]["_service"]["sdl"]
     assert codes(partner) == ["FORBIDDEN"]
+
+
+async def test_a_year_of_metrics_for_100_influencers_is_too_expensive_for_an_analyst(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    token = make_token(roles=["analyst"], purpose="analytics")
+    window = 'metrics(from: "2025-11-01", to: "2026-10-31") { date impressions }'
+    status, payload = await gql(
+        sqlite_client,
+        f"{{ influencers(first: 100) {{ edges {{ node {{ {window} }} }} }} }}",
+        token=token,
+    )
+    assert status == 400
+    assert codes(payload) == ["COST_ESTIMATED_TOO_EXPENSIVE"]
+    # 1 + edges 1 + 100 x (node 1 + metrics 10 + 365 days at 1 a day): the social API's reads.
+    assert payload["errors"][0]["extensions"]["cost"] == {"estimated": 37602, "max": 5000}
+    # A month for 20 of them is an ordinary report.
+    month = window.replace("2025-11-01", "2026-10-02")
+    _, payload = await gql(
+        sqlite_client,
+        f"{{ influencers(first: 20) {{ edges {{ node {{ {month} }} }} }} }}",
+        token=token,
+    )
+    assert codes(payload) == []
+    cost = payload["extensions"]["cost"]
+    assert cost["requestedQueryCost"] == cost["actualQueryCost"] == 2 + 20 * (1 + 10 + 30)

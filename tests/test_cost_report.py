@@ -47,3 +47,17 @@ def test_a_query_that_does_not_validate_or_cycles_is_explained() -> None:
         "The query does not validate:\n  Cannot query field 'nope' on type 'Query'."
     )
     assert render_cost_report(SCHEMA, "{ me {", policy=POLICY).startswith("Refused: Syntax Error")
+
+
+def test_the_report_gives_a_window_its_days_and_price_and_refuses_a_year_of_100() -> None:
+    query = """{ influencers(first: 100) { edges { node {
+      metrics(from: "2025-11-01", to: "2026-10-31") { date impressions } } } } }"""
+    report = render_cost_report(SCHEMA, query, policy=POLICY, roles=["analyst"], client_id="bi")
+    lines = report.splitlines()
+    assert "Estimated cost: 37,602 points" in lines
+    metrics = [line for line in lines if "Influencer.metrics" in line]
+    assert metrics == [
+        "      37,500       100  Influencer.metrics          influencers.edges.node.metrics"
+        "  (365 days at 1 a day, each time)"
+    ]
+    assert "Client bi: tier standard, refused" in lines

@@ -36,7 +36,7 @@ from graphql import (
 from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef
 
 from hub.errors import BadUserInput
-from hub.policy.cost_policy import CostPolicy, ListSize, Tier, parse_cost_policy
+from hub.policy.cost_policy import CostPolicy, ListSize, Tier, Window, parse_cost_policy
 
 __all__ = [
     "CostEstimate",
@@ -44,6 +44,7 @@ __all__ = [
     "FieldCost",
     "ListSize",
     "Tier",
+    "Window",
     "actual_cost",
     "estimate_cost",
     "parse_cost_policy",
@@ -54,12 +55,14 @@ _META_FIELDS = {"__schema": SchemaMetaFieldDef, "__type": TypeMetaFieldDef}
 
 @dataclass(frozen=True, slots=True)
 class FieldCost:
-    """One selected field: what its own weight adds up to over the `count` times it runs."""
+    """One selected field: what its own weight adds up to over the `count` times it runs;
+    `days`, for a field of `windows`, the days of the window each run makes a source read."""
 
     path: str
     coordinate: str
     cost: int
     count: int
+    days: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,7 @@ class _Walk:
     variables: dict[str, Any]
     fragments: dict[str, FragmentDefinitionNode]
     rows: dict[tuple[str, str], list[int]]
+    days: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
     plans: dict[tuple[int, str, str | None], list[_Step]] = dataclasses.field(default_factory=dict)
     """What `_actual` reads of a selection set, worked out once per set and type: a list
     repeats the same selection for each of its items."""
@@ -103,11 +107,13 @@ def estimate_cost(
     """The static cost of the operation `operation_name` would run, field by field.
 
     A field costs its weight (its `@cost`, else its type's: objects 1, leaves 0) plus the
-    weights of the arguments it is given, each time it is resolved. A list multiplies what is
-    selected under it by its size: the slicing argument's value (`first: 20`, from a literal
-    or a variable; null or absent means the argument's default), else its assumed size, else
-    the default; a connection passes that size to its `sizedFields` (`edges`). As in the IBM
-    draft, a list field's own weight is paid once per resolution, not once per item.
+    weights of the arguments it is given, plus, for a field that reads a date window
+    (`windows`), its price per day times the days of the window, each time it is resolved. A
+    list multiplies what is selected under it by its size: the slicing argument's value
+    (`first: 20`, from a literal or a variable; null or absent means the argument's default),
+    else its assumed size, else (for a field of `windows`) one item per day of its window,
+    else the default; a connection passes that size to its `sizedFields` (`edges`). As in
+    the IBM draft, a list field's own weight is paid once per resolution, not once per item.
 
     BAD_USER_INPUT when a field whose list size requires exactly one slicing argument gets
     none or several. Fragments are costed once per use; a cyclic spread is not followed.
@@ -117,7 +123,10 @@ def estimate_cost(
         return CostEstimate(0, [])
     state, operation, root = walk
     _estimate(state, operation.selection_set, root, 1, "", None)
-    rows = [FieldCost(path, coordinate, c, n) for (path, coordinate), (c, n) in state.rows.items()]
+    rows = [
+        FieldCost(path, coordinate, c, n, state.days.get((path, coordinate)))
+        for (path, coordinate), (c, n) in state.rows.items()
+    ]
     return CostEstimate(sum(row.cost for row in rows), rows)
 
 
@@ -191,6 +200,9 @@ def _estimate(
         row = walk.rows.setdefault((field_path, coordinate), [0, 0])
         row[0] += count * _own_weight(walk, field, coordinate, definition)
         row[1] += count
+        window = walk.policy.window_of(coordinate)
+        if window is not None:
+            walk.days[(field_path, coordinate)] = _window_days(walk, field, definition, window)
         named = get_named_type(definition.type)
         if field.selection_set is None or not is_composite_type(named):
             continue
@@ -319,7 +331,32 @@ def _own_weight(walk: _Walk, field: FieldNode, coordinate: str, definition: Grap
     weight = policy.weight_of(coordinate, get_named_type(definition.type))
     for argument in field.arguments or ():
         weight += policy.argument_weights.get(f"{coordinate}({argument.name.value}:)", 0)
+    window = policy.window_of(coordinate)
+    if window is not None:
+        weight += window.per_day * _window_days(walk, field, definition, window)
     return weight
+
+
+def _window_days(walk: _Walk, field: FieldNode, definition: GraphQLField, window: Window) -> int:
+    since = _argument_at(walk, field, definition, window.from_path)
+    return window.days(since, _argument_at(walk, field, definition, window.to_path))
+
+
+def _argument_at(
+    walk: _Walk, field: FieldNode, definition: GraphQLField, path: tuple[str, ...]
+) -> Any:
+    """The value at `path` (an argument, then fields of an input object), from literals,
+    variables or the argument's default."""
+    name, *inside = path
+    node = next((arg.value for arg in field.arguments or () if arg.name.value == name), None)
+    if node is not None:
+        value = value_from_ast_untyped(node, walk.variables)
+    else:
+        argument = definition.args.get(name)
+        value = None if argument is None else argument.default_value
+    for key in inside:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
 
 
 def _size(
@@ -329,9 +366,13 @@ def _size(
     coordinate: str,
     rule: ListSize | None,
 ) -> int:
-    """The slicing argument's value (the largest, if several), else the assumed size."""
+    """The slicing argument's value (the largest, if several), else the assumed size; a field
+    of `windows` without a rule holds at most one item per day of its window."""
     owner = coordinate.split(".", 1)[0]
     if rule is None:
+        window = walk.policy.window_of(coordinate)
+        if window is not None:
+            return _window_days(walk, field, definition, window)
         return walk.policy.default_list_size_of(owner)
     given = {argument.name.value: argument.value for argument in field.arguments or ()}
     sizes: list[int] = []

@@ -1,12 +1,14 @@
-"""The parsed `policies/cost.yaml`: limits, weights, list sizes, client tiers."""
+"""The parsed `policies/cost.yaml`: limits, weights, list sizes, date windows, client tiers."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from graphql import (
+    GraphQLInputObjectType,
     GraphQLInterfaceType,
     GraphQLNamedType,
     GraphQLObjectType,
@@ -29,6 +31,30 @@ class ListSize:
     slicing_arguments: tuple[str, ...] = ()
     sized_fields: frozenset[str] = frozenset()
     require_one_slicing_argument: bool = True
+
+
+DEFAULT_ASSUMED_DAYS = 366
+"""Days of a window the document does not state, unless its entry says otherwise: the longest
+window a source is asked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A field that makes a source read every day of a date window (`windows:`): `from_path`
+    and `to_path` name its bounds (an argument, then fields of an input object)."""
+
+    from_path: tuple[str, ...]
+    to_path: tuple[str, ...]
+    per_day: int
+    assumed_days: int = DEFAULT_ASSUMED_DAYS
+
+    def days(self, since: Any, until: Any) -> int:
+        """The days of `since..until` (`YYYY-MM-DD` strings or dates), both included, none
+        when `until` is before `since`; `assumed_days` unless both are dates."""
+        first, last = _day_number(since), _day_number(until)
+        if first is None or last is None:
+            return self.assumed_days
+        return max(0, last - first + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +81,7 @@ class CostPolicy:
     field_weights: Mapping[str, int]
     argument_weights: Mapping[str, int]
     list_sizes: Mapping[str, ListSize]
+    windows: Mapping[str, Window]
     default_list_size: int
     introspection_weight: int
     introspection_list_size: int
@@ -85,6 +112,9 @@ class CostPolicy:
 
     def list_size_of(self, coordinate: str) -> ListSize | None:
         return self.list_sizes.get(coordinate)
+
+    def window_of(self, coordinate: str) -> Window | None:
+        return self.windows.get(coordinate)
 
     def default_list_size_of(self, owner: str) -> int:
         """Lists without `@listSize`: introspection's lists have their own assumption."""
@@ -129,6 +159,10 @@ def parse_cost_policy(
             top.get("list_sizes") or {}, f"{source}: list_sizes"
         ).items()
     }
+    windows = {
+        str(coordinate): _window(entry, f"{source}: windows.{coordinate}")
+        for coordinate, entry in _mapping(top.get("windows") or {}, f"{source}: windows").items()
+    }
     if schema is not None:
         for name in type_weights:
             if schema.get_type(name) is None:
@@ -139,6 +173,8 @@ def parse_cost_policy(
             _argument(schema, coordinate, f"{where}.arguments.{coordinate}")
         for coordinate, rule in list_sizes.items():
             _check_list_size(schema, coordinate, rule, f"{source}: list_sizes.{coordinate}")
+        for coordinate, window in windows.items():
+            _check_window(schema, coordinate, window, f"{source}: windows.{coordinate}")
     return CostPolicy(
         limits=limits,
         role_limits=role_limits,
@@ -148,6 +184,7 @@ def parse_cost_policy(
         field_weights=field_weights,
         argument_weights=argument_weights,
         list_sizes=list_sizes,
+        windows=windows,
         default_list_size=_count(top.get("default_list_size", 10), f"{source}: default_list_size"),
         introspection_weight=_count(
             introspection.get("weight", 1), f"{source}: introspection.weight"
@@ -229,6 +266,67 @@ def _list_size(value: Any, where: str) -> ListSize:
         sized_fields=frozenset(_names(value.get("sizedFields", []), f"{where}.sizedFields")),
         require_one_slicing_argument=require,
     )
+
+
+_ISO_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+_DAYS_BEFORE_MONTH = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334, 365)
+
+
+def _day_number(value: Any) -> int | None:
+    """The proleptic Gregorian ordinal (as `date.toordinal`) of a date or a `YYYY-MM-DD`
+    string; None for anything else. (Computed here: policies do not import the clock's
+    modules.)"""
+    ordinal = getattr(value, "toordinal", None)
+    if callable(ordinal):
+        return int(ordinal())
+    found = _ISO_DATE.fullmatch(value) if isinstance(value, str) else None
+    if found is None:
+        return None
+    year, month, day = (int(part) for part in found.groups())
+    if year < 1 or not 1 <= month <= 12:
+        return None
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    before = _DAYS_BEFORE_MONTH[month - 1] + (leap and month > 2)
+    length = _DAYS_BEFORE_MONTH[month] - _DAYS_BEFORE_MONTH[month - 1] + (leap and month == 2)
+    if not 1 <= day <= length:
+        return None
+    past = year - 1
+    return past * 365 + past // 4 - past // 100 + past // 400 + before + day
+
+
+def _window(value: Any, where: str) -> Window:
+    if not isinstance(value, dict):
+        raise PolicyError(f"{where} must be a mapping")
+    unknown = sorted(set(map(str, value)) - {"from", "to", "per_day", "assumed_days"})
+    if unknown:
+        raise PolicyError(f"{where}: unknown key {unknown[0]!r}")
+    paths = []
+    for bound in ("from", "to"):
+        path = value.get(bound)
+        if not isinstance(path, str) or not all(path.split(".")):
+            raise PolicyError(f"{where}.{bound} must name an argument (`from`, `filter.from`)")
+        paths.append(tuple(path.split(".")))
+    return Window(
+        paths[0],
+        paths[1],
+        _count(value.get("per_day"), f"{where}.per_day"),
+        _count(value.get("assumed_days", DEFAULT_ASSUMED_DAYS), f"{where}.assumed_days"),
+    )
+
+
+def _check_window(schema: GraphQLSchema, coordinate: str, window: Window, where: str) -> None:
+    """Each bound is an argument of the field, or a field of the input object it takes."""
+    field = _field(schema, coordinate, where)
+    for bound, path in (("from", window.from_path), ("to", window.to_path)):
+        argument = field.args.get(path[0])
+        if argument is None:
+            raise PolicyError(f"{where}.{bound}: unknown argument {path[0]!r} on {coordinate}")
+        named = get_named_type(argument.type)
+        for name in path[1:]:
+            fields = named.fields if isinstance(named, GraphQLInputObjectType) else {}
+            if name not in fields:
+                raise PolicyError(f"{where}.{bound}: unknown field {name!r} on {named.name}")
+            named = get_named_type(fields[name].type)
 
 
 def _names(value: Any, where: str) -> list[str]:

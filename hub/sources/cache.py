@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 Loader = Callable[[list[str]], Awaitable[Mapping[str, Any]]]
 """Loads cache keys from the source in one batch; keys it leaves out were not found."""
 
+DEFAULT_MAX_BYTES = 128 * 1024 * 1024
+"""What the in-process tier of a cache may hold when not told (`HUB_CACHE_MAX_BYTES`)."""
+
 TagsFor = Callable[[str, Any], Iterable[str]]
 """The tags of one loaded entry, from its key and value (e.g. `subject_tag(contact_id)`)."""
 
@@ -162,7 +165,7 @@ def create_cache(
     namespace: str,
     clock: Clock | None = None,
     metrics: Metrics | None = None,
-    max_entries: int = 10_000,
+    max_bytes: int = DEFAULT_MAX_BYTES,
     local_ttl_s: float = 5.0,
     link: RedisLink | None = None,
 ) -> Cache:
@@ -170,15 +173,15 @@ def create_cache(
 
     On Redis, `namespace` prefixes every key and the purge channel, `local_ttl_s` bounds
     how long a replica keeps a fresh entry in process (0 turns the local tier off), and `link`
-    is the process's Redis (one of the cache's own when None); `max_entries` bounds the
-    in-process LRU either way.
+    is the process's Redis (one of the cache's own when None); `max_bytes` bounds what the
+    process holds either way (the entries and what memos derive from them).
     """
     clock = clock or SystemClock()
     # Imported here: the backends build on this module, and redis is only needed for redis://.
     if url.startswith("memory://"):
         from hub.sources.memory_cache import MemoryCache
 
-        return MemoryCache(max_entries=max_entries, clock=clock, metrics=metrics)
+        return MemoryCache(max_bytes=max_bytes, clock=clock, metrics=metrics)
     if url.startswith(("redis://", "rediss://")):
         from hub.sources.redis_cache import RedisCache
         from hub.sources.redis_link import RedisLink
@@ -188,7 +191,7 @@ def create_cache(
             namespace=namespace,
             clock=clock,
             metrics=metrics,
-            local_max_entries=max_entries,
+            local_max_bytes=max_bytes,
             local_ttl_s=local_ttl_s,
             owns_link=link is None,
         )

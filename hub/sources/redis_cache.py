@@ -13,7 +13,7 @@ from typing import Any
 
 from hub.errors import SourceUnavailable
 from hub.sources.base import Clock
-from hub.sources.cache import Entry, PurgeFeed
+from hub.sources.cache import DEFAULT_MAX_BYTES, Entry, PurgeFeed
 from hub.sources.cache_base import BaseCache
 from hub.sources.memory_cache import PURGE_MEMORY_S, LocalEntries
 from hub.sources.metrics import Metrics
@@ -105,7 +105,7 @@ class RedisCache(BaseCache):
         namespace: str,
         clock: Clock,
         metrics: Metrics | None = None,
-        local_max_entries: int = 10_000,
+        local_max_bytes: int = DEFAULT_MAX_BYTES,
         local_ttl_s: float = 5.0,
         owns_link: bool = False,
     ) -> None:
@@ -113,7 +113,7 @@ class RedisCache(BaseCache):
         self.link = link
         self.redis = link.redis
         self.local_ttl_s = local_ttl_s
-        self.local = LocalEntries(max_entries=local_max_entries, clock=clock)
+        self.local = LocalEntries(max_bytes=local_max_bytes, clock=clock)
         self._owns_link = owns_link
         self._prefix = f"{namespace}:"
         self._channel = f"{namespace}:purge"

@@ -61,6 +61,7 @@ async def open_upstreams(
         settings.cache_url,
         namespace=settings.cache_namespace,
         metrics=metrics,
+        max_bytes=settings.cache_max_bytes,
         local_ttl_s=settings.cache_local_ttl_s,
         link=link,
     )

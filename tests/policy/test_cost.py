@@ -310,6 +310,12 @@ def test_roles_raise_the_limits(roles: list[str], limits: Limits) -> None:
     [
         ("{ __schema { queryType { name } } }", 11),
         ("{ influencers(first: 20) { totalCount edges { node { handle accounts { id } } } } }", 43),
+        # The sources' fields: the discovery service, the social API's account lookup, the CRM.
+        ('{ influencer(id: "i") { audience { interests } accounts { followers posts } } }', 19),
+        ('{ contact(id: "c") { fullName company jobTitle phone } }', 1 + 3),
+        # A year of one influencer's metrics: 10 + 365 days; a week of a campaign's members.
+        ('{ influencer(id: "i") { metrics(from: "2025-11-01", to: "2026-10-31") { date } } }', 376),
+        ('{ campaign(id: "c") { metrics(from: "2026-03-01", to: "2026-03-07") { date } } }', 81),
         # The standard introspection query stays cheap; what it may nest is bounded by limits.
         (None, 80),
     ],
@@ -404,3 +410,129 @@ def test_a_policy_that_is_not_a_mapping_is_refused() -> None:
     with pytest.raises(PolicyError) as raised:
         parse_cost_policy([], schema=SCHEMA)
     assert str(raised.value) == "cost.yaml: expected a mapping at the top level"
+
+
+WINDOWED = parse_cost_policy(
+    {
+        **RULES,
+        "windows": {
+            "Influencer.metrics": {"from": "from", "to": "to", "per_day": 2},
+            "Campaign.totals": {"from": "from", "to": "to", "per_day": 3, "assumed_days": 90},
+            "Query.metrics": {"from": "filter.from", "to": "filter.to", "per_day": 5},
+        },
+    },
+    schema=SCHEMA,
+)
+MARCH = 'metrics(from: "2026-03-01", to: "2026-03-31")'
+PAGE_OF_WEEKS = """query ($f: Date!, $t: Date!) { influencers(first: 5) { edges { node {
+  metrics(from: $f, to: $t) { date } } } } }"""
+WEEK = {"f": "2026-03-01", "t": "2026-03-07"}
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "total"),
+    [
+        # influencer 1 + metrics (1 + 31 days x 2); its points are leaves.
+        (f'{{ influencer(id: "i") {{ {MARCH} {{ date }} }} }}', None, 1 + 1 + 31 * 2),
+        # One point per day: each selects a Money (2).
+        (f'{{ influencer(id: "i") {{ {MARCH} {{ spend {{ amount }} }} }} }}', None, 64 + 31 * 2),
+        # Per parent: 5 influencers x (node 1 + metrics 1 + 7 days x 2).
+        (PAGE_OF_WEEKS, WEEK, 1 + 1 + 5 * (1 + 1 + 7 * 2)),
+        # Across a leap day, and a window that ends before it starts (refused when run).
+        (PAGE_OF_WEEKS, {"f": "2024-02-28", "t": "2024-03-01"}, 2 + 5 * (2 + 3 * 2)),
+        (PAGE_OF_WEEKS, {"f": "2026-03-07", "t": "2026-03-01"}, 2 + 5 * 2),
+        # Not two dates (a variable missing, not a date): the assumed 366 days.
+        (PAGE_OF_WEEKS, {"f": "2026-03-01"}, 2 + 5 * (2 + 366 * 2)),
+        (PAGE_OF_WEEKS, {"f": "2026-02-30", "t": "2026-03-01"}, 2 + 5 * (2 + 366 * 2)),
+        # The campaign's own dates: assumed 90 days; given, two.
+        ('{ campaign(id: "c") { totals { impressions } } }', None, 1 + 1 + 90 * 3),
+        (
+            '{ campaign(id: "c") { totals(from: "2026-03-01", to: "2026-03-02") { reach } } }',
+            None,
+            1 + 1 + 2 * 3,
+        ),
+        # Bounds inside an input object: literal, a variable in it, or the whole variable.
+        (
+            '{ metrics(filter: {campaignId: "c", from: "2026-03-01", to: "2026-03-10"}) '
+            "{ totalCount } }",
+            None,
+            1 + 10 * 5,
+        ),
+        (
+            'query ($t: Date) { metrics(filter: {campaignId: "c", from: "2026-03-01", to: $t}) '
+            "{ totalCount } }",
+            {"t": "2026-03-10"},
+            1 + 10 * 5,
+        ),
+        (
+            "query ($f: MetricsFilter!) { metrics(filter: $f) { totalCount } }",
+            {"f": {"campaignId": "c", "from": "2026-03-01", "to": "2026-03-10"}},
+            1 + 10 * 5,
+        ),
+    ],
+)
+def test_a_window_is_priced_per_day_for_each_parent(
+    query: str, variables: dict[str, Any] | None, total: int
+) -> None:
+    assert estimate(query, variables, policy=WINDOWED) == total
+
+
+def test_the_breakdown_gives_the_days_of_each_window() -> None:
+    result = estimate_cost(
+        SCHEMA, parse(PAGE_OF_WEEKS), operation_name=None, variables=WEEK, policy=WINDOWED
+    )
+    rows = {row.coordinate: (row.cost, row.count, row.days) for row in result.breakdown}
+    assert rows["Influencer.metrics"] == (5 * (1 + 7 * 2), 5, 7)
+    assert rows["MetricPoint.date"] == (0, 35, None)
+
+
+def test_the_actual_cost_of_a_window_is_its_estimate_for_each_parent_that_came_back() -> None:
+    document = parse(PAGE_OF_WEEKS)
+    week = [{"date": "2026-03-01"}] * 7
+    data = {"influencers": {"edges": [{"node": {"metrics": week}}, {"node": {"metrics": None}}]}}
+    estimated = estimate_cost(
+        SCHEMA, document, operation_name=None, variables=WEEK, policy=WINDOWED
+    ).total
+    actual = actual_cost(
+        SCHEMA, document, operation_name=None, variables=WEEK, data=data, policy=WINDOWED
+    )
+    # Two of five influencers came back; each read its week (a null series was still read).
+    assert (estimated, actual) == (82, 2 + 2 * (1 + 1 + 7 * 2))
+
+
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [
+        (
+            {"Influencer.handle": {"from": "from", "to": "to", "per_day": 1}},
+            "cost.yaml: windows.Influencer.handle.from: "
+            "unknown argument 'from' on Influencer.handle",
+        ),
+        (
+            {"Query.metrics": {"from": "filter.since", "to": "filter.to", "per_day": 1}},
+            "cost.yaml: windows.Query.metrics.from: unknown field 'since' on MetricsFilter",
+        ),
+        (
+            {"Influencer.metrics": {"from": "from.year", "to": "to", "per_day": 1}},
+            "cost.yaml: windows.Influencer.metrics.from: unknown field 'year' on Date",
+        ),
+        (
+            {"Influencer.metrics": {"from": "from", "to": "to"}},
+            "cost.yaml: windows.Influencer.metrics.per_day must be a whole number, 0 or more",
+        ),
+        (
+            {"Influencer.metrics": {"from": "from", "to": "", "per_day": 1}},
+            "cost.yaml: windows.Influencer.metrics.to must name an argument "
+            "(`from`, `filter.from`)",
+        ),
+        (
+            {"Influencer.metrics": {"from": "from", "to": "to", "per_day": 1, "days": 3}},
+            "cost.yaml: windows.Influencer.metrics: unknown key 'days'",
+        ),
+        ({"Influencer.metrics": 1}, "cost.yaml: windows.Influencer.metrics must be a mapping"),
+    ],
+)
+def test_a_broken_window_names_the_entry(window: dict[str, Any], message: str) -> None:
+    with pytest.raises(PolicyError) as raised:
+        parse_cost_policy({**RULES, "windows": window}, schema=SCHEMA)
+    assert str(raised.value) == message

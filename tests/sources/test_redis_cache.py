@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from hub.errors import SourceUnavailable
 from hub.sources import redis_cache
-from hub.sources.cache import PurgeFeed, create_cache, subject_tag
+from hub.sources.cache import DEFAULT_MAX_BYTES, PurgeFeed, create_cache, subject_tag
 from hub.sources.redis_cache import RedisCache
 from tests.redis_server import RedisServer, running_redis
 from tests.sources.fakes import FakeClock
@@ -33,13 +33,21 @@ def redis_url() -> str:
 
 @pytest.fixture
 async def replica(redis_url: str) -> AsyncIterator[MakeReplica]:
-    """`replica(clock, local_ttl_s=...)`: a cache in this test's own namespace, like another
-    hub process; every key of the namespace is deleted afterwards."""
+    """`replica(clock, local_ttl_s=..., max_bytes=...)`: a cache in this test's own namespace,
+    like another hub process; every key of the namespace is deleted afterwards."""
     namespace = f"test-{uuid.uuid4().hex[:12]}"
     made: list[RedisCache] = []
 
-    def make(clock: FakeClock, *, local_ttl_s: float = 5.0) -> RedisCache:
-        cache = create_cache(redis_url, namespace=namespace, clock=clock, local_ttl_s=local_ttl_s)
+    def make(
+        clock: FakeClock, *, local_ttl_s: float = 5.0, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> RedisCache:
+        cache = create_cache(
+            redis_url,
+            namespace=namespace,
+            clock=clock,
+            local_ttl_s=local_ttl_s,
+            max_bytes=max_bytes,
+        )
         assert isinstance(cache, RedisCache)
         made.append(cache)
         return cache
@@ -292,3 +300,22 @@ async def test_past_the_bound_of_pending_purges_every_shared_entry_goes_when_red
     assert await other.get_many(keys) == {}
     await one.aclose()
     await other.aclose()
+
+
+async def test_the_local_tier_holds_at_most_max_bytes_and_lets_expired_entries_go(
+    replica: MakeReplica,
+) -> None:
+    clock = FakeClock()
+    one, other = replica(clock, max_bytes=64 * 1024), replica(clock)
+    feed = await one.subscribe_purges()  # the local tier serves only while subscribed
+    values = {f"crm:{n:02}": "x" * 2000 for n in range(100)}
+    await other.set_many(values, ttl_s=10, stale_ttl_s=5)
+    assert len(await one.get_many(list(values))) == 100  # all served, from Redis
+    assert one.local is not None
+    assert 20 <= len(one.local) <= 25  # 64 KiB of entries of about 2.6 KB each
+    assert one.local.nbytes <= 64 * 1024
+    assert sorted(one.local.get_many(values)) == list(values)[-len(one.local) :]
+    clock.advance(6)  # past `local_ttl_s`, though nothing read them since
+    await one.set_many({"crm:new": 1}, ttl_s=10, stale_ttl_s=5)
+    assert len(one.local) == 1
+    await feed.aclose()
