@@ -5,52 +5,27 @@ before parsing, by `hub.schema.documents`.)"""
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
-from functools import lru_cache
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
 
-from graphql import DocumentNode, GraphQLSchema
+from graphql import DocumentNode
 from strawberry.extensions import SchemaExtension
 
 from hub.errors import CostTooExpensive, Throttled
-from hub.policy.cost import CostEstimate, CostPolicy, actual_cost, estimate_cost
-from hub.policy.limits import Shape, check_shape, measure
+from hub.policy.cost import CostEstimate, actual_cost, estimate_cost
+from hub.policy.limits import check_shape, measure
+from hub.schema.documents import Document
+
+T = TypeVar("T")
 
 
-@lru_cache(maxsize=1024)
-def _shape(document: DocumentNode, operation_name: str | None) -> Shape:
-    return measure(document, operation_name=operation_name)
-
-
-_ESTIMATES: OrderedDict[
-    tuple[int, int, str | None, str], tuple[DocumentNode, CostPolicy, CostEstimate]
-] = OrderedDict()
-_ESTIMATES_SIZE = 1024
-
-
-def _estimate(
-    schema: GraphQLSchema,
-    document: DocumentNode,
-    operation_name: str | None,
-    variables: dict[str, Any] | None,
-    policy: CostPolicy,
-) -> CostEstimate:
-    """`estimate_cost`, remembered per parsed document and variables: a dashboard that sends
-    the same operation again is costed once (documents come from the parser cache)."""
-    variables_key = json.dumps(variables, sort_keys=True, default=str)
-    key = (id(document), id(policy), operation_name, variables_key)
-    hit = _ESTIMATES.get(key)
-    if hit is not None and hit[0] is document and hit[1] is policy:
-        _ESTIMATES.move_to_end(key)
-        return hit[2]
-    estimate = estimate_cost(
-        schema, document, operation_name=operation_name, variables=variables, policy=policy
-    )
-    _ESTIMATES[key] = (document, policy, estimate)
-    if len(_ESTIMATES) > _ESTIMATES_SIZE:
-        _ESTIMATES.popitem(last=False)
-    return estimate
+def _kept(context: Any, document: DocumentNode, key: Any, make: Callable[[], T]) -> T:
+    """`make()`, kept with the request's parsed document when it is that document (so that
+    what is kept goes with the document cache's own entries), else made for this request."""
+    parsed: Document | None = getattr(context, "document", None)
+    if parsed is None or parsed.node is not document:
+        return make()
+    return parsed.kept(key, make)
 
 
 class QueryCost(SchemaExtension):
@@ -70,7 +45,11 @@ class QueryCost(SchemaExtension):
         document = self.execution_context.graphql_document
         if policy is not None and document is not None:
             limits = policy.limits_for(context.principal.roles)
-            check_shape(_shape(document, self.execution_context.operation_name), limits)
+            name = self.execution_context.operation_name
+            shape = _kept(
+                context, document, ("shape", name), lambda: measure(document, operation_name=name)
+            )
+            check_shape(shape, limits)
 
     async def on_validate(self) -> AsyncIterator[None]:
         yield
@@ -79,12 +58,18 @@ class QueryCost(SchemaExtension):
         document = self.execution_context.graphql_document
         if policy is None or document is None or self.execution_context.pre_execution_errors:
             return
-        estimate = _estimate(
-            self.execution_context.schema._schema,
+        schema = self.execution_context.schema._schema
+        name = self.execution_context.operation_name
+        variables = self.execution_context.variables
+        # Remembered per variables: a dashboard that sends the same operation again is costed once.
+        key = ("estimate", id(policy), name, json.dumps(variables, sort_keys=True, default=str))
+        estimate: CostEstimate = _kept(
+            context,
             document,
-            self.execution_context.operation_name,
-            self.execution_context.variables,
-            policy,
+            key,
+            lambda: estimate_cost(
+                schema, document, operation_name=name, variables=variables, policy=policy
+            ),
         )
         self.requested = estimate.total
         tier = policy.tier_for(context.principal.client_id)

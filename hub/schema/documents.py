@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from graphql import (
     ASTValidationRule,
@@ -33,6 +34,12 @@ from hub.policy.limits import check_token_count, count_tokens
 
 MAX_KEPT_TEXT_BYTES = 64 * 1024
 """Longer documents are parsed for their request only (a token may be a long string)."""
+MAX_KEPT_TOKENS = 100_000
+"""Tokens of all kept documents together: a parsed token takes about 600 bytes."""
+MAX_KEPT_PER_DOCUMENT = 64
+"""Values worked out of one document and kept with it (shapes, estimates per variables)."""
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -42,6 +49,21 @@ class Document:
     node: DocumentNode
     tokens: int
     errors: list[GraphQLError] | None = field(default=None)
+    _kept: OrderedDict[Any, Any] = field(default_factory=OrderedDict)
+
+    def kept(self, key: Any, make: Callable[[], T]) -> T:
+        """What `make` works out of this document (a shape, a cost estimate per variables),
+        made once per key; the least recently used go past `MAX_KEPT_PER_DOCUMENT` keys, and
+        all of them with the document."""
+        kept = self._kept
+        if key in kept:
+            kept.move_to_end(key)
+            value: T = kept[key]
+            return value
+        made = kept[key] = make()
+        if len(kept) > MAX_KEPT_PER_DOCUMENT:
+            kept.popitem(last=False)
+        return made
 
     def operation(self, name: str | None) -> OperationDefinitionNode | None:
         """The operation a request runs: the one named `name`, or the only one (the GraphQL
@@ -57,14 +79,21 @@ class Document:
 
 
 class DocumentCache:
-    """Parsed documents by the sha256 of their text, least recently used dropped first."""
+    """Parsed documents by the sha256 of their text, least recently used dropped first, at
+    most `max_entries` of them and `max_tokens` tokens together."""
 
-    def __init__(self, *, max_entries: int) -> None:
+    def __init__(self, *, max_entries: int, max_tokens: int = MAX_KEPT_TOKENS) -> None:
         self.max_entries = max_entries
+        self.max_tokens = max_tokens
         self._entries: OrderedDict[str, Document] = OrderedDict()
+        self._tokens = 0
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def tokens(self) -> int:
+        return self._tokens
 
     def parse(self, text: str, *, max_tokens: int) -> Document:
         """The document of `text`, refused with QUERY_TOO_COMPLEX past `max_tokens` tokens
@@ -79,8 +108,9 @@ class DocumentCache:
             document = Document(parse(text, max_tokens=max_tokens), tokens)
             if self.max_entries > 0 and len(text) <= MAX_KEPT_TEXT_BYTES:
                 self._entries[digest] = document
-                while len(self._entries) > self.max_entries:
-                    self._entries.popitem(last=False)
+                self._tokens += tokens
+                while len(self._entries) > self.max_entries or self._tokens > self.max_tokens:
+                    self._tokens -= self._entries.popitem(last=False)[1].tokens
         return _within(document, max_tokens)
 
     def prepare(self, text: str | None, *, max_tokens: int) -> Document | None:

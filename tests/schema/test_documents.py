@@ -12,7 +12,8 @@ from graphql import GraphQLSyntaxError
 from hub.errors import QueryTooComplex
 from hub.schema import documents
 from hub.schema.documents import MAX_KEPT_TEXT_BYTES, DocumentCache
-from tests.conftest import MakeToken
+from hub.settings import Settings
+from tests.conftest import MakeToken, running_app
 from tests.helpers import codes
 
 
@@ -121,3 +122,41 @@ async def test_several_operations_without_an_operation_name_run_none(
         headers={"Authorization": f"Bearer {token}"},
     )
     assert count.json()["data"]["campaigns"]["totalCount"] == 6
+
+
+def test_kept_documents_are_bounded_by_their_tokens_together() -> None:
+    cache = DocumentCache(max_entries=100, max_tokens=10_000)
+    for n in range(20):
+        cache.parse("{ " + f"f{n} " * 2_000 + "}", max_tokens=3000)
+    assert cache.tokens <= 10_000
+    assert len(cache) == 4
+
+
+async def test_many_large_distinct_documents_keep_only_what_the_document_cache_holds(
+    sqlite_settings: Settings, make_token: MakeToken
+) -> None:
+    settings = sqlite_settings.model_copy(update={"document_cache_size": 5})
+    token = make_token(roles=["analyst"], purpose="analytics")
+    async with running_app(settings) as (_app, client):
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for n in range(40):
+                spreads = " ".join(f"...V{n}x{i}" for i in range(90))
+                document = f"query Q{n} {{ me {{ {spreads} }} }} " + " ".join(
+                    f"fragment V{n}x{i} on Viewer {{ subject tenant roles }}" for i in range(90)
+                )
+                response = await client.post(
+                    "/graphql",
+                    json={"query": document, "operationName": f"Q{n}"},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                assert "errors" not in response.json()
+            del response
+            gc.collect()
+            kept = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+    # Each document parses to about half a megabyte; the cache keeps five of them.
+    assert kept < 8_000_000
