@@ -31,7 +31,7 @@ class HubSchema(Schema):
     def __init__(self, *args: Any, documents: DocumentCache | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("execution_context_class", HubExecutor)
         super().__init__(*args, **kwargs)
-        self.documents = documents or DocumentCache(max_entries=0)
+        self.documents = documents if documents is not None else DocumentCache(max_entries=0)
 
     async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
         """Strawberry's execute, then: error codes, field suggestions only for callers who may

@@ -8,6 +8,7 @@ import tracemalloc
 import httpx
 import pytest
 from graphql import GraphQLSyntaxError
+from strawberry.schema.schema import validate_document
 
 from hub.errors import QueryTooComplex
 from hub.schema import documents
@@ -160,3 +161,30 @@ async def test_many_large_distinct_documents_keep_only_what_the_document_cache_h
             tracemalloc.stop()
     # Each document parses to about half a megabyte; the cache keeps five of them.
     assert kept < 8_000_000
+
+
+async def test_a_document_sent_again_is_neither_parsed_nor_validated_again(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[str] = []
+    validated: list[object] = []
+    real_parse = documents.parse
+
+    def counting_parse(text: str, **options: object) -> object:
+        parsed.append(text)
+        return real_parse(text, **options)  # type: ignore[arg-type]
+
+    def counting_validate(*args: object) -> object:
+        validated.append(args)
+        return validate_document(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(documents, "parse", counting_parse)
+    monkeypatch.setattr("hub.schema.documents.validate_document", counting_validate)
+    for _ in range(3):
+        response = await sqlite_client.post(
+            "/graphql",
+            json={"query": "{ campaigns(first: 2) { totalCount } }"},
+            headers={"Authorization": f"Bearer {make_token()}"},
+        )
+        assert response.json()["data"]["campaigns"]["totalCount"] == 6
+    assert (len(parsed), len(validated)) == (1, 1)
