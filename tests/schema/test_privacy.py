@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from hub.erasure import ErasureRetrier
+from hub.schema.pagination import opaque
 from hub.settings import Settings
 from tests.conftest import MakeToken, running_app
 from tests.helpers import codes, gql
@@ -224,3 +225,15 @@ async def test_erasure_never_deletes_another_workspaces_crm_record(
     assert crm_entry["status"] == "NOT_SUPPORTED"
     assert "another workspace" in crm_entry["reason"]
     assert still_there.status_code == 200
+
+
+async def test_an_access_log_cursor_that_is_no_row_number_is_bad_user_input(
+    client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    contact_id = await _a_contact_with_consent(client, make_token)
+    dpo = make_token(roles=["dpo"], subject="dpo-1")
+    for text in ("v1:n:2147483648", "v1:n:\u00b2", "v1:n:" + "9" * 5000):
+        after = opaque(text)
+        _, payload = await gql(client, LOG, token=dpo, variables={"id": contact_id, "after": after})
+        assert codes(payload) == ["BAD_USER_INPUT"], (text, payload)
+        assert payload["errors"][0]["extensions"]["argument"] == "after"
