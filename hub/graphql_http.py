@@ -21,6 +21,7 @@ from hub.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from hub.text import invalid_text_at
 from hub.web.graphiql import graphiql_page
 
 logger = logging.getLogger("hub.http")
@@ -131,6 +132,14 @@ def _params(raw: dict[str, Any]) -> GraphQLParams:
         raise BadRequest("`extensions` must be a JSON object.")
     if query is None and not (extensions or {}).get("persistedQuery"):
         raise BadRequest("`query` is missing.")
+    # Variables are checked where they enter GraphQL (BAD_USER_INPUT, naming the variable).
+    for name, value in (
+        ("query", query),
+        ("operationName", operation_name),
+        ("extensions", extensions),
+    ):
+        if invalid_text_at(value) is not None:
+            raise BadRequest(f"`{name}` holds a lone surrogate, which is not valid Unicode text.")
     return GraphQLParams(query, operation_name, variables, extensions)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import httpx
 import pytest
@@ -215,3 +216,37 @@ async def test_deeply_nested_json_is_a_bad_request(sqlite_client: httpx.AsyncCli
     )
     assert response.status_code == 400
     assert codes(response.json()) == ["BAD_REQUEST"]
+
+
+PERSISTED = '"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "' + "0" * 64 + '"}}'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"query": "{ __typename } # \\ud800", ' + PERSISTED + "}",
+        '{"query": "{ __typename }", "operationName": "A\\udfff"}',
+        '{"query": "{ __typename }", "extensions": {"trace": ["\\ud800"]}}',
+    ],
+)
+async def test_a_lone_surrogate_outside_the_variables_is_a_bad_request(
+    sqlite_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, body: str
+) -> None:
+    response = await sqlite_client.post(
+        "/graphql", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert codes(response.json()) == ["BAD_REQUEST"]
+    assert "not valid Unicode" in response.json()["errors"][0]["message"]
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("literal", ['"\\ud800"', '"\\u{DFFF}"', '"\\udc00\\ud800"'])
+async def test_a_lone_surrogate_in_an_inline_literal_is_a_parse_failure(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken, literal: str
+) -> None:
+    query = f'mutation {{ createCampaign(input: {{name: {literal}, brand: "b"}}) {{ id }} }}'
+    _, payload = await gql(sqlite_client, query, token=make_token())
+    assert codes(payload) == ["GRAPHQL_PARSE_FAILED"], payload
+    _, after = await gql(sqlite_client, "{ campaigns { totalCount } }", token=make_token())
+    assert after["data"]["campaigns"]["totalCount"] == 6

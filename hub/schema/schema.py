@@ -17,6 +17,7 @@ from hub.audit import AuditEvent
 from hub.errors import BadUserInput, Forbidden, HubError, Unauthenticated
 from hub.schema.errors import coded
 from hub.schema.executor import HubExecutor
+from hub.text import invalid_text_at, printable
 
 logger = logging.getLogger("hub.errors")
 
@@ -34,7 +35,11 @@ class HubSchema(Schema):
     async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
         """Strawberry's execute, then: error codes, field suggestions only for callers who may
         introspect, one 401 for an anonymous caller who touched a guarded field, and the
-        request's denials on the audit trail."""
+        request's denials on the audit trail. Variables that hold no valid text are refused
+        before anything runs."""
+        invalid = _invalid_variables(kwargs.get("variable_values"))
+        if invalid is not None:
+            return ExecutionResult(data=None, errors=[invalid])
         result = await super().execute(*args, **kwargs)
         context = kwargs.get("context_value")
         if result.errors:
@@ -84,6 +89,20 @@ class HubSchema(Schema):
                 logger.error("unexpected error at %s", error.path, exc_info=original)
             elif original is None and error.path:
                 logger.error("unexpected error at %s: %s", error.path, error.message)
+
+
+def _invalid_variables(variables: Any) -> GraphQLError | None:
+    """BAD_USER_INPUT naming the first variable that holds a string UTF-8 cannot encode: the
+    one check every variable passes, whatever field or resolver it is meant for."""
+    path = invalid_text_at(variables)
+    if path is None:
+        return None
+    where = printable(path)
+    error = BadUserInput(
+        f"Variable `${where}` holds a lone surrogate, which is not valid Unicode text.",
+        variable=where,
+    )
+    return GraphQLError(error.message, original_error=error, extensions=error.extensions)
 
 
 def _without_suggestions(error: GraphQLError) -> GraphQLError:
