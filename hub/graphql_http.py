@@ -97,8 +97,10 @@ async def read_params(request: Request, *, max_body_bytes: int) -> GraphQLParams
 
 
 async def _body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = request.headers.get("content-length", "")
+    # ASCII digits only (`str.isdigit` takes "²", which `int` refuses); past 18 of them,
+    # larger than any limit (`int` refuses 4,300). Any other value: the stream is counted.
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
         raise PayloadTooLarge(f"The request body is larger than {limit} bytes.", limit=limit)
     chunks: list[bytes] = []
     size = 0

@@ -250,3 +250,15 @@ async def test_a_lone_surrogate_in_an_inline_literal_is_a_parse_failure(
     assert codes(payload) == ["GRAPHQL_PARSE_FAILED"], payload
     _, after = await gql(sqlite_client, "{ campaigns { totalCount } }", token=make_token())
     assert after["data"]["campaigns"]["totalCount"] == 6
+
+
+@pytest.mark.parametrize(("declared", "status"), [(b"\xb2", 200), (b"9" * 5000, 413)])
+async def test_a_content_length_that_is_no_number_is_no_server_error(
+    sqlite_client: httpx.AsyncClient, declared: bytes, status: int
+) -> None:
+    response = await sqlite_client.post(
+        "/graphql",
+        content=b'{"query": "{ __typename }"}',
+        headers={b"content-type": b"application/json", b"content-length": declared},
+    )
+    assert response.status_code == status
