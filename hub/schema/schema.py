@@ -22,7 +22,7 @@ from hub.text import invalid_text_at, printable
 logger = logging.getLogger("hub.errors")
 
 ENTITY_TYPES = frozenset({"Campaign", "Contact", "Influencer"})
-_SUGGESTION = re.compile(r" Did you mean .*\?$")
+_SUGGESTION = re.compile(r" Did you mean [^?]*\?")  # what it suggests are names: no "?"
 
 
 class HubSchema(Schema):
@@ -33,10 +33,10 @@ class HubSchema(Schema):
         super().__init__(*args, **kwargs)
 
     async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
-        """Strawberry's execute, then: error codes, field suggestions only for callers who may
-        introspect, one 401 for an anonymous caller who touched a guarded field, and the
-        request's denials on the audit trail. Variables that hold no valid text are refused
-        before anything runs."""
+        """Strawberry's execute, then: error codes, suggestions ("Did you mean …?") only for
+        callers who may introspect, one 401 for an anonymous caller who touched a guarded
+        field, and the request's denials on the audit trail. Variables that hold no valid
+        text are refused before anything runs."""
         invalid = _invalid_variables(kwargs.get("variable_values"))
         if invalid is not None:
             return ExecutionResult(data=None, errors=[invalid])
@@ -106,8 +106,8 @@ def _invalid_variables(variables: Any) -> GraphQLError | None:
 
 
 def _without_suggestions(error: GraphQLError) -> GraphQLError:
-    if (error.extensions or {}).get("code") != "GRAPHQL_VALIDATION_FAILED":
-        return error
+    """The error without graphql-core's "Did you mean …?", which it writes into validation
+    errors and variable errors alike, at the end of a message or inside it."""
     error.message = _SUGGESTION.sub("", error.message)
     return error
 

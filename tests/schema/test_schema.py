@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlmodel import SQLModel
@@ -61,3 +62,54 @@ async def _counts(store: Any) -> list[int]:
             int(await session.scalar(select(func.count()).select_from(table)) or 0)
             for table in tables
         ]
+
+
+PARTNER = {"roles": ["partner"], "scopes": ["campaigns:read", "influencers:read"]}
+
+
+@pytest.mark.parametrize(
+    ("document", "variables", "suggested", "hidden"),
+    [
+        (
+            "query ($s: CampaignStatus) { campaigns(status: $s) { totalCount } }",
+            {"s": "DRAF"},
+            "Did you mean the enum value 'DRAFT'?",
+            "Variable '$s' has invalid value: Value 'DRAF' does not exist in 'CampaignStatus' "
+            "enum.",
+        ),
+        (
+            "query ($f: InfluencerFilter) { influencers(filter: $f) { totalCount } }",
+            {"f": {"countr": "PL"}},
+            "Did you mean 'country'?",
+            "Variable '$f' has invalid value: Expected value of type 'InfluencerFilter' not to "
+            "include unknown field 'countr'. Found: {'countr': 'PL'}.",
+        ),
+        (
+            "query ($f: InfluencerFiltr) { influencers(filter: $f) { totalCount } }",
+            {},
+            "Did you mean 'InfluencerFilter', 'Influencer', or 'InfluencerEdge'?",
+            "Unknown type 'InfluencerFiltr'.",
+        ),
+        (
+            "{ campaigns(status: PAUSD) { totalCount } }",
+            {},
+            "Did you mean the enum value 'PAUSED'?",
+            "Value 'PAUSD' does not exist in 'CampaignStatus' enum.",
+        ),
+    ],
+)
+async def test_suggestions_in_any_error_are_hidden_from_callers_who_may_not_introspect(
+    sqlite_client: httpx.AsyncClient,
+    make_token: MakeToken,
+    document: str,
+    variables: dict[str, Any],
+    suggested: str,
+    hidden: str,
+) -> None:
+    _, manager = await gql(sqlite_client, document, token=make_token(), variables=variables)
+    _, partner = await gql(
+        sqlite_client, document, token=make_token(**PARTNER), variables=variables
+    )
+    assert suggested in manager["errors"][0]["message"]
+    assert [error["message"] for error in partner["errors"]] == [hidden]
+    assert codes(partner) == codes(manager)
