@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import GraphQLError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from hub.errors import (
     BadRequest,
+    ClientClosedRequest,
     HubError,
     MethodNotAllowed,
     NotAcceptable,
@@ -85,7 +86,10 @@ async def read_params(request: Request, *, max_body_bytes: int) -> GraphQLParams
         name, _, value = param.strip().partition("=")
         if name.lower() == "charset" and value.strip('"').lower() not in ("utf-8", "utf8"):
             raise UnsupportedMediaType("Send the request body encoded as utf-8.")
-    body = await _body(request, max_body_bytes)
+    try:
+        body = await _body(request, max_body_bytes)
+    except ClientDisconnect:
+        raise ClientClosedRequest() from None
     if not body:
         raise BadRequest("The request body is empty; send a JSON object with `query`.")
     document = _json(body, "body")

@@ -7,8 +7,10 @@ import logging
 
 import httpx
 import pytest
+from starlette.types import Message, Scope
 
-from tests.conftest import MakeToken
+from hub.settings import Settings
+from tests.conftest import MakeToken, running_app
 from tests.helpers import codes, gql
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -262,3 +264,41 @@ async def test_a_content_length_that_is_no_number_is_no_server_error(
         headers={b"content-type": b"application/json", b"content-length": declared},
     )
     assert response.status_code == status
+
+
+async def test_a_client_that_disconnects_mid_body_is_no_error_in_the_log(
+    sqlite_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = b'{"query": "{ __typename }"}'
+    messages: list[Message] = [
+        {"type": "http.request", "body": body[:10], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"27")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    async with running_app(sqlite_settings) as (app, _client):
+        await app(scope, receive, send)
+    assert [
+        record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING
+    ] == []
+    assert sent[0]["status"] == 499
