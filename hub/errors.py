@@ -3,6 +3,7 @@
     HubError                          INTERNAL_SERVER_ERROR (500, message masked)
     ├── RequestError                  HTTP-level refusals, before GraphQL runs
     │   ├── BadRequest                BAD_REQUEST (400): malformed JSON, missing query
+    │   ├── ClientClosedRequest       CLIENT_CLOSED_REQUEST (499): gone before the body ended
     │   ├── MethodNotAllowed          METHOD_NOT_ALLOWED (405)
     │   ├── NotAcceptable             NOT_ACCEPTABLE (406)
     │   ├── PayloadTooLarge           PAYLOAD_TOO_LARGE (413)
@@ -57,6 +58,15 @@ class RequestError(HubError):
 class BadRequest(RequestError):
     code = "BAD_REQUEST"
     default_message = "The request is malformed."
+
+
+class ClientClosedRequest(RequestError):
+    """The client disconnected before its request body ended: nobody reads the answer, and
+    nothing is wrong with the hub (499, as nginx logs it)."""
+
+    code = "CLIENT_CLOSED_REQUEST"
+    default_message = "The client closed the connection before the request body ended."
+    http_status = 499
 
 
 class MethodNotAllowed(RequestError):

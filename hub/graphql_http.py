@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import GraphQLError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from hub.errors import (
     BadRequest,
+    ClientClosedRequest,
     HubError,
     MethodNotAllowed,
     NotAcceptable,
@@ -24,6 +25,7 @@ from hub.errors import (
     RequestError,
     UnsupportedMediaType,
 )
+from hub.text import invalid_text_at
 from hub.web.graphiql import graphiql_page
 
 logger = logging.getLogger("hub.http")
@@ -87,7 +89,10 @@ async def read_params(request: Request, *, max_body_bytes: int) -> GraphQLParams
         name, _, value = param.strip().partition("=")
         if name.lower() == "charset" and value.strip('"').lower() not in ("utf-8", "utf8"):
             raise UnsupportedMediaType("Send the request body encoded as utf-8.")
-    body = await _body(request, max_body_bytes)
+    try:
+        body = await _body(request, max_body_bytes)
+    except ClientDisconnect:
+        raise ClientClosedRequest() from None
     if not body:
         raise BadRequest("The request body is empty; send a JSON object with `query`.")
     document = _json(body, "body")
@@ -99,8 +104,10 @@ async def read_params(request: Request, *, max_body_bytes: int) -> GraphQLParams
 
 
 async def _body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = request.headers.get("content-length", "")
+    # ASCII digits only (`str.isdigit` takes "²", which `int` refuses); past 18 of them,
+    # larger than any limit (`int` refuses 4,300). Any other value: the stream is counted.
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
         raise PayloadTooLarge(f"The request body is larger than {limit} bytes.", limit=limit)
     chunks: list[bytes] = []
     size = 0
@@ -134,6 +141,14 @@ def _params(raw: dict[str, Any]) -> GraphQLParams:
         raise BadRequest("`extensions` must be a JSON object.")
     if query is None and not (extensions or {}).get("persistedQuery"):
         raise BadRequest("`query` is missing.")
+    # Variables are checked where they enter GraphQL (BAD_USER_INPUT, naming the variable).
+    for name, value in (
+        ("query", query),
+        ("operationName", operation_name),
+        ("extensions", extensions),
+    ):
+        if invalid_text_at(value) is not None:
+            raise BadRequest(f"`{name}` holds a lone surrogate, which is not valid Unicode text.")
     return GraphQLParams(query, operation_name, variables, extensions)
 
 

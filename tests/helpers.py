@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -25,10 +26,12 @@ async def gql(
     headers = {"Accept": accept}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    headers["Content-Type"] = "application/json"
     body: dict[str, Any] = {"query": query}
     if variables is not None:
         body["variables"] = variables
-    response = await client.post("/graphql", json=body, headers=headers)
+    # ASCII JSON, as `json.dumps` writes it: lone surrogates travel as `\ud800` escapes.
+    response = await client.post("/graphql", content=json.dumps(body), headers=headers)
     payload: dict[str, Any] = response.json()
     return response.status_code, payload
 

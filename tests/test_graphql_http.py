@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import httpx
 import pytest
+from starlette.types import Message, Scope
 
-from tests.conftest import MakeToken
+from hub.settings import Settings
+from tests.conftest import MakeToken, running_app
 from tests.helpers import codes, gql
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -215,3 +218,87 @@ async def test_deeply_nested_json_is_a_bad_request(sqlite_client: httpx.AsyncCli
     )
     assert response.status_code == 400
     assert codes(response.json()) == ["BAD_REQUEST"]
+
+
+PERSISTED = '"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "' + "0" * 64 + '"}}'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"query": "{ __typename } # \\ud800", ' + PERSISTED + "}",
+        '{"query": "{ __typename }", "operationName": "A\\udfff"}',
+        '{"query": "{ __typename }", "extensions": {"trace": ["\\ud800"]}}',
+    ],
+)
+async def test_a_lone_surrogate_outside_the_variables_is_a_bad_request(
+    sqlite_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, body: str
+) -> None:
+    response = await sqlite_client.post(
+        "/graphql", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert codes(response.json()) == ["BAD_REQUEST"]
+    assert "not valid Unicode" in response.json()["errors"][0]["message"]
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("literal", ['"\\ud800"', '"\\u{DFFF}"', '"\\udc00\\ud800"'])
+async def test_a_lone_surrogate_in_an_inline_literal_is_a_parse_failure(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken, literal: str
+) -> None:
+    query = f'mutation {{ createCampaign(input: {{name: {literal}, brand: "b"}}) {{ id }} }}'
+    _, payload = await gql(sqlite_client, query, token=make_token())
+    assert codes(payload) == ["GRAPHQL_PARSE_FAILED"], payload
+    _, after = await gql(sqlite_client, "{ campaigns { totalCount } }", token=make_token())
+    assert after["data"]["campaigns"]["totalCount"] == 6
+
+
+@pytest.mark.parametrize(("declared", "status"), [(b"\xb2", 200), (b"9" * 5000, 413)])
+async def test_a_content_length_that_is_no_number_is_no_server_error(
+    sqlite_client: httpx.AsyncClient, declared: bytes, status: int
+) -> None:
+    response = await sqlite_client.post(
+        "/graphql",
+        content=b'{"query": "{ __typename }"}',
+        headers={b"content-type": b"application/json", b"content-length": declared},
+    )
+    assert response.status_code == status
+
+
+async def test_a_client_that_disconnects_mid_body_is_no_error_in_the_log(
+    sqlite_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = b'{"query": "{ __typename }"}'
+    messages: list[Message] = [
+        {"type": "http.request", "body": body[:10], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"27")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    async with running_app(sqlite_settings) as (app, _client):
+        await app(scope, receive, send)
+    assert [
+        record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING
+    ] == []
+    assert sent[0]["status"] == 499

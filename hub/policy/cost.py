@@ -90,6 +90,8 @@ class _Walk:
     plans: dict[tuple[int, str, str | None], list[_Step]] = dataclasses.field(default_factory=dict)
     """What `_actual` reads of a selection set, worked out once per set and type: a list
     repeats the same selection for each of its items."""
+    aliased: dict[int, bool] = dataclasses.field(default_factory=dict)
+    """Per selection set on an abstract type: whether a field answers under `__typename`."""
 
 
 _Step = tuple[str, int, SelectionSetNode | None, GraphQLNamedType]
@@ -222,7 +224,8 @@ def _actual(
     walk: _Walk, selection_set: SelectionSetNode, parent: GraphQLNamedType, value: Mapping[str, Any]
 ) -> int:
     total = 0
-    for key, weight, inner, named in _plan(walk, selection_set, parent, value.get("__typename")):
+    typename = _typename(walk, selection_set, parent, value)
+    for key, weight, inner, named in _plan(walk, selection_set, parent, typename):
         if key not in value:
             continue
         total += weight
@@ -230,6 +233,42 @@ def _actual(
             for item in _objects(value[key]):
                 total += _actual(walk, inner, named, item)
     return total
+
+
+def _typename(
+    walk: _Walk, selection_set: SelectionSetNode, parent: GraphQLNamedType, value: Mapping[str, Any]
+) -> str | None:
+    """The type of `value`: `parent` when that is an object type; else what `__typename`
+    says, unless a caller's field answers under that key (`__typename: name`)."""
+    if isinstance(parent, GraphQLObjectType):
+        return parent.name
+    typename = value.get("__typename")
+    if not isinstance(typename, str):
+        return None
+    key = id(selection_set)
+    if key not in walk.aliased:
+        walk.aliased[key] = _aliases_typename(walk, selection_set, frozenset())
+    return None if walk.aliased[key] else typename
+
+
+def _aliases_typename(
+    walk: _Walk, selection_set: SelectionSetNode, expanding: frozenset[str]
+) -> bool:
+    for selection in selection_set.selections:
+        inner, seen = None, expanding
+        if isinstance(selection, FieldNode):
+            alias = selection.alias.value if selection.alias else None
+            if alias == "__typename" and selection.name.value != "__typename":
+                return True
+        elif isinstance(selection, InlineFragmentNode):
+            inner = selection.selection_set
+        elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in expanding:
+            fragment = walk.fragments.get(selection.name.value)
+            inner = None if fragment is None else fragment.selection_set
+            seen = expanding | {selection.name.value}
+        if inner is not None and _aliases_typename(walk, inner, seen):
+            return True
+    return False
 
 
 def _plan(

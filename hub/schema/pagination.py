@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -17,6 +18,8 @@ NodeT = TypeVar("NodeT")
 RowT = TypeVar("RowT")
 
 _CURSOR_PREFIX = "v1:"
+_ROW_NUMBER = re.compile(r"[0-9]{1,10}")
+_MAX_ROW_NUMBER = 2**31 - 1  # the store's integer ids are 32-bit
 
 
 @strawberry.type
@@ -145,6 +148,12 @@ def decode_number_cursor(cursor: str | None) -> int | None:
         return None
     text = unwrap(cursor)
     number = text.removeprefix(_CURSOR_PREFIX + "n:")
-    if not text.startswith(_CURSOR_PREFIX + "n:") or not number.isdigit():
+    # ASCII digits only (`str.isdigit` takes "²", which `int` refuses), and no more than a
+    # row number can hold (`int` refuses 4,300 digits; the store's column, 2**31).
+    if (
+        not text.startswith(_CURSOR_PREFIX + "n:")
+        or not _ROW_NUMBER.fullmatch(number)
+        or int(number) > _MAX_ROW_NUMBER
+    ):
         raise BadUserInput("`after` is not a valid cursor.", argument="after")
     return int(number)

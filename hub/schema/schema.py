@@ -18,11 +18,12 @@ from hub.errors import BadUserInput, Forbidden, HubError, Unauthenticated
 from hub.schema.documents import DocumentCache
 from hub.schema.errors import coded
 from hub.schema.executor import HubExecutor
+from hub.text import invalid_text_at, printable
 
 logger = logging.getLogger("hub.errors")
 
 ENTITY_TYPES = frozenset({"Campaign", "Contact", "Influencer"})
-_SUGGESTION = re.compile(r" Did you mean .*\?$")
+_SUGGESTION = re.compile(r" Did you mean [^?]*\?")  # what it suggests are names: no "?"
 
 
 class HubSchema(Schema):
@@ -34,9 +35,13 @@ class HubSchema(Schema):
         self.documents = documents if documents is not None else DocumentCache(max_entries=0)
 
     async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
-        """Strawberry's execute, then: error codes, field suggestions only for callers who may
-        introspect, one 401 for an anonymous caller who touched a guarded field, and the
-        request's denials on the audit trail."""
+        """Strawberry's execute, then: error codes, suggestions ("Did you mean …?") only for
+        callers who may introspect, one 401 for an anonymous caller who touched a guarded
+        field, and the request's denials on the audit trail. Variables that hold no valid
+        text are refused before anything runs."""
+        invalid = _invalid_variables(kwargs.get("variable_values"))
+        if invalid is not None:
+            return ExecutionResult(data=None, errors=[invalid])
         result = await super().execute(*args, **kwargs)
         context = kwargs.get("context_value")
         if result.errors:
@@ -88,9 +93,23 @@ class HubSchema(Schema):
                 logger.error("unexpected error at %s: %s", error.path, error.message)
 
 
+def _invalid_variables(variables: Any) -> GraphQLError | None:
+    """BAD_USER_INPUT naming the first variable that holds a string UTF-8 cannot encode: the
+    one check every variable passes, whatever field or resolver it is meant for."""
+    path = invalid_text_at(variables)
+    if path is None:
+        return None
+    where = printable(path)
+    error = BadUserInput(
+        f"Variable `${where}` holds a lone surrogate, which is not valid Unicode text.",
+        variable=where,
+    )
+    return GraphQLError(error.message, original_error=error, extensions=error.extensions)
+
+
 def _without_suggestions(error: GraphQLError) -> GraphQLError:
-    if (error.extensions or {}).get("code") != "GRAPHQL_VALIDATION_FAILED":
-        return error
+    """The error without graphql-core's "Did you mean …?", which it writes into validation
+    errors and variable errors alike, at the end of a message or inside it."""
     error.message = _SUGGESTION.sub("", error.message)
     return error
 

@@ -261,6 +261,36 @@ def test_actual_cost_counts_what_came_back(
     assert result == actual
 
 
+@pytest.mark.parametrize(
+    ("query", "data", "actual"),
+    [
+        # A field aliased `__typename` says nothing about the type of what holds it.
+        ("{ __typename: me { subject } }", {"__typename": {"subject": "x"}}, 1),
+        (
+            "{ influencers(first: 5) { edges { node { __typename: handle "
+            "... on Influencer { accounts { id } } } } } }",
+            {"influencers": {"edges": [{"node": {"__typename": "x", "accounts": []}}] * 2}},
+            1 + 1 + 2 * (1 + 1),
+        ),
+        # A campaign named "Influencer" is still costed as the campaign it is.
+        (
+            """query ($r: [_Any!]!) { _entities(representations: $r) {
+              ... on Campaign { __typename: name budget { amount } }
+              ... on Influencer { __typename handle accounts { id } } } }""",
+            {"_entities": [{"__typename": "Influencer", "budget": {"amount": "1"}}]},
+            1 + 2,
+        ),
+    ],
+)
+def test_a_field_aliased_typename_is_not_read_as_the_type(
+    query: str, data: dict[str, Any], actual: int
+) -> None:
+    result = actual_cost(
+        SCHEMA, parse(query), operation_name=None, variables={"r": [{}]}, data=data, policy=POLICY
+    )
+    assert result == actual
+
+
 def test_a_short_page_refunds_the_rows_that_did_not_come() -> None:
     document = parse(PAGE)
     estimated = estimate_cost(SCHEMA, document, operation_name=None, variables={}, policy=POLICY)

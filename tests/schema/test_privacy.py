@@ -13,6 +13,7 @@ import httpx
 from hub.erasure import ErasureRetrier
 from hub.resolvers.privacy import EXPORTED
 from hub.schema.access import schema_coordinates
+from hub.schema.pagination import opaque
 from hub.schema.root import build_schema
 from hub.settings import Settings
 from tests.conftest import ROOT, MakeToken, running_app
@@ -312,3 +313,15 @@ async def test_the_export_is_refused_while_the_audit_trail_cannot_keep_its_event
         await hub.audit.flush()
         _, exported = await gql(client, query, token=dpo)
     assert exported["data"]["exportContactData"]["contact"]["id"] == contact_id
+
+
+async def test_an_access_log_cursor_that_is_no_row_number_is_bad_user_input(
+    client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    contact_id = await _a_contact_with_consent(client, make_token)
+    dpo = make_token(roles=["dpo"], subject="dpo-1")
+    for text in ("v1:n:2147483648", "v1:n:\u00b2", "v1:n:" + "9" * 5000):
+        after = opaque(text)
+        _, payload = await gql(client, LOG, token=dpo, variables={"id": contact_id, "after": after})
+        assert codes(payload) == ["BAD_USER_INPUT"], (text, payload)
+        assert payload["errors"][0]["extensions"]["argument"] == "after"

@@ -20,6 +20,7 @@ NOW_S = 1_700_000_000.0
         (formatdate(NOW_S + 7, usegmt=True), 7.0),
         (formatdate(NOW_S - 30, usegmt=True), 0.0),
         ("soon", None),
+        ("\u00b2", None),  # a digit to `str.isdigit`, not to `float`
         ("-1", None),
         ("", None),
         (None, None),
