@@ -90,7 +90,7 @@ def response_hits(hub: Any) -> float:
     counter = hub.metrics.counter(
         "hub_response_cache_lookups_total", "Response cache lookups by result.", ("result",)
     )
-    return counter.value("hit")
+    return float(counter.value("hit"))
 
 
 async def ask(client: httpx.AsyncClient, token: str, campaign_id: str) -> tuple[float, float]:
