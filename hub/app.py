@@ -30,6 +30,8 @@ from hub.audit import AuditLog
 from hub.auth import Authenticator
 from hub.budget import Bucket, create_bucket
 from hub.context import Context
+from hub.engine.batches import BATCHES
+from hub.engine.fallback import QueryEngine
 from hub.erasure import ErasureRetrier
 from hub.errors import BadRequest, HubError, MethodNotAllowed
 from hub.idempotency import (
@@ -89,6 +91,7 @@ class Hub:
     metrics: Metrics = field(default_factory=Metrics)
     upstreams: Upstreams | None = None
     responses: ResponseCache | None = None
+    query_engine: QueryEngine | None = None
 
 
 def create_app(
@@ -151,6 +154,9 @@ def create_app(
                 cache=upstreams.cache,
                 metrics=upstreams.metrics,
                 upstreams=upstreams,
+                query_engine=QueryEngine(batches=BATCHES, metrics=upstreams.metrics)
+                if settings.engine_enabled
+                else None,
                 responses=None
                 if settings.response_cache_ttl_s == 0
                 else ResponseCache(
@@ -289,6 +295,7 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
             answer_key=None
             if hub.responses is None or query is None
             else hub.responses.key(principal, query, params.operation_name, params.variables),
+            query_engine=hub.query_engine,
             client_address=graphql_http.client_address(request, hub.settings.trusted_proxies)
             if principal.is_anonymous
             else None,

@@ -10,6 +10,7 @@ from functools import cached_property
 from hub.audit import AuditLog
 from hub.auth import Principal
 from hub.budget import Bucket
+from hub.engine.fallback import QueryEngine
 from hub.errors import Forbidden
 from hub.idempotency import Claim
 from hub.loaders import Loaders
@@ -57,6 +58,8 @@ class Context:
     """The request's parsed document, once the HTTP layer has it."""
     idempotency: Claim | None = None
     """The request's `Idempotency-Key`, taken when its mutation is about to run."""
+    query_engine: QueryEngine | None = None
+    """The planned executor; None runs every operation on graphql-core's."""
 
     @property
     def budget_key(self) -> str:

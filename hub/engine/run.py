@@ -1,0 +1,308 @@
+"""Running a plan: one level at a time, each field for all its parent objects at once.
+
+The answer is built in place: an object's dict or a list is put where it belongs before its
+contents are filled, and an error in a non-null position nulls the nearest nullable
+position above it, as graphql-core does (its `CollectedErrors` keeps the same record of
+nulled positions, so that an error below one is not reported again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import GraphQLError, Undefined, located_error
+from graphql.execution.executor import Executor, invalid_return_type_error
+from graphql.execution.values import get_argument_values
+from graphql.pyutils import Path, inspect, is_iterable
+
+from hub.engine.plan import Kind, Plan, Selection, Shape, Step
+
+
+@dataclass(slots=True)
+class Batch:
+    """What a batch resolver is given: every parent of a level, the field's arguments
+    (coerced once) and the request's context. It answers one value per parent, in order;
+    a value may be an exception, which becomes that parent's field error."""
+
+    context: Any
+    parents: list[Any]
+    arguments: dict[str, Any]
+    step: Step
+
+
+BatchResolver = Callable[[Batch], Awaitable[list[Any]]]
+
+
+class Slot:
+    """A position of the answer: where a value goes, and what an error there nulls."""
+
+    __slots__ = ("container", "key", "nullable", "owner", "path")
+
+    def __init__(
+        self, container: Any, key: str | int, path: Path | None, nullable: bool, owner: Slot | None
+    ) -> None:
+        self.container = container
+        self.key = key
+        self.path = path
+        self.nullable = nullable
+        self.owner = owner
+
+
+class Node:
+    """An object of a level: its source value, its answer, and where that answer sits."""
+
+    __slots__ = ("data", "slot", "value")
+
+    def __init__(self, value: Any, data: dict[str, Any], slot: Slot) -> None:
+        self.value = value
+        self.data = data
+        self.slot = slot
+
+
+Buckets = dict[Selection, list[Node]]
+
+
+class Run:
+    """One request's execution of a plan, on the graphql-core executor it stands in for."""
+
+    def __init__(self, executor: Executor[Any], plan: Plan) -> None:
+        self.executor = executor
+        self.plan = plan
+        self.errors = executor.collected_errors
+        self.context = executor.context_value
+        self.data: dict[str, Any] | None = None
+
+    async def execute(self) -> Any:
+        root = self.plan.root
+        self.data = data = dict.fromkeys(root.keys)
+        slot = Slot(self, "data", None, False, None)
+        await self._select(root, [Node(self.executor.root_value, data, slot)])
+        return self.executor.build_response(self.data)
+
+    # -- levels -------------------------------------------------------------------------
+
+    async def _select(self, selection: Selection, nodes: list[Node]) -> None:
+        """Fill every step of `selection` for `nodes`; then the next levels, concurrently."""
+        nested: list[Awaitable[None]] = []
+        for step in selection.steps:
+            live = [node for node in nodes if not self.errors.has_nulled_position(node.slot.path)]
+            if not live:
+                return
+            kind = step.kind
+            if kind is Kind.TYPENAME:
+                name = step.parent_type.name
+                for node in live:
+                    node.data[step.key] = name
+            elif kind is Kind.ATTRIBUTE:
+                buckets: Buckets = {}
+                attribute = step.attribute
+                for node in live:
+                    try:
+                        value = getattr(node.value, attribute)
+                    except Exception as error:
+                        value = error
+                    self._complete(step, step.shape, self._field_slot(step, node), value, buckets)
+                nested.extend(self._select(s, n) for s, n in buckets.items())
+            else:
+                nested.append(self._resolve(step, live))
+        if nested:
+            await _gather(nested)
+
+    async def _resolve(self, step: Step, nodes: list[Node]) -> None:
+        """A field that needs its resolver, its batch resolver or a refusal, for `nodes`."""
+        slots = [self._field_slot(step, node) for node in nodes]
+        try:
+            values = await self._values(step, nodes, slots)
+        except Exception as error:
+            values = [error] * len(nodes)
+        buckets: Buckets = {}
+        for slot, value in zip(slots, values, strict=True):
+            self._complete(step, step.shape, slot, value, buckets)
+        if buckets:
+            await _gather([self._select(s, n) for s, n in buckets.items()])
+
+    async def _values(self, step: Step, nodes: list[Node], slots: list[Slot]) -> list[Any]:
+        if step.kind is Kind.DENIED:
+            return [self._refusal(step) for _ in nodes]
+        arguments = self._arguments(step)
+        if step.kind is Kind.BATCH:
+            parents = [node.value for node in nodes]
+            values: list[Any] = await step.batch(Batch(self.context, parents, arguments, step))
+            return values
+        executor = self.executor
+        field = step.field
+        assert field is not None
+        resolve = field.resolve or executor.field_resolver
+        is_awaitable = executor.is_awaitable
+        results: list[Any] = []
+        waiting: list[int] = []
+        for node, slot in zip(nodes, slots, strict=True):
+            assert slot.path is not None
+            info = executor.build_resolve_info(field, step.nodes, step.parent_type, slot.path)
+            try:
+                result = resolve(node.value, info, **arguments)
+            except Exception as error:
+                result = error
+            if is_awaitable(result):
+                waiting.append(len(results))
+            results.append(result)
+        if waiting:
+            settled = await _settle([results[i] for i in waiting])
+            for index, value in zip(waiting, settled, strict=True):
+                results[index] = value
+        if step.shape.item is not None:
+            # A resolver may answer a list of awaitables (federation's `_entities` does).
+            for index, value in enumerate(results):
+                if isinstance(value, list) and any(is_awaitable(item) for item in value):
+                    results[index] = await _settle_items(value, is_awaitable)
+        return results
+
+    def _arguments(self, step: Step) -> dict[str, Any]:
+        if not step.has_arguments:
+            return {}
+        assert step.field is not None
+        executor = self.executor
+        return get_argument_values(
+            step.field,
+            step.nodes[0],
+            executor.variable_values,
+            step.details[0].fragment_variable_values,
+            executor.hide_suggestions,
+        )
+
+    def _refusal(self, step: Step) -> Exception:
+        from hub.schema.access import refusal
+
+        return refusal(self.context, (step.parent_type.name, step.nodes[0].name.value))
+
+    # -- completion ---------------------------------------------------------------------
+
+    def _field_slot(self, step: Step, node: Node) -> Slot:
+        path = Path(node.slot.path, step.key, step.parent_type.name)
+        return Slot(node.data, step.key, path, step.shape.nullable, node.slot)
+
+    def _complete(self, step: Step, shape: Shape, slot: Slot, value: Any, buckets: Buckets) -> None:
+        """Put `value`, completed as `shape` says, at `slot`; objects go to `buckets` for
+        the next level. An error nulls the nearest nullable position."""
+        try:
+            if isinstance(value, Exception):
+                raise value
+            if value is None or value is Undefined:
+                if not shape.nullable:
+                    raise TypeError(
+                        "Cannot return null for non-nullable field "
+                        f"{step.parent_type.name}.{step.nodes[0].name.value}."
+                    )
+                slot.container[slot.key] = None
+                return
+            if shape.leaf is not None:
+                coerced = shape.leaf(value)
+                if coerced is Undefined or coerced is None:
+                    raise TypeError(
+                        f"Expected `{inspect(_named(shape))}.coerce_output_value("
+                        f"{inspect(value)})` to return non-nullable value, returned:"
+                        f" {inspect(coerced)}"
+                    )
+                slot.container[slot.key] = coerced
+            elif shape.item is not None:
+                self._complete_list(step, shape, slot, value, buckets)
+            else:
+                self._complete_object(step, shape, slot, value, buckets)
+        except Exception as raw_error:
+            self._fail(step, slot, raw_error)
+
+    def _complete_list(
+        self, step: Step, shape: Shape, slot: Slot, value: Any, buckets: Buckets
+    ) -> None:
+        if not is_iterable(value):
+            raise GraphQLError(
+                "Expected Iterable, but did not find one for field "
+                f"'{step.parent_type.name}.{step.nodes[0].name.value}'."
+            )
+        item_shape = shape.item
+        assert item_shape is not None
+        items: list[Any] = []
+        slot.container[slot.key] = items
+        path = slot.path
+        for index, item in enumerate(value):
+            items.append(None)
+            item_slot = Slot(items, index, Path(path, index, None), item_shape.nullable, slot)
+            self._complete(step, item_shape, item_slot, item, buckets)
+
+    def _complete_object(
+        self, step: Step, shape: Shape, slot: Slot, value: Any, buckets: Buckets
+    ) -> None:
+        selection = shape.selection
+        if selection is None:
+            selection = self._runtime_selection(step, shape, slot, value)
+        type_ = selection.type
+        if type_.is_type_of is not None and not type_.is_type_of(value, self._info(step, slot)):
+            raise invalid_return_type_error(type_, value, step.details)
+        data = dict.fromkeys(selection.keys)
+        slot.container[slot.key] = data
+        buckets.setdefault(selection, []).append(Node(value, data, slot))
+
+    def _runtime_selection(self, step: Step, shape: Shape, slot: Slot, value: Any) -> Selection:
+        """The selection of the object type an abstract-typed value resolves to."""
+        abstract = _named(shape)
+        executor = self.executor
+        info = self._info(step, slot)
+        resolve_type = getattr(abstract, "resolve_type", None) or executor.type_resolver
+        runtime = resolve_type(value, info, abstract)
+        if executor.is_awaitable(runtime):  # pragma: no cover - no such type in the schema
+            raise TypeError("An abstract type resolved its type asynchronously.")
+        selections = shape.selections or {}
+        type_ = executor.ensure_valid_runtime_type(runtime, abstract, step.details, info, value)
+        return selections[type_.name]
+
+    def _info(self, step: Step, slot: Slot) -> Any:
+        assert step.field is not None and slot.path is not None
+        return self.executor.build_resolve_info(step.field, step.nodes, step.parent_type, slot.path)
+
+    def _fail(self, step: Step, slot: Slot, raw_error: Exception) -> None:
+        assert slot.path is not None
+        error = located_error(raw_error, step.nodes, slot.path.as_list())
+        position: Slot | None = slot
+        while position is not None and not position.nullable:
+            position = position.owner
+        if position is None:
+            self.errors.add(error, None)
+            self.data = None
+            return
+        self.errors.add(error, position.path)
+        position.container[position.key] = None
+
+
+def _named(shape: Shape) -> Any:
+    type_: Any = shape.type
+    while hasattr(type_, "of_type"):
+        type_ = type_.of_type
+    return type_
+
+
+async def _settle(awaitables: list[Any]) -> list[Any]:
+    """Their values, an exception standing for each that failed; cancellation goes on."""
+    settled = await asyncio.gather(*awaitables, return_exceptions=True)
+    for value in settled:
+        if isinstance(value, BaseException) and not isinstance(value, Exception):
+            raise value
+    return settled
+
+
+async def _settle_items(items: list[Any], is_awaitable: Callable[[Any], bool]) -> list[Any]:
+    waiting = [index for index, item in enumerate(items) if is_awaitable(item)]
+    settled = await _settle([items[index] for index in waiting])
+    values = list(items)
+    for index, value in zip(waiting, settled, strict=True):
+        values[index] = value
+    return values
+
+
+async def _gather(awaitables: list[Awaitable[None]]) -> None:
+    if len(awaitables) == 1:
+        await awaitables[0]
+    else:
+        await asyncio.gather(*awaitables)
