@@ -18,6 +18,9 @@ from hub.settings import Settings
 from tests.conftest import SENT, SentQuery, running_app
 
 INTROSPECTION = ("__schema", "__type")
+CHANGING = ("personalDataAccessLog", "exportContactData", "erasureReport")
+"""Fields that read what every read changes (the access log grows with each): two runs of
+them cannot agree, whichever executor runs them."""
 
 
 @dataclass(frozen=True)
@@ -98,9 +101,8 @@ def is_plain_query(text: str) -> bool:
     except Exception:
         return False
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    return (
-        all(o.operation is OperationType.QUERY for o in operations)
-        and not any(name in text for name in INTROSPECTION)
+    return all(o.operation is OperationType.QUERY for o in operations) and not any(
+        name in text for name in (*INTROSPECTION, *CHANGING)
     )
 
 
@@ -116,7 +118,7 @@ async def test_every_query_the_suite_sends_answers_the_same_on_both_executors(
         for query in sent:
             planned, reference, fallbacks = await both_ways(app, client, query)
             if planned != reference or fallbacks:
-                differences.append(f"{query.query[:200]!r}: {planned} != {reference}")
+                differences.append(f"{query.query[:200]!r}:\n  {planned}\n  {reference}"[:2000])
     assert differences == [], f"{len(differences)} of {len(sent)} differ:\n" + "\n".join(
         differences[:5]
     )
