@@ -37,18 +37,31 @@ BatchResolver = Callable[[Batch], Awaitable[list[Any]]]
 
 
 class Slot:
-    """A position of the answer: where a value goes, and what an error there nulls."""
+    """A position of the answer: where a value goes, and what an error there nulls. Its
+    path is made only when asked for (an error, a resolver's info)."""
 
-    __slots__ = ("container", "key", "nullable", "owner", "path")
+    __slots__ = ("_path", "container", "key", "nullable", "owner", "typename")
 
     def __init__(
-        self, container: Any, key: str | int, path: Path | None, nullable: bool, owner: Slot | None
+        self,
+        container: Any,
+        key: str | int,
+        nullable: bool,
+        owner: Slot | None,
+        typename: str | None = None,
     ) -> None:
         self.container = container
         self.key = key
-        self.path = path
         self.nullable = nullable
         self.owner = owner
+        self.typename = typename
+        self._path: Path | None = None
+
+    @property
+    def path(self) -> Path | None:
+        if self._path is None and self.owner is not None:
+            self._path = Path(self.owner.path, self.key, self.typename)
+        return self._path
 
 
 class Node:
@@ -78,7 +91,7 @@ class Run:
     async def execute(self) -> Any:
         root = self.plan.root
         self.data = data = dict.fromkeys(root.keys)
-        slot = Slot(self, "data", None, False, None)
+        slot = Slot(self, "data", False, None)
         await self._select(root, [Node(self.executor.root_value, data, slot)])
         return self.executor.build_response(self.data)
 
@@ -88,28 +101,64 @@ class Run:
         """Fill every step of `selection` for `nodes`; then the next levels, concurrently."""
         nested: list[Awaitable[None]] = []
         for step in selection.steps:
-            live = [node for node in nodes if not self.errors.has_nulled_position(node.slot.path)]
+            live = self._live(nodes)
             if not live:
                 return
             kind = step.kind
             if kind is Kind.TYPENAME:
                 name = step.parent_type.name
+                key = step.key
                 for node in live:
-                    node.data[step.key] = name
+                    node.data[key] = name
             elif kind is Kind.ATTRIBUTE:
                 buckets: Buckets = {}
-                attribute = step.attribute
-                for node in live:
-                    try:
-                        value = getattr(node.value, attribute)
-                    except Exception as error:
-                        value = error
-                    self._complete(step, step.shape, self._field_slot(step, node), value, buckets)
+                if step.shape.leaf is not None:
+                    self._leaves(step, live)
+                else:
+                    attribute = step.attribute
+                    for node in live:
+                        try:
+                            value = getattr(node.value, attribute)
+                        except Exception as error:
+                            value = error
+                        self._complete(
+                            step, step.shape, self._field_slot(step, node), value, buckets
+                        )
                 nested.extend(self._select(s, n) for s, n in buckets.items())
             else:
                 nested.append(self._resolve(step, live))
         if nested:
             await _gather(nested)
+
+    def _live(self, nodes: list[Node]) -> list[Node]:
+        """The nodes no error has nulled (all of them while there is no error at all)."""
+        errors = self.errors
+        if not errors.errors:
+            return nodes
+        return [node for node in nodes if not errors.has_nulled_position(node.slot.path)]
+
+    def _leaves(self, step: Step, nodes: list[Node]) -> None:
+        """An attribute holding a scalar or enum, for every node: read and coerced in one
+        loop; anything out of the ordinary takes `_complete`, which raises it at its path."""
+        attribute, key = step.attribute, step.key
+        shape = step.shape
+        leaf, nullable = shape.leaf, shape.nullable
+        assert leaf is not None
+        for node in nodes:
+            try:
+                value = getattr(node.value, attribute)
+                if value is None:
+                    if nullable:
+                        node.data[key] = None
+                        continue
+                else:
+                    coerced = leaf(value)
+                    if coerced is not None and coerced is not Undefined:
+                        node.data[key] = coerced
+                        continue
+            except Exception as error:
+                value = error
+            self._complete(step, shape, self._field_slot(step, node), value, {})
 
     async def _resolve(self, step: Step, nodes: list[Node]) -> None:
         """A field that needs its resolver, its batch resolver or a refusal, for `nodes`."""
@@ -140,8 +189,9 @@ class Run:
         results: list[Any] = []
         waiting: list[int] = []
         for node, slot in zip(nodes, slots, strict=True):
-            assert slot.path is not None
-            info = executor.build_resolve_info(field, step.nodes, step.parent_type, slot.path)
+            path = slot.path
+            assert path is not None
+            info = executor.build_resolve_info(field, step.nodes, step.parent_type, path)
             try:
                 result = resolve(node.value, info, **arguments)
             except Exception as error:
@@ -181,8 +231,7 @@ class Run:
     # -- completion ---------------------------------------------------------------------
 
     def _field_slot(self, step: Step, node: Node) -> Slot:
-        path = Path(node.slot.path, step.key, step.parent_type.name)
-        return Slot(node.data, step.key, path, step.shape.nullable, node.slot)
+        return Slot(node.data, step.key, step.shape.nullable, node.slot, step.parent_type.name)
 
     def _complete(self, step: Step, shape: Shape, slot: Slot, value: Any, buckets: Buckets) -> None:
         """Put `value`, completed as `shape` says, at `slot`; objects go to `buckets` for
@@ -226,11 +275,19 @@ class Run:
         assert item_shape is not None
         items: list[Any] = []
         slot.container[slot.key] = items
-        path = slot.path
+        nullable = item_shape.nullable
+        leaf = item_shape.leaf
         for index, item in enumerate(value):
+            if leaf is not None and item is not None:
+                try:
+                    coerced = leaf(item)
+                    if coerced is not None and coerced is not Undefined:
+                        items.append(coerced)
+                        continue
+                except Exception:
+                    pass
             items.append(None)
-            item_slot = Slot(items, index, Path(path, index, None), item_shape.nullable, slot)
-            self._complete(step, item_shape, item_slot, item, buckets)
+            self._complete(step, item_shape, Slot(items, index, nullable, slot), item, buckets)
 
     def _complete_object(
         self, step: Step, shape: Shape, slot: Slot, value: Any, buckets: Buckets
@@ -263,8 +320,9 @@ class Run:
         return self.executor.build_resolve_info(step.field, step.nodes, step.parent_type, slot.path)
 
     def _fail(self, step: Step, slot: Slot, raw_error: Exception) -> None:
-        assert slot.path is not None
-        error = located_error(raw_error, step.nodes, slot.path.as_list())
+        path = slot.path
+        assert path is not None
+        error = located_error(raw_error, step.nodes, path.as_list())
         position: Slot | None = slot
         while position is not None and not position.nullable:
             position = position.owner
