@@ -76,6 +76,8 @@ class Node:
 
 
 Buckets = dict[Selection, list[Node]]
+Deferred = list[tuple[GraphQLError, "Slot | None"]]
+"""Errors of non-null fields, and the object each nulls once its level is complete."""
 
 
 class Run:
@@ -98,12 +100,20 @@ class Run:
     # -- levels -------------------------------------------------------------------------
 
     async def _select(self, selection: Selection, nodes: list[Node]) -> None:
-        """Fill every step of `selection` for `nodes`; then the next levels, concurrently."""
+        """Fill every step of `selection` for `nodes`; then the next levels, concurrently.
+
+        Fields that wait for their values are fetched concurrently but completed in the order
+        of the selection, after the others. An error in a nullable position is reported at
+        once; one that nulls the object itself (a non-null field) does so once every field of
+        the level is complete, as graphql-core's does: it reports the errors of the fields
+        failing together with it, and none of those under the object after that."""
         nested: list[Awaitable[None]] = []
+        deferred: Deferred = []
+        after: asyncio.Event | None = None
         for step in selection.steps:
             live = self._live(nodes)
             if not live:
-                return
+                break
             kind = step.kind
             if kind is Kind.TYPENAME:
                 name = step.parent_type.name
@@ -113,7 +123,7 @@ class Run:
             elif kind is Kind.ATTRIBUTE:
                 buckets: Buckets = {}
                 if step.shape.leaf is not None:
-                    self._leaves(step, live)
+                    self._leaves(step, live, deferred)
                 else:
                     attribute = step.attribute
                     for node in live:
@@ -121,12 +131,17 @@ class Run:
                             value = getattr(node.value, attribute)
                         except Exception as error:
                             value = error
-                        self._complete(
-                            step, step.shape, self._field_slot(step, node), value, buckets
-                        )
+                        slot = self._field_slot(step, node)
+                        self._complete(step, step.shape, slot, value, buckets, deferred)
                 nested.extend(self._select(s, n) for s, n in buckets.items())
             else:
-                nested.append(self._resolve(step, live))
+                turn = asyncio.Event()
+                nested.append(self._resolve(step, live, after, turn, deferred))
+                after = turn
+        if after is None:
+            self._settle(deferred)
+        else:
+            nested.append(self._settle_after(after, deferred))
         if nested:
             await _gather(nested)
 
@@ -137,7 +152,7 @@ class Run:
             return nodes
         return [node for node in nodes if not errors.has_nulled_position(node.slot.path)]
 
-    def _leaves(self, step: Step, nodes: list[Node]) -> None:
+    def _leaves(self, step: Step, nodes: list[Node], deferred: Deferred) -> None:
         """An attribute holding a scalar or enum, for every node: read and coerced in one
         loop; anything out of the ordinary takes `_complete`, which raises it at its path."""
         attribute, key = step.attribute, step.key
@@ -158,20 +173,42 @@ class Run:
                         continue
             except Exception as error:
                 value = error
-            self._complete(step, shape, self._field_slot(step, node), value, {})
+            self._complete(step, shape, self._field_slot(step, node), value, {}, deferred)
 
-    async def _resolve(self, step: Step, nodes: list[Node]) -> None:
-        """A field that needs its resolver, its batch resolver or a refusal, for `nodes`."""
+    async def _resolve(
+        self,
+        step: Step,
+        nodes: list[Node],
+        after: asyncio.Event | None,
+        turn: asyncio.Event,
+        deferred: Deferred,
+    ) -> None:
+        """A field that needs its resolver, its batch resolver or a refusal, for `nodes`;
+        completed once the field before it (`after`) is, and then its children."""
         slots = [self._field_slot(step, node) for node in nodes]
-        try:
-            values = await self._values(step, nodes, slots)
-        except Exception as error:
-            values = [error] * len(nodes)
         buckets: Buckets = {}
-        for slot, value in zip(slots, values, strict=True):
-            self._complete(step, step.shape, slot, value, buckets)
+        try:
+            try:
+                values = await self._values(step, nodes, slots)
+            except Exception as error:
+                values = [error] * len(nodes)
+            if after is not None:
+                await after.wait()
+            for slot, value in zip(slots, values, strict=True):
+                self._complete(step, step.shape, slot, value, buckets, deferred)
+        finally:
+            turn.set()
         if buckets:
             await _gather([self._select(s, n) for s, n in buckets.items()])
+
+    async def _settle_after(self, last: asyncio.Event, deferred: Deferred) -> None:
+        await last.wait()
+        self._settle(deferred)
+
+    def _settle(self, deferred: Deferred) -> None:
+        """The objects that non-null fields of a level failed in: nulled now, in order."""
+        for error, position in deferred:
+            self._null(error, position)
 
     async def _values(self, step: Step, nodes: list[Node], slots: list[Slot]) -> list[Any]:
         if step.kind is Kind.DENIED:
@@ -233,7 +270,15 @@ class Run:
     def _field_slot(self, step: Step, node: Node) -> Slot:
         return Slot(node.data, step.key, step.shape.nullable, node.slot, step.parent_type.name)
 
-    def _complete(self, step: Step, shape: Shape, slot: Slot, value: Any, buckets: Buckets) -> None:
+    def _complete(
+        self,
+        step: Step,
+        shape: Shape,
+        slot: Slot,
+        value: Any,
+        buckets: Buckets,
+        deferred: Deferred,
+    ) -> None:
         """Put `value`, completed as `shape` says, at `slot`; objects go to `buckets` for
         the next level. An error nulls the nearest nullable position."""
         try:
@@ -257,14 +302,20 @@ class Run:
                     )
                 slot.container[slot.key] = coerced
             elif shape.item is not None:
-                self._complete_list(step, shape, slot, value, buckets)
+                self._complete_list(step, shape, slot, value, buckets, deferred)
             else:
                 self._complete_object(step, shape, slot, value, buckets)
         except Exception as raw_error:
-            self._fail(step, slot, raw_error)
+            self._fail(step, slot, raw_error, deferred)
 
     def _complete_list(
-        self, step: Step, shape: Shape, slot: Slot, value: Any, buckets: Buckets
+        self,
+        step: Step,
+        shape: Shape,
+        slot: Slot,
+        value: Any,
+        buckets: Buckets,
+        deferred: Deferred,
     ) -> None:
         if not is_iterable(value):
             raise GraphQLError(
@@ -287,7 +338,8 @@ class Run:
                 except Exception:
                     pass
             items.append(None)
-            self._complete(step, item_shape, Slot(items, index, nullable, slot), item, buckets)
+            item_slot = Slot(items, index, nullable, slot)
+            self._complete(step, item_shape, item_slot, item, buckets, deferred)
 
     def _complete_object(
         self, step: Step, shape: Shape, slot: Slot, value: Any, buckets: Buckets
@@ -319,11 +371,23 @@ class Run:
         assert step.field is not None and slot.path is not None
         return self.executor.build_resolve_info(step.field, step.nodes, step.parent_type, slot.path)
 
-    def _fail(self, step: Step, slot: Slot, raw_error: Exception) -> None:
+    def _fail(self, step: Step, slot: Slot, raw_error: Exception, deferred: Deferred) -> None:
+        """The error at `slot`: reported, and the nearest nullable position up to the field
+        nulled; when that is the field's object or above, once its level is complete."""
         path = slot.path
         assert path is not None
         error = located_error(raw_error, step.nodes, path.as_list())
         position: Slot | None = slot
+        while position is not None and not position.nullable:
+            if position.typename is not None:  # a non-null field: its object goes
+                deferred.append((error, position.owner))
+                return
+            position = position.owner
+        self._null(error, position)
+
+    def _null(self, error: GraphQLError, position: Slot | None) -> None:
+        """Report `error` at the nearest nullable position from `position` up, and null it
+        (the whole answer when there is none)."""
         while position is not None and not position.nullable:
             position = position.owner
         if position is None:
