@@ -110,6 +110,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = create_engine(settings)
+        reads = create_engine(settings, reads=True)
+        store = Store(engine, reads=reads)
         authenticator = Authenticator(settings, transport=transport)
         audit: AuditLog | None = None
         # One Redis client (or none) for the budgets, the persisted queries and the cache, so
@@ -135,7 +137,7 @@ def create_app(
             await audit.start()
             sources = upstreams.sources
             retrier = ErasureRetrier(
-                Store(engine), lambda: sources.crm, interval_s=settings.erasure_retry_interval_s
+                store, lambda: sources.crm, interval_s=settings.erasure_retry_interval_s
             )
             retrier.start()
             state["hub"] = Hub(
@@ -143,13 +145,13 @@ def create_app(
                 schema=schema,
                 policies=policies,
                 engine=engine,
-                store=Store(engine),
+                store=store,
                 authenticator=authenticator,
                 audit=audit,
                 bucket=bucket,
                 queries=queries,
                 manifest=manifest,
-                idempotency=IdempotencyKeys(Store(engine), ttl_s=settings.idempotency_ttl_s),
+                idempotency=IdempotencyKeys(store, ttl_s=settings.idempotency_ttl_s),
                 sources=upstreams.sources,
                 cache=upstreams.cache,
                 metrics=upstreams.metrics,
@@ -164,7 +166,7 @@ def create_app(
                     ttl_s=settings.response_cache_ttl_s,
                     fingerprint=rules_fingerprint(schema.as_str(), settings.policies_dir),
                     metrics=upstreams.metrics,
-                    store=Store(engine),
+                    store=store,
                 ),
             )
             app.state.hub = state["hub"]
@@ -191,6 +193,7 @@ def create_app(
             if link is not None:
                 await link.aclose()
             await authenticator.aclose()
+            await reads.dispose()
             await engine.dispose()
 
     async def graphql(request: Request) -> Response:

@@ -69,8 +69,10 @@ class InfluencerQuery:
 class Store:
     """Reads and writes of the own store; every tenant-owned read takes a `RowScope`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, reads: AsyncEngine | None = None) -> None:
         self.engine = engine
+        self.reads = reads or engine
+        """Single-statement reads go here (`create_engine(..., reads=True)`)."""
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     # -- influencers (global) -------------------------------------------------------------
@@ -354,12 +356,12 @@ class Store:
     async def _all(self, stmt: Select[Any]) -> list[Any]:
         """The rows of a read, as plain rows with the columns as attributes (a read builds no
         ORM instances: building them took longer than the statement)."""
-        async with self.engine.connect() as connection:
+        async with self.reads.connect() as connection:
             return list((await connection.execute(stmt)).all())
 
     async def _scalar(self, stmt: Select[Any]) -> int:
-        async with self.sessions() as session:
-            return int(await session.scalar(stmt) or 0)
+        async with self.reads.connect() as connection:
+            return int((await connection.execute(stmt)).scalar() or 0)
 
     async def _pages(
         self,
