@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from typing import Any
 
 from hub.audit import AuditLog
 from hub.auth import Principal
@@ -60,6 +61,9 @@ class Context:
     """The request's `Idempotency-Key`, taken when its mutation is about to run."""
     query_engine: QueryEngine | None = None
     """The planned executor; None runs every operation on graphql-core's."""
+    resolved: list[tuple[Any, list[Any], int]] | None = None
+    """What the planned executor resolved: (type, field nodes, objects) per step; None when
+    graphql-core's executor ran (the cost used is then read from the answer)."""
 
     @property
     def budget_key(self) -> str:

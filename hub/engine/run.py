@@ -89,9 +89,13 @@ class Run:
         self.errors = executor.collected_errors
         self.context = executor.context_value
         self.data: dict[str, Any] | None = None
+        self.resolved: list[tuple[Any, list[Any], int]] = []
+        """(type, field nodes, objects) per step run: what the cost actually used is made of."""
 
     async def execute(self) -> Any:
         root = self.plan.root
+        if self.context is not None and hasattr(self.context, "resolved"):
+            self.context.resolved = self.resolved
         self.data = data = dict.fromkeys(root.keys)
         slot = Slot(self, "data", False, None)
         await self._select(root, [Node(self.executor.root_value, data, slot)])
@@ -115,6 +119,8 @@ class Run:
             if not live:
                 break
             kind = step.kind
+            if kind is not Kind.TYPENAME:
+                self.resolved.append((step.parent_type, step.nodes, len(live)))
             if kind is Kind.TYPENAME:
                 name = step.parent_type.name
                 key = step.key
