@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from datetime import date
 from functools import cached_property
 from typing import Any, TypeVar
@@ -26,14 +26,46 @@ MetricsKey = tuple[str, date, date]
 """(account external id, since, until) of a daily metric series."""
 
 
-def _loader(
-    fetch: Callable[[list[K]], Awaitable[dict[K, V]]], missing: Any
-) -> DataLoader[Any, Any]:
-    async def batch(keys: list[K]) -> list[V]:
-        found = await fetch(list(dict.fromkeys(keys)))
-        return [found.get(key, missing) for key in keys]
+class Loader(DataLoader[Any, Any]):
+    """A DataLoader whose keys can also be loaded all at once (`load_all`, the planned
+    executor's way): what the request holds already from its cache, the rest in one call of
+    the loader's own fetch, with no future waiting on a dispatch per key."""
 
-    return DataLoader(batch)
+    def __init__(
+        self, fetch: Callable[[list[Any]], Awaitable[Mapping[Any, Any]]], missing: Any
+    ) -> None:
+        self._fetch = fetch
+        self._missing = missing
+        self._held: dict[Any, asyncio.Future[Any]] = {}
+        super().__init__(self._batch, cache_map=self._held)
+
+    async def _batch(self, keys: list[Any]) -> list[Any]:
+        found = await self._fetch(list(dict.fromkeys(keys)))
+        return [found.get(key, self._missing) for key in keys]
+
+    async def load_all(self, keys: Sequence[Any]) -> list[Any]:
+        """The value of each key, in order; an exception stands for a key that failed."""
+        held = self._held
+        missing = [key for key in dict.fromkeys(keys) if key not in held]
+        if missing:
+            try:
+                found: Mapping[Any, Any] = await self._fetch(missing)
+            except Exception as error:
+                found = dict.fromkeys(missing, error)
+            for key in missing:
+                self.prime(key, found.get(key, self._missing))
+        pending = {held[key] for key in keys if not held[key].done()}
+        if pending:
+            await asyncio.wait(pending)
+        return [_outcome(held[key]) for key in keys]
+
+
+def _outcome(future: asyncio.Future[Any]) -> Any:
+    return future.exception() or future.result()
+
+
+def _loader(fetch: Callable[[list[K]], Awaitable[dict[K, V]]], missing: Any) -> Loader:
+    return Loader(fetch, missing)
 
 
 def _page_loader(
@@ -89,11 +121,11 @@ class Loaders:
         self.social = social if social is not None else self.sources.social
 
     @cached_property
-    def influencer_by_id(self) -> DataLoader[Any, Any]:
+    def influencer_by_id(self) -> Loader:
         return _loader(self.store.influencers_by_id, None)
 
     @cached_property
-    def accounts_by_influencer(self) -> DataLoader[Any, Any]:
+    def accounts_by_influencer(self) -> Loader:
         return _loader(self.store.accounts_by_influencer, [])
 
     @cached_property
@@ -137,32 +169,32 @@ class Loaders:
         return _loader(lambda ids: self.store.consents_by_contact(self.scope, ids), [])
 
     @cached_property
-    def metrics_by_account(self) -> DataLoader[Any, Any]:
+    def metrics_by_account(self) -> Loader:
         """Daily series keyed (external id, since, until): one `daily_metrics` call per
-        distinct window, the windows fetched concurrently."""
+        distinct window, the windows fetched concurrently; a window that fails fails its
+        keys only."""
 
-        async def batch(keys: list[MetricsKey]) -> list[list[MetricRecord] | Exception]:
+        async def fetch(keys: list[MetricsKey]) -> dict[MetricsKey, Any]:
             by_window: dict[tuple[date, date], list[str]] = defaultdict(list)
-            for external_id, since, until in dict.fromkeys(keys):
+            for external_id, since, until in keys:
                 by_window[(since, until)].append(external_id)
             windows = list(by_window)
             answers = await asyncio.gather(
                 *(self._daily_metrics(by_window[window], *window) for window in windows),
                 return_exceptions=True,
             )
-            found = dict(zip(windows, answers, strict=True))
-            results: list[list[MetricRecord] | Exception] = []
-            for external_id, since, until in keys:
-                answer = found[(since, until)]
-                if isinstance(answer, Exception):
-                    results.append(answer)
-                elif isinstance(answer, BaseException):
+            found: dict[MetricsKey, Any] = {}
+            for (since, until), answer in zip(windows, answers, strict=True):
+                if isinstance(answer, BaseException) and not isinstance(answer, Exception):
                     raise answer
-                else:
-                    results.append(answer.get(external_id, []))
-            return results
+                for external_id in by_window[(since, until)]:
+                    key = (external_id, since, until)
+                    found[key] = (
+                        answer if isinstance(answer, Exception) else answer.get(external_id, [])
+                    )
+            return found
 
-        return DataLoader(batch)
+        return Loader(fetch, [])
 
     async def _daily_metrics(
         self, external_ids: list[str], since: date, until: date
@@ -172,7 +204,7 @@ class Loaders:
         return await self.social.daily_metrics(external_ids, since, until)
 
     @cached_property
-    def account_record_by_external_id(self) -> DataLoader[Any, Any]:
+    def account_record_by_external_id(self) -> Loader:
         """Social account figures; one upstream call per batch level."""
 
         async def fetch(ids: list[str]) -> dict[str, Any]:
@@ -184,7 +216,7 @@ class Loaders:
         return _loader(fetch, None)
 
     @cached_property
-    def profile_record_by_influencer(self) -> DataLoader[Any, Any]:
+    def profile_record_by_influencer(self) -> Loader:
         """Discovery profiles (audience); one upstream query per batch level."""
 
         async def fetch(ids: list[str]) -> dict[str, Any]:

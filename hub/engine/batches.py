@@ -36,10 +36,15 @@ async def _settled(awaitables: Sequence[Awaitable[Any]]) -> list[Any]:
 
 
 async def influencer_accounts(batch: Batch) -> Values:
-    rows = await batch.context.loaders.accounts_by_influencer.load_many(
+    rows = await batch.context.loaders.accounts_by_influencer.load_all(
         [influencer.id for influencer in batch.parents]
     )
-    return [[SocialAccount.from_row(row) for row in accounts] for accounts in rows]
+    return [
+        accounts
+        if isinstance(accounts, Exception)
+        else [SocialAccount.from_row(r) for r in accounts]
+        for accounts in rows
+    ]
 
 
 async def influencer_metrics(batch: Batch) -> Values:
@@ -51,11 +56,14 @@ async def influencer_metrics(batch: Batch) -> Values:
     granularity: Granularity = arguments.get("granularity") or Granularity.DAY
     check_range(since, until)
     loaders = batch.context.loaders
-    accounts = await loaders.accounts_by_influencer.load_many(
+    accounts = await loaders.accounts_by_influencer.load_all(
         [influencer.id for influencer in batch.parents]
     )
+    failed_accounts = next((a for a in accounts if isinstance(a, Exception)), None)
+    if failed_accounts is not None:
+        raise failed_accounts
     keys = [(account.external_id, since, until) for each in accounts for account in each]
-    series = await _settled([loaders.metrics_by_account.load(key) for key in keys])
+    series = await loaders.metrics_by_account.load_all(keys)
     values: Values = []
     start = 0
     for each in accounts:
@@ -74,7 +82,7 @@ def _account_figure(name: str) -> BatchResolver:
 
     async def resolve(batch: Batch) -> Values:
         loader = batch.context.loaders.account_record_by_external_id
-        records = await _settled([loader.load(account.external_id) for account in batch.parents])
+        records = await loader.load_all([account.external_id for account in batch.parents])
         return [
             record if isinstance(record, Exception) or record is None else getattr(record, name)
             for record in records
@@ -85,7 +93,7 @@ def _account_figure(name: str) -> BatchResolver:
 
 async def influencer_audience(batch: Batch) -> Values:
     loader = batch.context.loaders.profile_record_by_influencer
-    profiles = await _settled([loader.load(influencer.id) for influencer in batch.parents])
+    profiles = await loader.load_all([influencer.id for influencer in batch.parents])
     return [
         profile
         if isinstance(profile, Exception) or profile is None
