@@ -28,8 +28,8 @@ MetricsKey = tuple[str, date, date]
 
 class Loader(DataLoader[Any, Any]):
     """A DataLoader whose keys can also be loaded all at once (`load_all`, the planned
-    executor's way): what the request holds already from its cache, the rest in one call of
-    the loader's own fetch, with no future waiting on a dispatch per key."""
+    executor's way): what the request holds already, the rest in one call of the loader's
+    own fetch, kept as plain values (no future per key); `load` answers from those too."""
 
     def __init__(
         self, fetch: Callable[[list[Any]], Awaitable[Mapping[Any, Any]]], missing: Any
@@ -37,27 +37,40 @@ class Loader(DataLoader[Any, Any]):
         self._fetch = fetch
         self._missing = missing
         self._held: dict[Any, asyncio.Future[Any]] = {}
+        self._values: dict[Any, Any] = {}
         super().__init__(self._batch, cache_map=self._held)
 
     async def _batch(self, keys: list[Any]) -> list[Any]:
-        found = await self._fetch(list(dict.fromkeys(keys)))
-        return [found.get(key, self._missing) for key in keys]
+        values = self._values
+        wanted = [key for key in dict.fromkeys(keys) if key not in values]
+        found = await self._fetch(wanted) if wanted else {}
+        return [values[key] if key in values else found.get(key, self._missing) for key in keys]
 
     async def load_all(self, keys: Sequence[Any]) -> list[Any]:
         """The value of each key, in order; an exception stands for a key that failed."""
-        held = self._held
-        missing = [key for key in dict.fromkeys(keys) if key not in held]
+        held, values = self._held, self._values
+        missing = [key for key in dict.fromkeys(keys) if key not in held and key not in values]
         if missing:
             try:
                 found: Mapping[Any, Any] = await self._fetch(missing)
             except Exception as error:
                 found = dict.fromkeys(missing, error)
             for key in missing:
-                self.prime(key, found.get(key, self._missing))
-        pending = {held[key] for key in keys if not held[key].done()}
+                values[key] = found.get(key, self._missing)
+        pending = {held[key] for key in keys if key in held and not held[key].done()}
         if pending:
             await asyncio.wait(pending)
-        return [_outcome(held[key]) for key in keys]
+        return [_outcome(held[key]) if key in held else values[key] for key in keys]
+
+    def clear(self, key: Any) -> Loader:
+        self._values.pop(key, None)
+        super().clear(key)
+        return self
+
+    def clear_all(self) -> Loader:
+        self._values.clear()
+        super().clear_all()
+        return self
 
 
 def _outcome(future: asyncio.Future[Any]) -> Any:
