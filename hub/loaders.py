@@ -38,13 +38,16 @@ class Loader(DataLoader[Any, Any]):
         self._missing = missing
         self._held: dict[Any, asyncio.Future[Any]] = {}
         self._values: dict[Any, Any] = {}
-        super().__init__(self._batch, cache_map=self._held)
-
-    async def _batch(self, keys: list[Any]) -> list[Any]:
         values = self._values
-        wanted = [key for key in dict.fromkeys(keys) if key not in values]
-        found = await self._fetch(wanted) if wanted else {}
-        return [values[key] if key in values else found.get(key, self._missing) for key in keys]
+
+        # Not a bound method: a loader that refers to itself would live until the collector
+        # runs, and with it all it holds.
+        async def batch(keys: list[Any]) -> list[Any]:
+            wanted = [key for key in dict.fromkeys(keys) if key not in values]
+            found = await fetch(wanted) if wanted else {}
+            return [values[key] if key in values else found.get(key, missing) for key in keys]
+
+        super().__init__(batch, cache_map=self._held)
 
     async def load_all(self, keys: Sequence[Any]) -> list[Any]:
         """The value of each key, in order; an exception stands for a key that failed."""
@@ -118,7 +121,11 @@ def _cut(page: Page[V], first: int) -> Page[V]:
 
 
 class Loaders:
-    """The loaders of one request; tenant-owned ones see only `scope`'s rows."""
+    """The loaders of one request; tenant-owned ones see only `scope`'s rows.
+
+    No loader refers back to this object (each takes what it reads as it is made), so that a
+    request's loaders and all they hold go as soon as the request does, not at the next run
+    of the collector."""
 
     def __init__(
         self,
@@ -143,43 +150,49 @@ class Loaders:
 
     @cached_property
     def campaign_by_id(self) -> DataLoader[Any, Any]:
-        return _loader(lambda ids: self.store.campaigns_by_id(self.scope, ids), None)
+        store, scope = self.store, self.scope
+        return _loader(lambda ids: store.campaigns_by_id(scope, ids), None)
 
     @cached_property
     def member_page_by_campaign(self) -> DataLoader[Any, Any]:
+        store, scope = self.store, self.scope
         return _page_loader(
-            lambda ids, first, after: self.store.member_pages(
-                self.scope, ids, first=first, after=after
-            )
+            lambda ids, first, after: store.member_pages(scope, ids, first=first, after=after)
         )
 
     @cached_property
     def member_count_by_campaign(self) -> DataLoader[Any, Any]:
-        return _loader(lambda ids: self.store.member_counts(self.scope, ids), 0)
+        store, scope = self.store, self.scope
+        return _loader(lambda ids: store.member_counts(scope, ids), 0)
 
     @cached_property
     def campaign_page_by_influencer(self) -> DataLoader[Any, Any]:
+        store, scope = self.store, self.scope
         return _page_loader(
-            lambda ids, first, after: self.store.campaign_pages_by_influencer(
-                self.scope, ids, first=first, after=after
+            lambda ids, first, after: store.campaign_pages_by_influencer(
+                scope, ids, first=first, after=after
             )
         )
 
     @cached_property
     def campaign_count_by_influencer(self) -> DataLoader[Any, Any]:
-        return _loader(lambda ids: self.store.campaign_counts_by_influencer(self.scope, ids), 0)
+        store, scope = self.store, self.scope
+        return _loader(lambda ids: store.campaign_counts_by_influencer(scope, ids), 0)
 
     @cached_property
     def contact_by_id(self) -> DataLoader[Any, Any]:
-        return _loader(lambda ids: self.store.contacts_by_id(self.scope, ids), None)
+        store, scope = self.store, self.scope
+        return _loader(lambda ids: store.contacts_by_id(scope, ids), None)
 
     @cached_property
     def contacts_by_influencer(self) -> DataLoader[Any, Any]:
-        return _loader(lambda ids: self.store.contacts_by_influencer(self.scope, ids), [])
+        store, scope = self.store, self.scope
+        return _loader(lambda ids: store.contacts_by_influencer(scope, ids), [])
 
     @cached_property
     def consents_by_contact(self) -> DataLoader[Any, Any]:
-        return _loader(lambda ids: self.store.consents_by_contact(self.scope, ids), [])
+        store, scope = self.store, self.scope
+        return _loader(lambda ids: store.consents_by_contact(scope, ids), [])
 
     @cached_property
     def metrics_by_account(self) -> Loader:
@@ -187,13 +200,15 @@ class Loaders:
         distinct window, the windows fetched concurrently; a window that fails fails its
         keys only."""
 
+        social = self.social
+
         async def fetch(keys: list[MetricsKey]) -> dict[MetricsKey, Any]:
             by_window: dict[tuple[date, date], list[str]] = defaultdict(list)
             for external_id, since, until in keys:
                 by_window[(since, until)].append(external_id)
             windows = list(by_window)
             answers = await asyncio.gather(
-                *(self._daily_metrics(by_window[window], *window) for window in windows),
+                *(_daily_metrics(social, by_window[window], *window) for window in windows),
                 return_exceptions=True,
             )
             found: dict[MetricsKey, Any] = {}
@@ -209,19 +224,14 @@ class Loaders:
 
         return Loader(fetch, [])
 
-    async def _daily_metrics(
-        self, external_ids: list[str], since: date, until: date
-    ) -> dict[str, list[MetricRecord]]:
-        if self.social is None:
-            raise SourceUnavailable("social")
-        return await self.social.daily_metrics(external_ids, since, until)
-
     @cached_property
     def account_record_by_external_id(self) -> Loader:
         """Social account figures; one upstream call per batch level."""
 
+        sources = self.sources
+
         async def fetch(ids: list[str]) -> dict[str, Any]:
-            social = self.sources.social
+            social = sources.social
             if social is None:
                 raise _unconfigured("social")
             return dict(await social.accounts(ids))
@@ -232,8 +242,10 @@ class Loaders:
     def profile_record_by_influencer(self) -> Loader:
         """Discovery profiles (audience); one upstream query per batch level."""
 
+        sources = self.sources
+
         async def fetch(ids: list[str]) -> dict[str, Any]:
-            discovery = self.sources.discovery
+            discovery = sources.discovery
             if discovery is None:
                 raise _unconfigured("discovery")
             return dict(await discovery.profiles(ids))
@@ -244,18 +256,28 @@ class Loaders:
     def crm_record_by_contact(self) -> DataLoader[Any, Any]:
         """CRM enrichment keyed by (crm id, contact id), within the caller's tenant."""
 
+        sources, tenant = self.sources, self.scope.tenant
+
         async def fetch(keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-            crm = self.sources.crm
+            crm = sources.crm
             if crm is None:
                 raise _unconfigured("crm")
             subjects = dict(keys)
-            found = await crm.contacts(self.scope.tenant, list(subjects), subjects=subjects)
+            found = await crm.contacts(tenant, list(subjects), subjects=subjects)
             return {key: found[key[0]] for key in keys if key[0] in found}
 
         return _loader(fetch, None)
 
     def prime_campaign(self, row: CampaignRow) -> None:
         self.campaign_by_id.prime(row.id, row)
+
+
+async def _daily_metrics(
+    social: SocialLookup | None, external_ids: list[str], since: date, until: date
+) -> dict[str, list[MetricRecord]]:
+    if social is None:
+        raise SourceUnavailable("social")
+    return await social.daily_metrics(external_ids, since, until)
 
 
 def _unconfigured(source: str) -> SourceUnavailable:

@@ -109,6 +109,14 @@ class HubExecutor(StrawberryGraphQLCoreExecutionContext):
                 *existing, DenyFields(denied, self.context_value)
             )
 
+    def build_response(self, data: Any) -> Any:
+        """graphql-core's answer; then its helpers, which refer back to this executor, go:
+        an executor in a reference cycle would keep the request (its context, its loaders and
+        all they read) until the collector runs, instead of going with the request."""
+        response = super().build_response(data)
+        self.async_helpers = None  # type: ignore[assignment]
+        return response
+
     def _middlewares(self) -> tuple[Any, ...]:
         manager = self.middleware_manager
         return tuple(manager.middlewares) if manager is not None and manager.middlewares else ()
