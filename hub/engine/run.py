@@ -334,6 +334,21 @@ class Run:
         slot.container[slot.key] = items
         nullable = item_shape.nullable
         leaf = item_shape.leaf
+        selection = item_shape.selection
+        if selection is not None and selection.type.is_type_of is None:
+            # Objects of one type: each a node of the next level, put in place here.
+            keys = selection.keys
+            nodes = buckets.setdefault(selection, [])
+            for index, item in enumerate(value):
+                if item is None or isinstance(item, Exception):
+                    items.append(None)
+                    item_slot = Slot(items, index, nullable, slot)
+                    self._complete(step, item_shape, item_slot, item, buckets, deferred)
+                    continue
+                data = dict.fromkeys(keys)
+                items.append(data)
+                nodes.append(Node(item, data, Slot(items, index, nullable, slot)))
+            return
         for index, item in enumerate(value):
             if leaf is not None and item is not None:
                 try:
