@@ -106,14 +106,26 @@ def is_plain_query(text: str) -> bool:
     )
 
 
+DOWN = "http://127.0.0.1:9"
+"""A source that refuses every connection."""
+
+
+@pytest.mark.parametrize("sources", ["up", "down"])
 async def test_every_query_the_suite_sends_answers_the_same_on_both_executors(
-    sqlite_settings: Settings,
+    sqlite_settings: Settings, sources: str
 ) -> None:
     sent = [s for s in SENT.values() if is_plain_query(s.query)]
     if not sent:
         pytest.skip("run with the whole suite: this replays the queries the other tests sent")
+    settings = sqlite_settings
+    if sources == "down":
+        down = {f"{name}_url": DOWN for name in ("crm", "social", "discovery")}
+        # No retries, and no circuit that opens between the two runs of a query.
+        settings = settings.model_copy(
+            update={**down, "source_retries": 0, "source_breaker_failures": 10**9}
+        )
     differences: list[str] = []
-    async with running_app(sqlite_settings) as (app, client):
+    async with running_app(settings) as (app, client):
         app.state.hub.bucket = Unlimited()
         for query in sent:
             planned, reference, fallbacks = await both_ways(app, client, query)
