@@ -30,6 +30,8 @@ from hub.audit import AuditLog
 from hub.auth import Authenticator
 from hub.budget import Bucket, create_bucket
 from hub.context import Context
+from hub.engine.batches import BATCHES
+from hub.engine.fallback import QueryEngine
 from hub.erasure import ErasureRetrier
 from hub.errors import BadRequest, HubError, MethodNotAllowed
 from hub.idempotency import (
@@ -89,6 +91,7 @@ class Hub:
     metrics: Metrics = field(default_factory=Metrics)
     upstreams: Upstreams | None = None
     responses: ResponseCache | None = None
+    query_engine: QueryEngine | None = None
 
 
 def create_app(
@@ -107,6 +110,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = create_engine(settings)
+        reads = create_engine(settings, reads=True)
+        store = Store(engine, reads=reads)
         authenticator = Authenticator(settings, transport=transport)
         audit: AuditLog | None = None
         # One Redis client (or none) for the budgets, the persisted queries and the cache, so
@@ -132,7 +137,7 @@ def create_app(
             await audit.start()
             sources = upstreams.sources
             retrier = ErasureRetrier(
-                Store(engine), lambda: sources.crm, interval_s=settings.erasure_retry_interval_s
+                store, lambda: sources.crm, interval_s=settings.erasure_retry_interval_s
             )
             retrier.start()
             state["hub"] = Hub(
@@ -140,17 +145,20 @@ def create_app(
                 schema=schema,
                 policies=policies,
                 engine=engine,
-                store=Store(engine),
+                store=store,
                 authenticator=authenticator,
                 audit=audit,
                 bucket=bucket,
                 queries=queries,
                 manifest=manifest,
-                idempotency=IdempotencyKeys(Store(engine), ttl_s=settings.idempotency_ttl_s),
+                idempotency=IdempotencyKeys(store, ttl_s=settings.idempotency_ttl_s),
                 sources=upstreams.sources,
                 cache=upstreams.cache,
                 metrics=upstreams.metrics,
                 upstreams=upstreams,
+                query_engine=QueryEngine(batches=BATCHES, metrics=upstreams.metrics)
+                if settings.engine_enabled
+                else None,
                 responses=None
                 if settings.response_cache_ttl_s == 0
                 else ResponseCache(
@@ -158,7 +166,7 @@ def create_app(
                     ttl_s=settings.response_cache_ttl_s,
                     fingerprint=rules_fingerprint(schema.as_str(), settings.policies_dir),
                     metrics=upstreams.metrics,
-                    store=Store(engine),
+                    store=store,
                 ),
             )
             app.state.hub = state["hub"]
@@ -185,6 +193,7 @@ def create_app(
             if link is not None:
                 await link.aclose()
             await authenticator.aclose()
+            await reads.dispose()
             await engine.dispose()
 
     async def graphql(request: Request) -> Response:
@@ -289,6 +298,7 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
             answer_key=None
             if hub.responses is None or query is None
             else hub.responses.key(principal, query, params.operation_name, params.variables),
+            query_engine=hub.query_engine,
             client_address=graphql_http.client_address(request, hub.settings.trusted_proxies)
             if principal.is_anonymous
             else None,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import time
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +74,13 @@ _PYJWT_REFUSALS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
 )
 
 
+VERIFIED_KEPT = 4096
+"""Tokens whose signature and claims were checked, remembered by their hash."""
+VERIFIED_KEPT_S = 60.0
+"""How long a checked token is taken as checked (its times are checked on every use; new
+signing keys end it at once)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who calls: the verified claims of a token, or `ANONYMOUS` without one."""
@@ -92,6 +101,17 @@ class Principal:
 
 
 ANONYMOUS = Principal(None, None, frozenset(), frozenset(), None, None, ANONYMOUS_CLIENT_ID)
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    claims: dict[str, Any]
+    principal: Principal
+    at: float
+    generation: int
+    keys_fresh_until: float
+    """When the keys that verified it are due to be fetched again (JWKS); then it is
+    verified again, with them."""
 
 
 class Authenticator:
@@ -118,6 +138,8 @@ class Authenticator:
         self._attempted_at: float | None = None
         self._fetch_failed = False
         self._lock = asyncio.Lock()
+        self._verified: OrderedDict[bytes, _Verified] = OrderedDict()
+        self._keys_generation = 0
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """None/empty header -> ANONYMOUS; else verify 'Bearer <jwt>' or raise Unauthenticated.
@@ -132,6 +154,17 @@ class Authenticator:
         token = parts[1]
         if len(token.encode()) > MAX_TOKEN_BYTES:
             raise Unauthenticated("Token is larger than 8 KiB.")
+        digest = hashlib.sha256(token.encode()).digest()
+        verified = self._verified.get(digest)
+        now = self._clock()
+        if (
+            verified is not None
+            and verified.generation == self._keys_generation
+            and now - verified.at < VERIFIED_KEPT_S
+            and now < verified.keys_fresh_until
+        ):
+            self._check_times(verified.claims)
+            return verified.principal
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -142,7 +175,15 @@ class Authenticator:
         key = await self._key_for(alg, header.get("kid"))
         claims = self._decode(token, key, alg)
         self._check_times(claims)
-        return _principal_from(claims)
+        principal = _principal_from(claims)
+        fresh_until = math.inf if alg in _HMAC_ALGORITHMS else self._keys_fresh_until
+        self._verified[digest] = _Verified(
+            claims, principal, now, self._keys_generation, fresh_until
+        )
+        self._verified.move_to_end(digest)
+        if len(self._verified) > VERIFIED_KEPT:
+            self._verified.popitem(last=False)
+        return principal
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -203,6 +244,7 @@ class Authenticator:
         self._keys = {
             jwk["kid"]: key for jwk in document["keys"] if (key := _signing_key(jwk)) is not None
         }
+        self._keys_generation += 1  # tokens verified with the old keys are verified again
         self._keys_fresh_until = fetched_at + _max_age_s(response.headers.get("cache-control"))
 
     def _decode(self, token: str, key: str | _PublicKey, alg: str) -> dict[str, Any]:

@@ -6,10 +6,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from typing import Any
 
 from hub.audit import AuditLog
 from hub.auth import Principal
 from hub.budget import Bucket
+from hub.engine.fallback import QueryEngine
 from hub.errors import Forbidden
 from hub.idempotency import Claim
 from hub.loaders import Loaders
@@ -57,6 +59,11 @@ class Context:
     """The request's parsed document, once the HTTP layer has it."""
     idempotency: Claim | None = None
     """The request's `Idempotency-Key`, taken when its mutation is about to run."""
+    query_engine: QueryEngine | None = None
+    """The planned executor; None runs every operation on graphql-core's."""
+    resolved: list[tuple[Any, list[Any], int]] | None = None
+    """What the planned executor resolved: (type, field nodes, objects) per step; None when
+    graphql-core's executor ran (the cost used is then read from the answer)."""
 
     @property
     def budget_key(self) -> str:

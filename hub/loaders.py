@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from datetime import date
 from functools import cached_property
 from typing import Any, TypeVar
@@ -26,14 +26,62 @@ MetricsKey = tuple[str, date, date]
 """(account external id, since, until) of a daily metric series."""
 
 
-def _loader(
-    fetch: Callable[[list[K]], Awaitable[dict[K, V]]], missing: Any
-) -> DataLoader[Any, Any]:
-    async def batch(keys: list[K]) -> list[V]:
-        found = await fetch(list(dict.fromkeys(keys)))
-        return [found.get(key, missing) for key in keys]
+class Loader(DataLoader[Any, Any]):
+    """A DataLoader whose keys can also be loaded all at once (`load_all`, the planned
+    executor's way): what the request holds already, the rest in one call of the loader's
+    own fetch, kept as plain values (no future per key); `load` answers from those too."""
 
-    return DataLoader(batch)
+    def __init__(
+        self, fetch: Callable[[list[Any]], Awaitable[Mapping[Any, Any]]], missing: Any
+    ) -> None:
+        self._fetch = fetch
+        self._missing = missing
+        self._held: dict[Any, asyncio.Future[Any]] = {}
+        self._values: dict[Any, Any] = {}
+        values = self._values
+
+        # Not a bound method: a loader that refers to itself would live until the collector
+        # runs, and with it all it holds.
+        async def batch(keys: list[Any]) -> list[Any]:
+            wanted = [key for key in dict.fromkeys(keys) if key not in values]
+            found = await fetch(wanted) if wanted else {}
+            return [values[key] if key in values else found.get(key, missing) for key in keys]
+
+        super().__init__(batch, cache_map=self._held)
+
+    async def load_all(self, keys: Sequence[Any]) -> list[Any]:
+        """The value of each key, in order; an exception stands for a key that failed."""
+        held, values = self._held, self._values
+        missing = [key for key in dict.fromkeys(keys) if key not in held and key not in values]
+        if missing:
+            try:
+                found: Mapping[Any, Any] = await self._fetch(missing)
+            except Exception as error:
+                found = dict.fromkeys(missing, error)
+            for key in missing:
+                values[key] = found.get(key, self._missing)
+        pending = {held[key] for key in keys if key in held and not held[key].done()}
+        if pending:
+            await asyncio.wait(pending)
+        return [_outcome(held[key]) if key in held else values[key] for key in keys]
+
+    def clear(self, key: Any) -> Loader:
+        self._values.pop(key, None)
+        super().clear(key)
+        return self
+
+    def clear_all(self) -> Loader:
+        self._values.clear()
+        super().clear_all()
+        return self
+
+
+def _outcome(future: asyncio.Future[Any]) -> Any:
+    return future.exception() or future.result()
+
+
+def _loader(fetch: Callable[[list[K]], Awaitable[dict[K, V]]], missing: Any) -> Loader:
+    return Loader(fetch, missing)
 
 
 def _page_loader(
@@ -73,7 +121,11 @@ def _cut(page: Page[V], first: int) -> Page[V]:
 
 
 class Loaders:
-    """The loaders of one request; tenant-owned ones see only `scope`'s rows."""
+    """The loaders of one request; tenant-owned ones see only `scope`'s rows.
+
+    No loader refers back to this object (each takes what it reads as it is made), so that a
+    request's loaders and all they hold go as soon as the request does, not at the next run
+    of the collector."""
 
     def __init__(
         self,
@@ -89,94 +141,97 @@ class Loaders:
         self.social = social if social is not None else self.sources.social
 
     @cached_property
-    def influencer_by_id(self) -> DataLoader[Any, Any]:
+    def influencer_by_id(self) -> Loader:
         return _loader(self.store.influencers_by_id, None)
 
     @cached_property
-    def accounts_by_influencer(self) -> DataLoader[Any, Any]:
+    def accounts_by_influencer(self) -> Loader:
         return _loader(self.store.accounts_by_influencer, [])
 
     @cached_property
     def campaign_by_id(self) -> DataLoader[Any, Any]:
-        return _loader(lambda ids: self.store.campaigns_by_id(self.scope, ids), None)
+        store, scope = self.store, self.scope
+        return _loader(lambda ids: store.campaigns_by_id(scope, ids), None)
 
     @cached_property
     def member_page_by_campaign(self) -> DataLoader[Any, Any]:
+        store, scope = self.store, self.scope
         return _page_loader(
-            lambda ids, first, after: self.store.member_pages(
-                self.scope, ids, first=first, after=after
-            )
+            lambda ids, first, after: store.member_pages(scope, ids, first=first, after=after)
         )
 
     @cached_property
     def member_count_by_campaign(self) -> DataLoader[Any, Any]:
-        return _loader(lambda ids: self.store.member_counts(self.scope, ids), 0)
+        store, scope = self.store, self.scope
+        return _loader(lambda ids: store.member_counts(scope, ids), 0)
 
     @cached_property
     def campaign_page_by_influencer(self) -> DataLoader[Any, Any]:
+        store, scope = self.store, self.scope
         return _page_loader(
-            lambda ids, first, after: self.store.campaign_pages_by_influencer(
-                self.scope, ids, first=first, after=after
+            lambda ids, first, after: store.campaign_pages_by_influencer(
+                scope, ids, first=first, after=after
             )
         )
 
     @cached_property
     def campaign_count_by_influencer(self) -> DataLoader[Any, Any]:
-        return _loader(lambda ids: self.store.campaign_counts_by_influencer(self.scope, ids), 0)
+        store, scope = self.store, self.scope
+        return _loader(lambda ids: store.campaign_counts_by_influencer(scope, ids), 0)
 
     @cached_property
     def contact_by_id(self) -> DataLoader[Any, Any]:
-        return _loader(lambda ids: self.store.contacts_by_id(self.scope, ids), None)
+        store, scope = self.store, self.scope
+        return _loader(lambda ids: store.contacts_by_id(scope, ids), None)
 
     @cached_property
     def contacts_by_influencer(self) -> DataLoader[Any, Any]:
-        return _loader(lambda ids: self.store.contacts_by_influencer(self.scope, ids), [])
+        store, scope = self.store, self.scope
+        return _loader(lambda ids: store.contacts_by_influencer(scope, ids), [])
 
     @cached_property
     def consents_by_contact(self) -> DataLoader[Any, Any]:
-        return _loader(lambda ids: self.store.consents_by_contact(self.scope, ids), [])
+        store, scope = self.store, self.scope
+        return _loader(lambda ids: store.consents_by_contact(scope, ids), [])
 
     @cached_property
-    def metrics_by_account(self) -> DataLoader[Any, Any]:
+    def metrics_by_account(self) -> Loader:
         """Daily series keyed (external id, since, until): one `daily_metrics` call per
-        distinct window, the windows fetched concurrently."""
+        distinct window, the windows fetched concurrently; a window that fails fails its
+        keys only."""
 
-        async def batch(keys: list[MetricsKey]) -> list[list[MetricRecord] | Exception]:
+        social = self.social
+
+        async def fetch(keys: list[MetricsKey]) -> dict[MetricsKey, Any]:
             by_window: dict[tuple[date, date], list[str]] = defaultdict(list)
-            for external_id, since, until in dict.fromkeys(keys):
+            for external_id, since, until in keys:
                 by_window[(since, until)].append(external_id)
             windows = list(by_window)
             answers = await asyncio.gather(
-                *(self._daily_metrics(by_window[window], *window) for window in windows),
+                *(_daily_metrics(social, by_window[window], *window) for window in windows),
                 return_exceptions=True,
             )
-            found = dict(zip(windows, answers, strict=True))
-            results: list[list[MetricRecord] | Exception] = []
-            for external_id, since, until in keys:
-                answer = found[(since, until)]
-                if isinstance(answer, Exception):
-                    results.append(answer)
-                elif isinstance(answer, BaseException):
+            found: dict[MetricsKey, Any] = {}
+            for (since, until), answer in zip(windows, answers, strict=True):
+                if isinstance(answer, BaseException) and not isinstance(answer, Exception):
                     raise answer
-                else:
-                    results.append(answer.get(external_id, []))
-            return results
+                for external_id in by_window[(since, until)]:
+                    key = (external_id, since, until)
+                    found[key] = (
+                        answer if isinstance(answer, Exception) else answer.get(external_id, [])
+                    )
+            return found
 
-        return DataLoader(batch)
-
-    async def _daily_metrics(
-        self, external_ids: list[str], since: date, until: date
-    ) -> dict[str, list[MetricRecord]]:
-        if self.social is None:
-            raise SourceUnavailable("social")
-        return await self.social.daily_metrics(external_ids, since, until)
+        return Loader(fetch, [])
 
     @cached_property
-    def account_record_by_external_id(self) -> DataLoader[Any, Any]:
+    def account_record_by_external_id(self) -> Loader:
         """Social account figures; one upstream call per batch level."""
 
+        sources = self.sources
+
         async def fetch(ids: list[str]) -> dict[str, Any]:
-            social = self.sources.social
+            social = sources.social
             if social is None:
                 raise _unconfigured("social")
             return dict(await social.accounts(ids))
@@ -184,11 +239,13 @@ class Loaders:
         return _loader(fetch, None)
 
     @cached_property
-    def profile_record_by_influencer(self) -> DataLoader[Any, Any]:
+    def profile_record_by_influencer(self) -> Loader:
         """Discovery profiles (audience); one upstream query per batch level."""
 
+        sources = self.sources
+
         async def fetch(ids: list[str]) -> dict[str, Any]:
-            discovery = self.sources.discovery
+            discovery = sources.discovery
             if discovery is None:
                 raise _unconfigured("discovery")
             return dict(await discovery.profiles(ids))
@@ -199,18 +256,28 @@ class Loaders:
     def crm_record_by_contact(self) -> DataLoader[Any, Any]:
         """CRM enrichment keyed by (crm id, contact id), within the caller's tenant."""
 
+        sources, tenant = self.sources, self.scope.tenant
+
         async def fetch(keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-            crm = self.sources.crm
+            crm = sources.crm
             if crm is None:
                 raise _unconfigured("crm")
             subjects = dict(keys)
-            found = await crm.contacts(self.scope.tenant, list(subjects), subjects=subjects)
+            found = await crm.contacts(tenant, list(subjects), subjects=subjects)
             return {key: found[key[0]] for key in keys if key[0] in found}
 
         return _loader(fetch, None)
 
     def prime_campaign(self, row: CampaignRow) -> None:
         self.campaign_by_id.prime(row.id, row)
+
+
+async def _daily_metrics(
+    social: SocialLookup | None, external_ids: list[str], since: date, until: date
+) -> dict[str, list[MetricRecord]]:
+    if social is None:
+        raise SourceUnavailable("social")
+    return await social.daily_metrics(external_ids, since, until)
 
 
 def _unconfigured(source: str) -> SourceUnavailable:

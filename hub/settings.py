@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     )
 
     demo: bool = False
+    engine_enabled: bool = Field(
+        default=True, description="Run queries on the planned executor (hub.engine)"
+    )
 
     cache_namespace: str = Field(default="hub", min_length=1, max_length=64)
     cache_local_ttl_s: float = Field(default=5.0, ge=0)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +70,66 @@ def sqlite_settings(tmp_path: Path) -> Settings:
     )
 
 
+SENT: dict[str, SentQuery] = {}
+"""Every GraphQL request the suite sends through `running_app`, once each: the differential
+test of the planned executor runs them all again on both executors."""
+
+
+@dataclass(frozen=True, slots=True)
+class SentQuery:
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+    authorization: str | None
+
+
+async def _remember(request: httpx.Request) -> None:
+    if request.url.path != "/graphql" or len(SENT) >= 10_000:
+        return
+    try:
+        body = (
+            json.loads(request.content)
+            if request.method == "POST"
+            else {
+                "query": request.url.params.get("query"),
+                "variables": json.loads(request.url.params.get("variables") or "null"),
+            }
+        )
+    except (ValueError, RecursionError):
+        return
+    if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+        return
+    variables, name = body.get("variables"), body.get("operationName")
+    sent = SentQuery(
+        body["query"],
+        variables if isinstance(variables, dict) else None,
+        name if isinstance(name, str) else None,
+        request.headers.get("authorization"),
+    )
+    key = [sent.query, sent.variables, sent.operation_name, _claims(sent.authorization)]
+    SENT.setdefault(json.dumps(key, sort_keys=True, default=str), sent)
+
+
+def _claims(authorization: str | None) -> Any:
+    """Who a request came from: its token's claims, times left out (each test makes its own)."""
+    token = (authorization or "").removeprefix("Bearer ")
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return token
+    return {k: v for k, v in claims.items() if k not in ("iat", "nbf", "exp")}
+
+
 @contextlib.asynccontextmanager
 async def running_app(settings: Settings) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
     """The app under its lifespan, and a client that talks to it in-process."""
     app = create_app(settings)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://hub.test", event_hooks={"request": [_remember]}
+        ) as client:
             yield app, client
 
 
@@ -111,3 +167,9 @@ def make_token() -> Iterator[MakeToken]:
         return issue_token(settings, **values)
 
     yield make
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The differential test of the planned executor runs last: it replays what the others sent."""
+    last = [item for item in items if "test_every_query_the_suite_sends" in item.nodeid]
+    items[:] = [item for item in items if item not in last] + last

@@ -994,3 +994,65 @@ async def test_a_token_whose_sub_has_a_lone_surrogate_is_401_and_not_echoed(
     assert codes(payload) == ["UNAUTHENTICATED"]
     assert payload["errors"][0]["message"] == "Token claim 'sub' is not valid Unicode text."
     assert "evil" not in json.dumps(payload)
+
+
+async def test_a_token_checked_once_is_taken_as_checked_for_a_minute_and_no_longer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    authenticator = Authenticator(dev_settings(), clock=clock)
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    token = hs(exp=LATER)
+    principals = []
+    for seconds in (0, 30, 59.9, 60):
+        clock.at(seconds)
+        principals.append(await authenticator.authenticate(token))
+    assert len(decoded) == 2  # at 0, and again at 60
+    assert {p.subject for p in principals} == {"user-1"}
+
+
+async def test_a_remembered_token_still_expires_and_its_claims_still_count() -> None:
+    clock = Clock()
+    authenticator = Authenticator(dev_settings(), clock=clock)
+    token = hs(exp=int(NOW) + 10)
+    await authenticator.authenticate(token)
+    clock.at(10 + 30)  # past the expiry and the leeway, within the minute remembered
+    with pytest.raises(Unauthenticated, match=r"^Token has expired\.$"):
+        await authenticator.authenticate(token)
+
+
+async def test_new_signing_keys_end_what_was_remembered_of_tokens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = JwksServer([rsa_jwk(RSA_KEY, "rsa-1"), ec_jwk(EC_KEY, "ec-1")])
+    clock = Clock()
+    authenticator = Authenticator(jwks_settings(), transport=server.transport, clock=clock)
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    try:
+        token = rs(kid="rsa-1", exp=LATER)
+        await authenticator.authenticate(token)
+        await authenticator.authenticate(token)
+        assert len(decoded) == 1
+        clock.at(61)  # an unknown kid may refresh the keys once a minute
+        server.keys = [rsa_jwk(RSA_KEY, "rsa-1"), ec_jwk(EC_KEY, "ec-2")]
+        with pytest.raises(Unauthenticated):
+            await authenticator.authenticate(es(kid="ec-3", exp=LATER))
+        assert server.fetches == 2
+        await authenticator.authenticate(token)  # checked again, with the new keys
+    finally:
+        await authenticator.aclose()
+    assert len(decoded) == 2

@@ -152,6 +152,31 @@ def actual_cost(
     return _actual(state, operation.selection_set, root, data)
 
 
+class FieldWeights:
+    """Each field's own weight in one request, its arguments read from the request's
+    variables: what resolving the field once costs. The planned executor charges it for each
+    object it resolves the field for, which is what `actual_cost` finds in the answer."""
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        *,
+        operation_name: str | None,
+        variables: Mapping[str, Any] | None,
+        policy: CostPolicy,
+    ) -> None:
+        walk = _start(schema, document, operation_name, variables, policy)
+        self._walk = None if walk is None else walk[0]
+
+    def of(self, owner: GraphQLNamedType, field: FieldNode) -> int:
+        definition = _definition(owner, field.name.value)
+        if self._walk is None or definition is None or field.name.value == "__typename":
+            return 0
+        coordinate = f"{owner.name}.{field.name.value}"
+        return _own_weight(self._walk, field, coordinate, definition)
+
+
 def _start(
     schema: GraphQLSchema,
     document: DocumentNode,

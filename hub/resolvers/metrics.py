@@ -67,7 +67,7 @@ _ROLLED: IdentityMemo[list[Point]] = IdentityMemo(4096)
 them: a dashboard rolls ~2,400 daily points, the same ones on every warm request."""
 
 
-def _points(
+def points_of_series(
     series: Sequence[list[MetricRecord]], granularity: Granularity, currency: str | None
 ) -> list[Point]:
     def rolled() -> list[Point]:
@@ -92,7 +92,7 @@ async def influencer_metrics(
     """The influencer's accounts summed per period; spend has no known currency here."""
     check_range(since, until)
     accounts = await _accounts_of(context, [influencer_id])
-    return _points(await _series(context, accounts, since, until), granularity, None)
+    return points_of_series(await _series(context, accounts, since, until), granularity, None)
 
 
 async def _members(context: Context, campaign_id: str) -> list[CampaignMemberRow]:
@@ -113,7 +113,7 @@ async def campaign_metrics(
     members = await _members(context, campaign.id)
     accounts = await _accounts_of(context, [member.influencer_id for member in members])
     series = await _series(context, accounts, since, until)
-    return _points(series, granularity, currency_of(campaign, members))
+    return points_of_series(series, granularity, currency_of(campaign, members))
 
 
 async def campaign_totals(
@@ -126,7 +126,7 @@ async def campaign_totals(
     series = await _series(context, accounts, since, until)
     currency = currency_of(campaign, members)
     # Summed from the daily roll-up, which the campaign's daily metrics share.
-    counts = total(point.counts for point in _points(series, Granularity.DAY, currency))
+    counts = total(point.counts for point in points_of_series(series, Granularity.DAY, currency))
     return Totals(since, until, counts, currency)
 
 

@@ -20,7 +20,7 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
-from hub.errors import Forbidden, Unauthenticated
+from hub.errors import Forbidden, HubError, Unauthenticated
 from hub.memo import IdentityMemo
 from hub.policy.access import Coordinate
 
@@ -48,12 +48,17 @@ class DenyFields:
     def resolve(self, next_: Callable[..., Any], root: Any, info: Any, **args: Any) -> Any:
         coordinate = (info.parent_type.name, info.field_name)
         if coordinate in self.denied:
-            self.context.denials.add(coordinate)
-            name = f"{coordinate[0]}.{coordinate[1]}"
-            if self.context.principal.is_anonymous:
-                raise Unauthenticated("This needs a bearer token.")
-            raise Forbidden(f"You may not use `{name}`.", coordinate=name)
+            raise refusal(self.context, coordinate)
         return next_(root, info, **args)
+
+
+def refusal(context: Any, coordinate: Coordinate) -> HubError:
+    """The error of a field the caller may not use, noted for the audit trail."""
+    context.denials.add(coordinate)
+    if context.principal.is_anonymous:
+        return Unauthenticated("This needs a bearer token.")
+    name = f"{coordinate[0]}.{coordinate[1]}"
+    return Forbidden(f"You may not use `{name}`.", coordinate=name)
 
 
 class WholeRefusals(SchemaExtension):

@@ -12,7 +12,7 @@ from graphql import DocumentNode
 from strawberry.extensions import SchemaExtension
 
 from hub.errors import CostTooExpensive, Throttled
-from hub.policy.cost import CostEstimate, actual_cost, estimate_cost
+from hub.policy.cost import CostEstimate, FieldWeights, actual_cost, estimate_cost
 from hub.policy.limits import check_shape, measure
 from hub.schema.documents import Document
 
@@ -106,14 +106,30 @@ class QueryCost(SchemaExtension):
         if not self.charged or result is None or document is None:
             return
         policy = context.cost
-        self.actual = actual_cost(
-            self.execution_context.schema._schema,
-            document,
-            operation_name=self.execution_context.operation_name,
-            variables=self.execution_context.variables,
-            data=getattr(result, "data", None),
-            policy=policy,
-        )
+        schema = self.execution_context.schema._schema
+        name = self.execution_context.operation_name
+        variables = self.execution_context.variables
+        resolved = getattr(context, "resolved", None)
+        if resolved is not None:
+            # The planned executor counted what it resolved: each field's weight for each
+            # object it was resolved for (what a walk of the answer would find).
+            weights = FieldWeights(
+                schema, document, operation_name=name, variables=variables, policy=policy
+            )
+            self.actual = sum(
+                weights.of(owner, node) * objects
+                for owner, nodes, objects in resolved
+                for node in nodes
+            )
+        else:
+            self.actual = actual_cost(
+                schema,
+                document,
+                operation_name=name,
+                variables=variables,
+                data=getattr(result, "data", None),
+                policy=policy,
+            )
         claim = getattr(context, "idempotency", None)
         if claim is not None and claim.replay is not None:
             # A replay is counted like the request it repeats.

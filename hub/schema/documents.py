@@ -13,18 +13,23 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from graphql import (
     ASTValidationRule,
+    DirectiveNode,
     DocumentNode,
     GraphQLError,
     GraphQLSchema,
+    Node,
     OperationDefinitionNode,
     OperationType,
+    VariableNode,
+    Visitor,
     parse,
+    visit,
 )
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
@@ -44,7 +49,8 @@ T = TypeVar("T")
 
 @dataclass(slots=True)
 class Document:
-    """A parsed document, the number of its tokens and, once known, its validation errors."""
+    """A parsed document, the number of its tokens and, once known, its validation errors
+    and the planned executor's plans of it."""
 
     node: DocumentNode
     tokens: int
@@ -64,6 +70,11 @@ class Document:
         if len(kept) > MAX_KEPT_PER_DOCUMENT:
             kept.popitem(last=False)
         return made
+
+    @property
+    def directive_variables(self) -> tuple[str, ...]:
+        """The variables that `@skip` and `@include` read anywhere in the document."""
+        return self.kept("directive variables", lambda: directive_variables(self.node.definitions))
 
     def operation(self, name: str | None) -> OperationDefinitionNode | None:
         """The operation a request runs: the one named `name`, or the only one (the GraphQL
@@ -122,6 +133,22 @@ class DocumentCache:
             return self.parse(text, max_tokens=max_tokens)
         except (GraphQLError, QueryTooComplex):
             return None
+
+
+def directive_variables(nodes: Iterable[Node]) -> tuple[str, ...]:
+    """The names of the variables `@skip(if:)` and `@include(if:)` read in `nodes`."""
+    names: dict[str, None] = {}
+
+    class Collect(Visitor):
+        def enter_directive(self, node: DirectiveNode, *_args: Any) -> None:
+            if node.name.value in ("skip", "include"):
+                for argument in node.arguments or ():
+                    if isinstance(argument.value, VariableNode):
+                        names[argument.value.name.value] = None
+
+    for node in nodes:
+        visit(node, Collect())
+    return tuple(names)
 
 
 def _within(document: Document, max_tokens: int) -> Document:

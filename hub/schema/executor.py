@@ -1,5 +1,5 @@
-"""The hub's executor: graphql-core's, refusing the caller's denied fields, completing plain
-objects in one pass and answering from the response cache where a request may use it."""
+"""The hub's executor: queries on the planned executor, the rest on graphql-core's refusing
+the caller's denied fields, and answers from the response cache where a request may use it."""
 
 from __future__ import annotations
 
@@ -12,35 +12,28 @@ from graphql.execution.collect_fields import FieldDetailsList
 from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from hub.engine.fallback import QueryEngine
+from hub.engine.run import Run
 from hub.idempotency import Claim
 from hub.policy.access import Coordinate
 from hub.responses import UNCACHEABLE, Answer, ResponseCache
 from hub.schema.access import DenyFields, touched_coordinates
 from hub.schema.consent import record_decisions
-from hub.schema.plain import Plan, complete, plan_of
 
 SUBJECT_ATTRIBUTES = {"Contact": "id", "Consent": "contact_id"}
 """Types whose objects name a person, and the attribute holding the person's contact id."""
 
 
 class HubExecutor(StrawberryGraphQLCoreExecutionContext):
-    """graphql-core's executor with `DenyFields` added only when the operation touches a field
-    denied to the caller (so that every other request pays nothing per field), and the
-    response cache around the operation."""
+    """Queries on the planned executor (`hub.engine`); the rest on graphql-core's, with
+    `DenyFields` added only when the operation touches a field denied to the caller (so that
+    every other request pays nothing per field); the response cache around the operation."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        denied: frozenset[Coordinate] = getattr(self.context_value, "denied", frozenset())
-        if denied and not denied.isdisjoint(self._touched()):
-            existing = self.middleware_manager.middlewares if self.middleware_manager else ()
-            self.middleware_manager = MiddlewareManager(
-                *existing, DenyFields(denied, self.context_value)
-            )
-        # Plain objects skip the per-field resolvers, so not when a middleware must see them.
-        self._plain = not (self.middleware_manager and self.middleware_manager.middlewares)
-        self._plans: dict[tuple[GraphQLObjectType, int], Plan | None] = {}
         self._subjects: set[str] | None = None
         if self.operation.operation is OperationType.MUTATION:
+            self._guard()
             self.execute_field = self._execute_mutation_field  # type: ignore[method-assign]
             claim: Claim | None = getattr(self.context_value, "idempotency", None)
             if claim is not None:
@@ -72,29 +65,15 @@ class HubExecutor(StrawberryGraphQLCoreExecutionContext):
         result: Any,
         position_context: Any,
     ) -> Any:
-        """A plain object (see `hub.schema.plain`) in one pass; any other as graphql-core does.
-        A mutation's answer kept for an `Idempotency-Key` notes each person it names."""
+        """As graphql-core does; a mutation's answer kept for an `Idempotency-Key` notes each
+        person it names."""
         if self._subjects is not None:
             attribute = SUBJECT_ATTRIBUTES.get(return_type.name)
             if attribute is not None:
                 self._subjects.add(getattr(result, attribute))
-        plan = self._plan(return_type, field_details_list) if self._plain else None
-        if plan is not None:
-            try:
-                return complete(plan, result)
-            except Exception:
-                pass
         return super().collect_and_execute_subfields(
             return_type, field_details_list, path, result, position_context
         )
-
-    def _plan(self, type_: GraphQLObjectType, field_details_list: Any) -> Plan | None:
-        # graphql-core keeps `field_details_list` alive for the request (its own memo).
-        key = (type_, id(field_details_list))
-        if key not in self._plans:
-            fields, deferred, _forbidden = self.collect_subfields(type_, field_details_list)
-            self._plans[key] = None if deferred else plan_of(type_, fields, self._plan)
-        return self._plans[key]
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         """A query's answer from the response cache when the request may use it (see
@@ -106,10 +85,41 @@ class HubExecutor(StrawberryGraphQLCoreExecutionContext):
         if self.operation.operation is OperationType.MUTATION:
             return self._write(responses, serially)
         if responses is None:
-            return super().execute_operation(serially)
+            return self._query(serially)
         if key is None or not UNCACHEABLE.isdisjoint(self._touched()):
-            return super().execute_operation(serially)
+            return self._query(serially)
         return self._answer(responses, key, serially)
+
+    def _query(self, serially: bool | None) -> Any:
+        """A query on the planned executor (`hub.engine`), or as a whole on graphql-core's
+        when it cannot be planned."""
+        engine: QueryEngine | None = getattr(self.context_value, "query_engine", None)
+        plan = None if engine is None or self._middlewares() else engine.plan(self)
+        if plan is None:
+            self._guard()
+            return super().execute_operation(serially)
+        return Run(self, plan).execute()
+
+    def _guard(self) -> None:
+        """Add `DenyFields` when the operation touches a field denied to the caller."""
+        denied: frozenset[Coordinate] = getattr(self.context_value, "denied", frozenset())
+        if denied and not denied.isdisjoint(self._touched()):
+            existing = self._middlewares()
+            self.middleware_manager = MiddlewareManager(
+                *existing, DenyFields(denied, self.context_value)
+            )
+
+    def build_response(self, data: Any) -> Any:
+        """graphql-core's answer; then its helpers, which refer back to this executor, go:
+        an executor in a reference cycle would keep the request (its context, its loaders and
+        all they read) until the collector runs, instead of going with the request."""
+        response = super().build_response(data)
+        self.async_helpers = None  # type: ignore[assignment]
+        return response
+
+    def _middlewares(self) -> tuple[Any, ...]:
+        manager = self.middleware_manager
+        return tuple(manager.middlewares) if manager is not None and manager.middlewares else ()
 
     async def _write(self, responses: ResponseCache | None, serially: bool | None) -> Any:
         """A mutation, unless its `Idempotency-Key` has an answer already (nothing runs; the
@@ -134,7 +144,7 @@ class HubExecutor(StrawberryGraphQLCoreExecutionContext):
             record_decisions(context, kept.decisions, datetime.now(UTC))
             return self.build_response(kept.data)
         read_at = responses.clock.time()
-        result = super().execute_operation(serially)
+        result = self._query(serially)
         if self.is_awaitable(result):
             result = await result
         if (

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, Text, cast, func, select, update
+from sqlalchemy import ColumnElement, Select, Text, bindparam, cast, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
@@ -69,19 +69,23 @@ class InfluencerQuery:
 class Store:
     """Reads and writes of the own store; every tenant-owned read takes a `RowScope`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, reads: AsyncEngine | None = None) -> None:
         self.engine = engine
+        self.reads = reads or engine
+        """Single-statement reads go here (`create_engine(..., reads=True)`)."""
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     # -- influencers (global) -------------------------------------------------------------
 
     async def influencers_by_id(self, ids: Sequence[str]) -> dict[str, InfluencerRow]:
-        stmt = select(InfluencerRow).where(col(InfluencerRow.id).in_(ids))
-        return {row.id: row for row in await self._all(stmt)}
+        return {row.id: row for row in await self._all(_INFLUENCERS_BY_ID, {"ids": list(ids)})}
 
     async def influencer_page(
         self, query: InfluencerQuery, *, first: int, after: str | None
     ) -> Page[InfluencerRow]:
+        if query == InfluencerQuery() and after is None:
+            rows = await self._all(_FIRST_INFLUENCERS, {"limit": first + 1})
+            return Page(rows[:first], len(rows) > first)
         stmt = select(InfluencerRow).where(*_influencer_filters(query))
         if after:
             stmt = stmt.where(col(InfluencerRow.id) > after)
@@ -95,12 +99,8 @@ class Store:
     async def accounts_by_influencer(
         self, influencer_ids: Sequence[str]
     ) -> dict[str, list[PlatformAccountRow]]:
-        stmt = (
-            select(PlatformAccountRow)
-            .where(col(PlatformAccountRow.influencer_id).in_(influencer_ids))
-            .order_by(col(PlatformAccountRow.platform))
-        )
-        return _group(await self._all(stmt), "influencer_id")
+        rows = await self._all(_ACCOUNTS_BY_INFLUENCER, {"ids": list(influencer_ids)})
+        return _group(rows, "influencer_id")
 
     # -- campaigns (tenant-owned) ---------------------------------------------------------
 
@@ -351,13 +351,15 @@ class Store:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    async def _all(self, stmt: Select[Any]) -> list[Any]:
-        async with self.sessions() as session:
-            return list((await session.scalars(stmt)).all())
+    async def _all(self, stmt: Select[Any], parameters: dict[str, Any] | None = None) -> list[Any]:
+        """The rows of a read, as plain rows with the columns as attributes (a read builds no
+        ORM instances: building them took longer than the statement)."""
+        async with self.reads.connect() as connection:
+            return list((await connection.execute(stmt, parameters)).all())
 
     async def _scalar(self, stmt: Select[Any]) -> int:
-        async with self.sessions() as session:
-            return int(await session.scalar(stmt) or 0)
+        async with self.reads.connect() as connection:
+            return int((await connection.execute(stmt)).scalar() or 0)
 
     async def _pages(
         self,
@@ -436,6 +438,19 @@ def _integrity_error(exc: IntegrityError) -> Exception:
 
 def _status(status: str | None) -> list[ColumnElement[bool]]:
     return [] if status is None else [col(CampaignRow.status) == status]
+
+
+# The reads of every list of influencers, made once: building a statement and its cache key
+# for each request took a third of the time of running it.
+_INFLUENCERS_BY_ID = select(InfluencerRow).where(
+    col(InfluencerRow.id).in_(bindparam("ids", expanding=True))
+)
+_FIRST_INFLUENCERS = select(InfluencerRow).order_by(col(InfluencerRow.id)).limit(bindparam("limit"))
+_ACCOUNTS_BY_INFLUENCER = (
+    select(PlatformAccountRow)
+    .where(col(PlatformAccountRow.influencer_id).in_(bindparam("ids", expanding=True)))
+    .order_by(col(PlatformAccountRow.platform))
+)
 
 
 def _influencer_filters(query: InfluencerQuery) -> list[ColumnElement[bool]]:

@@ -13,20 +13,31 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from hub.settings import Settings
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
-    """Open the engine for `settings.database_url` (creating a SQLite file's folder)."""
+def create_engine(settings: Settings, *, reads: bool = False) -> AsyncEngine:
+    """Open the engine for `settings.database_url` (creating a SQLite file's folder).
+
+    `reads`: an engine for single statements that read, outside any transaction: on SQLite
+    its connections are not rolled back when handed back (a read opens no transaction, and
+    each rollback is one more trip to the connection's thread), on PostgreSQL it runs in
+    autocommit (no BEGIN and ROLLBACK around each read)."""
     url = make_url(settings.database_url)
     if settings.is_sqlite:
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        options: dict[str, Any] = {"pool_reset_on_return": None} if reads else {}
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **options)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     connect_args: dict[str, Any] = {}
     if settings.database_schema:
         connect_args["server_settings"] = {"search_path": settings.database_schema}
     return create_async_engine(
-        url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args=connect_args
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+        **({"isolation_level": "AUTOCOMMIT"} if reads else {}),
     )
 
 

@@ -1,0 +1,159 @@
+"""Batch resolvers by field coordinate: one call answers a field for every parent of a level.
+
+Each does what the field's own resolver does for one parent, with the same loaders and the
+same checks, for all the parents at once (a level's accounts in one statement, its series in
+one source batch), so that its answers, errors and audit are the resolver's. A field without
+one is resolved by its own resolver, called for every parent of the level at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date
+from typing import Any
+
+from hub.engine.run import Batch, BatchResolver
+from hub.policy.metrics import Granularity, check_range
+from hub.resolvers.campaigns import check_campaign_id
+from hub.resolvers.influencers import check_influencer_id
+from hub.resolvers.metrics import points_of_series
+from hub.schema.audience import Audience
+from hub.schema.campaigns import Campaign
+from hub.schema.influencers import Influencer, SocialAccount
+from hub.schema.metrics import MetricPoint
+
+Values = list[Any]
+
+
+async def _settled(awaitables: Sequence[Awaitable[Any]]) -> list[Any]:
+    """Their values, an exception standing for each that failed; cancellation goes on."""
+    values = await asyncio.gather(*awaitables, return_exceptions=True)
+    for value in values:
+        if isinstance(value, BaseException) and not isinstance(value, Exception):
+            raise value
+    return values
+
+
+async def influencer_accounts(batch: Batch) -> Values:
+    rows = await batch.context.loaders.accounts_by_influencer.load_all(
+        [influencer.id for influencer in batch.parents]
+    )
+    return [
+        accounts
+        if isinstance(accounts, Exception)
+        else [SocialAccount.from_row(r) for r in accounts]
+        for accounts in rows
+    ]
+
+
+async def influencer_metrics(batch: Batch) -> Values:
+    """`Influencer.metrics`: the accounts of every influencer in one statement, their daily
+    series in one batch per window, each influencer's summed per period."""
+    arguments = batch.arguments
+    since: date = arguments["from"]
+    until: date = arguments["to"]
+    granularity: Granularity = arguments.get("granularity") or Granularity.DAY
+    check_range(since, until)
+    loaders = batch.context.loaders
+    accounts = await loaders.accounts_by_influencer.load_all(
+        [influencer.id for influencer in batch.parents]
+    )
+    failed_accounts = next((a for a in accounts if isinstance(a, Exception)), None)
+    if failed_accounts is not None:
+        raise failed_accounts
+    keys = [(account.external_id, since, until) for each in accounts for account in each]
+    series = await loaders.metrics_by_account.load_all(keys)
+    values: Values = []
+    start = 0
+    for each in accounts:
+        own = series[start : start + len(each)]
+        start += len(each)
+        failed = next((s for s in own if isinstance(s, Exception)), None)
+        if failed is not None:
+            values.append(failed)
+        else:
+            values.append(MetricPoint.from_points(points_of_series(own, granularity, None)))
+    return values
+
+
+def _account_figure(name: str) -> BatchResolver:
+    """`SocialAccount.<name>`: every account's figures in one call to the social API."""
+
+    async def resolve(batch: Batch) -> Values:
+        loader = batch.context.loaders.account_record_by_external_id
+        records = await loader.load_all([account.external_id for account in batch.parents])
+        return [
+            record if isinstance(record, Exception) or record is None else getattr(record, name)
+            for record in records
+        ]
+
+    return resolve
+
+
+async def influencer_audience(batch: Batch) -> Values:
+    loader = batch.context.loaders.profile_record_by_influencer
+    profiles = await loader.load_all([influencer.id for influencer in batch.parents])
+    return [
+        profile
+        if isinstance(profile, Exception) or profile is None
+        else Audience.from_record(profile.audience)
+        for profile in profiles
+    ]
+
+
+def _by_id(
+    loader_name: str, attribute: str, make: Callable[[Any], Any], key_of: Callable[[Any, str], str]
+) -> BatchResolver:
+    """A parent's reference to a row of the store (`attribute` holds its id, checked by
+    `key_of(context, id)` as the field's resolver checks it), through the request's loader."""
+
+    async def resolve(batch: Batch) -> Values:
+        context = batch.context
+        loader = getattr(context.loaders, loader_name)
+        values: Values = []
+        waiting: list[tuple[int, Any]] = []
+        for parent in batch.parents:
+            reference = getattr(parent, attribute)
+            value: Any = None
+            if reference is not None:
+                try:
+                    waiting.append((len(values), loader.load(key_of(context, reference))))
+                except Exception as error:
+                    value = error
+            values.append(value)
+        rows = await _settled([load for _, load in waiting])
+        for (index, _), row in zip(waiting, rows, strict=True):
+            values[index] = row if isinstance(row, Exception) or row is None else make(row)
+        return values
+
+    return resolve
+
+
+def _influencer_key(_context: Any, value: str) -> str:
+    return check_influencer_id(value)
+
+
+def _campaign_key(context: Any, value: str) -> str:
+    context.require_scope()
+    return check_campaign_id(value)
+
+
+BATCHES: dict[str, BatchResolver] = {
+    "Influencer.accounts": influencer_accounts,
+    "Influencer.metrics": influencer_metrics,
+    "Influencer.audience": influencer_audience,
+    "SocialAccount.followers": _account_figure("followers"),
+    "SocialAccount.following": _account_figure("following"),
+    "SocialAccount.posts": _account_figure("posts"),
+    "SocialAccount.verified": _account_figure("verified"),
+    "CampaignMember.influencer": _by_id(
+        "influencer_by_id", "influencer_id", Influencer.from_row, _influencer_key
+    ),
+    "CampaignMember.campaign": _by_id(
+        "campaign_by_id", "campaign_id", Campaign.from_row, _campaign_key
+    ),
+    "Contact.influencer": _by_id(
+        "influencer_by_id", "influencer_id", Influencer.from_row, _influencer_key
+    ),
+}
