@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
+from unthrottled import unthrottled_policies
 
 from hub.app import create_app
 from hub.auth import issue_token
@@ -120,7 +121,7 @@ async def measure(rounds: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(
             database_url=f"sqlite+aiosqlite:///{folder}/hub.db",
-            policies_dir=ROOT / "policies",
+            policies_dir=unthrottled_policies(Path(folder), ["bench"]),
             demo=True,
         )
         app = create_app(settings)

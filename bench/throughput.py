@@ -38,8 +38,8 @@ from types import FrameType
 from typing import Any
 
 import httpx
-import yaml
 from dashboard import DASHBOARD, WINDOW, prepare
+from unthrottled import unthrottled_policies
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -49,8 +49,6 @@ LIST_QUERY = (
     "{ date impressions engagementRate } } } } }"
 )
 CLIENT_ID = "bench-throughput"
-TIER = "bench-unthrottled"
-BENCH_TIER = {"max_query_cost": 10**9, "bucket_size": 10**12, "restore_rate_per_s": 10**9}
 """A budget no load of this bench can empty: the list query costs about 1,400 points."""
 SOURCE_TTL_S = 86_400
 """Source caches stay warm for the whole run (the defaults, 300 s, would expire mid-run)."""
@@ -277,13 +275,7 @@ def hub_environment(workdir: Path, args: argparse.Namespace) -> dict[str, str]:
     """The hub's environment: none of the caller's `HUB_*` settings, a fresh SQLite file, a
     copy of `policies/` with an unthrottled tier for the bench's client, warm source caches
     for the whole run, then `--keep-answers` and every `--hub-env`."""
-    policies = workdir / "policies"
-    shutil.copytree(ROOT / "policies", policies)
-    cost_file = policies / "cost.yaml"
-    cost = yaml.safe_load(cost_file.read_text(encoding="utf-8"))
-    cost["tiers"][TIER] = BENCH_TIER
-    cost["clients"][CLIENT_ID] = TIER
-    cost_file.write_text(yaml.safe_dump(cost, sort_keys=False), encoding="utf-8")
+    policies = unthrottled_policies(workdir, [CLIENT_ID])
     env = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
     env.update(
         {
