@@ -106,14 +106,15 @@ class Run:
     async def _select(self, selection: Selection, nodes: list[Node]) -> None:
         """Fill every step of `selection` for `nodes`; then the next levels, concurrently.
 
-        Fields that wait for their values are fetched concurrently but completed in the order
-        of the selection, after the others. An error in a nullable position is reported at
-        once; one that nulls the object itself (a non-null field) does so once every field of
-        the level is complete, as graphql-core's does: it reports the errors of the fields
-        failing together with it, and none of those under the object after that."""
+        Fields that wait for their values are fetched concurrently, each completed as soon as
+        its values are in, and its children started then (so that the next level's sources
+        are asked as soon as their keys are known). An error in a nullable position is
+        reported at once; one that nulls the object itself (a non-null field) does so once
+        every field of the level is complete, as graphql-core's does: it reports the errors
+        of the fields failing together with it, and none of those under the object after."""
         nested: list[Awaitable[None]] = []
         deferred: Deferred = []
-        after: asyncio.Event | None = None
+        completions: list[asyncio.Event] = []
         for step in selection.steps:
             live = self._live(nodes)
             if not live:
@@ -141,13 +142,13 @@ class Run:
                         self._complete(step, step.shape, slot, value, buckets, deferred)
                 nested.extend(self._select(s, n) for s, n in buckets.items())
             else:
-                turn = asyncio.Event()
-                nested.append(self._resolve(step, live, after, turn, deferred))
-                after = turn
-        if after is None:
-            self._settle(deferred)
+                completed = asyncio.Event()
+                completions.append(completed)
+                nested.append(self._resolve(step, live, completed, deferred))
+        if completions:
+            nested.append(self._settle_after(completions, deferred))
         else:
-            nested.append(self._settle_after(after, deferred))
+            self._settle(deferred)
         if nested:
             await _gather(nested)
 
@@ -185,12 +186,11 @@ class Run:
         self,
         step: Step,
         nodes: list[Node],
-        after: asyncio.Event | None,
-        turn: asyncio.Event,
+        completed: asyncio.Event,
         deferred: Deferred,
     ) -> None:
         """A field that needs its resolver, its batch resolver or a refusal, for `nodes`;
-        completed once the field before it (`after`) is, and then its children."""
+        then its children."""
         slots = [self._field_slot(step, node) for node in nodes]
         buckets: Buckets = {}
         try:
@@ -198,17 +198,16 @@ class Run:
                 values = await self._values(step, nodes, slots)
             except Exception as error:
                 values = [error] * len(nodes)
-            if after is not None:
-                await after.wait()
             for slot, value in zip(slots, values, strict=True):
                 self._complete(step, step.shape, slot, value, buckets, deferred)
         finally:
-            turn.set()
+            completed.set()
         if buckets:
             await _gather([self._select(s, n) for s, n in buckets.items()])
 
-    async def _settle_after(self, last: asyncio.Event, deferred: Deferred) -> None:
-        await last.wait()
+    async def _settle_after(self, completions: list[asyncio.Event], deferred: Deferred) -> None:
+        for completed in completions:
+            await completed.wait()
         self._settle(deferred)
 
     def _settle(self, deferred: Deferred) -> None:
