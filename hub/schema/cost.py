@@ -4,6 +4,7 @@ before parsing, by `hub.schema.documents`.)"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
@@ -17,6 +18,24 @@ from hub.policy.limits import check_shape, measure
 from hub.schema.documents import Document
 
 T = TypeVar("T")
+
+MAX_KEPT_VARIABLES_BYTES = 4096
+"""Estimates for larger variables are worked out for their request only."""
+
+
+def _variables_key(document: Document, name: str | None, variables: Any) -> str | None:
+    """The digest of the variables the operation declares (others cannot change its cost);
+    None when they are too large to be worth remembering an estimate for."""
+    operation = document.operation(name)
+    if operation is None or not isinstance(variables, dict):
+        return None
+    declared = {d.variable.name.value for d in operation.variable_definitions or ()}
+    text = json.dumps(
+        {k: v for k, v in variables.items() if k in declared}, sort_keys=True, default=str
+    )
+    if len(text) > MAX_KEPT_VARIABLES_BYTES:
+        return None
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _kept(context: Any, document: DocumentNode, key: Any, make: Callable[[], T]) -> T:
@@ -61,15 +80,20 @@ class QueryCost(SchemaExtension):
         schema = self.execution_context.schema._schema
         name = self.execution_context.operation_name
         variables = self.execution_context.variables
-        # Remembered per variables: a dashboard that sends the same operation again is costed once.
-        key = ("estimate", id(policy), name, json.dumps(variables, sort_keys=True, default=str))
-        estimate: CostEstimate = _kept(
-            context,
-            document,
-            key,
-            lambda: estimate_cost(
+
+        def work_out() -> CostEstimate:
+            return estimate_cost(
                 schema, document, operation_name=name, variables=variables, policy=policy
-            ),
+            )
+
+        # Remembered per variables: a dashboard that sends the same operation again is costed
+        # once; what is kept per key is a digest and an estimate, whatever the variables' size.
+        parsed: Document | None = getattr(context, "document", None)
+        digest = None if parsed is None else _variables_key(parsed, name, variables)
+        estimate = (
+            work_out()
+            if digest is None
+            else _kept(context, document, ("estimate", id(policy), name, digest), work_out)
         )
         self.requested = estimate.total
         tier = policy.tier_for(context.principal.client_id)

@@ -12,8 +12,15 @@ MASKED_MESSAGE = "Unexpected error."
 
 
 def coded(error: GraphQLError, *, before_execution: bool) -> GraphQLError:
-    """The error with its `extensions.code`; a message is kept only when it is ours to show."""
+    """The error with its `extensions.code`; a message is kept only when it is ours to show.
+
+    The traceback goes (unexpected errors were logged with theirs already): its frames would
+    keep the request (its whole body, say) in a reference cycle with the answer until the
+    collector runs."""
     original = error.original_error
+    if original is not None:
+        original.__traceback__ = None
+    error.__traceback__ = None
     if isinstance(original, HubError):
         return _with(error, original.message, original.extensions)
     if isinstance(error, GraphQLSyntaxError):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import json
 import tracemalloc
+from typing import Any
 
 import httpx
 import pytest
@@ -187,3 +189,81 @@ async def test_a_document_sent_again_is_neither_parsed_nor_validated_again(
         )
         assert response.json()["data"]["campaigns"]["totalCount"] == 6
     assert (len(parsed), len(validated)) == (1, 1)
+
+
+async def _post_raw(app: Any, body: bytes) -> int:
+    """One POST /graphql straight through the ASGI app, with no client keeping anything."""
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 4711),
+        "server": ("hub.test", 80),
+        "scheme": "http",
+        "http_version": "1.1",
+        "root_path": "",
+    }
+    sent = [{"type": "http.request", "body": body, "more_body": False}]
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return sent.pop() if sent else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(scope, receive, send)
+    return statuses[0]
+
+
+async def test_a_refused_large_document_is_freed_with_its_request_not_by_the_collector(
+    sqlite_settings: Settings,
+) -> None:
+    body = json.dumps({"query": "{ " + "a " * 250_000 + "}"}).encode()
+    async with running_app(sqlite_settings) as (app, _client):
+        assert await _post_raw(app, body) == 200
+        gc.collect()
+        gc.disable()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(10):
+                await _post_raw(app, body)
+            kept = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+            gc.enable()
+    # Ten bodies of 500 KB; an error's traceback held each in a reference cycle.
+    assert kept < 1_000_000
+
+
+async def test_large_variables_sent_with_a_kept_document_are_not_kept_with_it(
+    sqlite_settings: Settings,
+) -> None:
+    query = "query Q($b: Boolean!) { __typename @include(if: $b) }"
+    async with running_app(sqlite_settings) as (app, _client):
+        assert (
+            await _post_raw(app, json.dumps({"query": query, "variables": {"b": True}}).encode())
+            == 200
+        )
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for n in range(20):
+                # A variable the operation does not declare, large and different each time: the
+                # anonymous caller pays nothing for it.
+                variables = {"b": True, "pad": f"{n}" + "p" * 200_000}
+                body = json.dumps({"query": query, "variables": variables}).encode()
+                assert await _post_raw(app, body) == 200
+            del body, variables
+            gc.collect()
+            kept = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+    # The cost estimate was remembered per the whole variables' text: 4 MB here.
+    assert kept < 500_000
