@@ -57,6 +57,7 @@ def _limit_lines(shape: Shape, tokens: int, limits: Limits, roles: tuple[str, ..
         ("root fields", shape.root_fields, limits.max_root_fields),
         ("directives", shape.directives, limits.max_directives),
         ("fragment spreads", shape.fragment_spreads, limits.max_fragment_spreads),
+        ("selection width", shape.width, limits.max_selection_width),
         ("tokens", tokens, limits.max_tokens),
     ]
     lines = [f"Limits ({who}):"]

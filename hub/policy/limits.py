@@ -36,6 +36,7 @@ class Limits:
     max_tokens: int = 1000
     max_directives: int = 50
     max_fragment_spreads: int = 100
+    max_selection_width: int = 100
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -52,6 +53,9 @@ class Shape:
     aliases: int = 0
     directives: int = 0
     fragment_spreads: int = 0
+    width: int = 0
+    """The most fields one selection set holds, its fragments' included (validation compares
+    every two fields of a set: its work grows with the square of this)."""
 
 
 _EMPTY = Shape()
@@ -124,6 +128,7 @@ def check_shape(shape: Shape, limits: Limits) -> None:
         ("The query has {} aliases", shape.aliases, limits.max_aliases),
         ("The query has {} directives", shape.directives, limits.max_directives),
         ("The query has {} fragment spreads", shape.fragment_spreads, limits.max_fragment_spreads),
+        ("A selection of the query has {} fields", shape.width, limits.max_selection_width),
         ("The query is {} levels deep", shape.depth, limits.max_depth),
         (
             "The introspection is {} levels deep",
@@ -189,7 +194,7 @@ def _spreads(selection_set: SelectionSetNode) -> set[str]:
 
 def _measure(selection_set: SelectionSetNode | None, fragments: Mapping[str, Shape]) -> Shape:
     """Depths from this level down; root fields are the fields at this level."""
-    depth = introspection = root = aliases = directives = spreads = 0
+    depth = introspection = root = aliases = directives = spreads = width = 0
     if selection_set is None:
         return Shape()
     for selection in selection_set.selections:
@@ -202,6 +207,7 @@ def _measure(selection_set: SelectionSetNode | None, fragments: Mapping[str, Sha
                 depth = max(depth, 1)
                 continue
             inner = _measure(selection.selection_set, fragments)
+            width = max(width, inner.width)
             if selection.name.value in INTROSPECTION_ROOTS:
                 deepest = max(inner.depth, inner.introspection_depth)
                 introspection = max(introspection, 1 + deepest)
@@ -214,6 +220,7 @@ def _measure(selection_set: SelectionSetNode | None, fragments: Mapping[str, Sha
             depth = max(depth, inner.depth)
             introspection = max(introspection, inner.introspection_depth)
             root += inner.root_fields
+            width = max(width, inner.width)
         elif isinstance(selection, FragmentSpreadNode):
             # An unknown fragment is left to validation; the spread itself still counts.
             spreads += 1
@@ -221,6 +228,7 @@ def _measure(selection_set: SelectionSetNode | None, fragments: Mapping[str, Sha
             depth = max(depth, inner.depth)
             introspection = max(introspection, inner.introspection_depth)
             root += inner.root_fields
+            width = max(width, inner.width)
             aliases += inner.aliases
             directives += inner.directives
             spreads += inner.fragment_spreads
@@ -228,7 +236,7 @@ def _measure(selection_set: SelectionSetNode | None, fragments: Mapping[str, Sha
         aliases += inner.aliases
         directives += inner.directives
         spreads += inner.fragment_spreads
-    return Shape(depth, introspection, root, aliases, directives, spreads)
+    return Shape(depth, introspection, root, aliases, directives, spreads, max(width, root))
 
 
 def _widest(a: Shape, b: Shape, *, directives: int) -> Shape:
@@ -240,4 +248,5 @@ def _widest(a: Shape, b: Shape, *, directives: int) -> Shape:
         max(a.aliases, b.aliases),
         max(a.directives, b.directives + directives),
         max(a.fragment_spreads, b.fragment_spreads),
+        max(a.width, b.width),
     )

@@ -103,6 +103,29 @@ def fields(count: int, text: str) -> str:
         ("query Small { me { subject } } query Deep " + ELEVEN_DEEP, DEFAULT, None, (10, 11)),
         # An unknown fragment is validation's business; its spread still counts.
         ("{ me { ...Missing } }", Limits(max_fragment_spreads=0), None, (0, 1)),
+        # Fields of one selection set, repeats and those of its fragments included.
+        ("{ me { " + fields(100, "subject") + " } }", DEFAULT, None, None),
+        ("{ me { " + fields(101, "subject") + " } }", DEFAULT, None, (100, 101)),
+        (
+            "{ me { "
+            + fields(60, "subject")
+            + " ...V } } fragment V on Viewer { "
+            + fields(41, "tenant")
+            + " }",
+            DEFAULT,
+            None,
+            (100, 101),
+        ),
+        (
+            "{ me { "
+            + fields(60, "subject")
+            + " ... on Viewer { "
+            + fields(41, "roles")
+            + " } } }",
+            DEFAULT,
+            None,
+            (100, 101),
+        ),
     ],
 )
 def test_each_limit_at_and_over_its_value(
