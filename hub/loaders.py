@@ -50,20 +50,48 @@ class Loader(DataLoader[Any, Any]):
         super().__init__(batch, cache_map=self._held)
 
     async def load_all(self, keys: Sequence[Any]) -> list[Any]:
-        """The value of each key, in order; an exception stands for a key that failed."""
+        """The value of each key, in order; an exception stands for a key that failed.
+
+        A key another caller is loading is awaited, not fetched again; the keys this call
+        fetches are held as futures while it runs, so that callers meanwhile share them. A
+        failure is the answer of this call only: the next one fetches the key again."""
         held, values = self._held, self._values
-        missing = [key for key in dict.fromkeys(keys) if key not in held and key not in values]
+        # What is held now: a key cleared while this call waits still answers it.
+        waiting = {key: held[key] for key in keys if key in held}
+        missing = [key for key in dict.fromkeys(keys) if key not in waiting and key not in values]
         if missing:
-            try:
-                found: Mapping[Any, Any] = await self._fetch(missing)
-            except Exception as error:
-                found = dict.fromkeys(missing, error)
-            for key in missing:
-                values[key] = found.get(key, self._missing)
-        pending = {held[key] for key in keys if key in held and not held[key].done()}
+            waiting.update(await self._fetch_held(missing))
+        pending = {future for future in waiting.values() if not future.done()}
         if pending:
             await asyncio.wait(pending)
-        return [_outcome(held[key]) if key in held else values[key] for key in keys]
+        return [_outcome(waiting[key]) if key in waiting else values[key] for key in keys]
+
+    async def _fetch_held(self, keys: list[Any]) -> dict[Any, asyncio.Future[Any]]:
+        loop = asyncio.get_running_loop()
+        held, values = self._held, self._values
+        mine = {key: loop.create_future() for key in keys}
+        held.update(mine)
+        outcome: Mapping[Any, Any] | Exception
+        try:
+            outcome = await self._fetch(keys)
+        except Exception as error:
+            outcome = error
+        except BaseException:
+            outcome = LoadCancelled("The load of these keys was cancelled.")
+            raise
+        finally:
+            for key, future in mine.items():
+                kept = held.get(key) is future
+                if kept:
+                    del held[key]
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                    future.exception()  # read: the callers sharing it see it, no one else must
+                else:
+                    future.set_result(outcome.get(key, self._missing))
+                    if kept:
+                        values[key] = future.result()
+        return mine
 
     def clear(self, key: Any) -> Loader:
         self._values.pop(key, None)
@@ -74,6 +102,10 @@ class Loader(DataLoader[Any, Any]):
         self._values.clear()
         super().clear_all()
         return self
+
+
+class LoadCancelled(Exception):
+    """The answer of keys whose fetch was cancelled, to the callers that shared it."""
 
 
 def _outcome(future: asyncio.Future[Any]) -> Any:
