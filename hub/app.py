@@ -336,8 +336,9 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
         except MissingQueryError:
             raise BadRequest("`query` is missing.") from None
         except BaseException:
-            if context.idempotency is not None and context.idempotency.claimed:
-                await hub.idempotency.release(context.idempotency.key)
+            claim = context.idempotency
+            if claim is not None and claim.claimed and not claim.applied:
+                await hub.idempotency.release(claim.key)
             raise
         status, body = graphql_http.result_answer(result, media_type=media_type, extensions={})
         headers = context.response_headers
@@ -346,7 +347,7 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
             status, body = claim.replay.status, _replayed(claim.replay.body, body)
             headers = {**headers, "Idempotent-Replayed": "true"}
         elif claim is not None and claim.claimed:
-            if status >= 500 or _is_unexpected(body):
+            if not claim.applied and (status >= 500 or _is_unexpected(body)):
                 await hub.idempotency.release(claim.key)
             else:
                 kept = without_personal_data(body, context.personal_paths)

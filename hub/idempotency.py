@@ -217,6 +217,9 @@ class Claim:
     replay: StoredAnswer | None = None
     subjects: set[str] = field(default_factory=set)
     """The contacts the answer names, collected as it is built."""
+    applied: bool = False
+    """A root field of the mutation returned: something may be written, so the key is kept
+    with whatever answer follows, never released for a retry to write it again."""
 
     async def take(self) -> bool:
         """Claim the key; False when the first request's answer is to be replayed instead."""

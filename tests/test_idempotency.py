@@ -17,6 +17,7 @@ from hub.auth import Principal
 from hub.errors import IdempotencyConflict
 from hub.idempotency import IdempotencyKeys, StoredAnswer, scoped_key
 from hub.settings import Settings
+from hub.sources.store import Store
 from hub.store.tables import IdempotencyRow
 from tests.conftest import TEST_SECRET, MakeToken, running_app
 from tests.helpers import codes, gql
@@ -301,3 +302,32 @@ async def _a_contact(client: httpx.AsyncClient, token: str) -> str:
         c["id"] for e in listing["data"]["influencers"]["edges"] for c in e["node"]["contacts"]
     )
     return contact_id
+
+
+async def test_a_key_whose_mutation_wrote_something_is_kept_though_a_later_field_failed(
+    client: httpx.AsyncClient, make_token: MakeToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = make_token()
+    insert = Store.insert
+    calls = 0
+
+    async def second_insert_fails(self: Store, row: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("the store went away")
+        await insert(self, row)
+
+    monkeypatch.setattr(Store, "insert", second_insert_fails)
+    document = """mutation {
+      a: createCampaign(input: {name: "A", brand: "b"}) { id }
+      b: createCampaign(input: {name: "B", brand: "b"}) { id } }"""
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "half-done"}
+    first = await client.post("/graphql", json={"query": document}, headers=headers)
+    assert await _count(client, token) == 7  # `a` was written, `b` failed
+    again = await client.post("/graphql", json={"query": document}, headers=headers)
+    assert codes(first.json()) == ["INTERNAL_SERVER_ERROR"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["data"] == first.json()["data"]
+    assert calls == 2  # the retry wrote nothing
+    assert await _count(client, token) == 7

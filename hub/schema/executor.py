@@ -4,6 +4,7 @@ the caller's denied fields, and answers from the response cache where a request 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from collections.abc import Awaitable
 from typing import Any
 
 from graphql import ExecutionResult, GraphQLObjectType, OperationType
@@ -48,14 +49,34 @@ class HubExecutor(StrawberryGraphQLCoreExecutionContext):
         position_context: Any,
     ) -> Any:
         """Each root field of a mutation reads through new loaders: what the fields before it
-        wrote is read again, not answered from what they loaded."""
+        wrote is read again, not answered from what they loaded. A root field whose resolver
+        returned marks the request's `Idempotency-Key` applied: its write is done, whatever
+        happens to the fields after it."""
         if path.prev is None:
             forget_loaded = getattr(self.context_value, "forget_loaded", None)
             if forget_loaded is not None:
                 forget_loaded()
-        return super().execute_field(
+        result = super().execute_field(
             parent_type, source, field_details_list, path, position_context
         )
+        if path.prev is not None:
+            return result
+        if self.is_awaitable(result):
+            return self._noting_applied(result, path.key)
+        self._note_applied(path.key)
+        return result
+
+    async def _noting_applied(self, result: Awaitable[Any], key: str | int) -> Any:
+        value = await result
+        self._note_applied(key)
+        return value
+
+    def _note_applied(self, key: str | int) -> None:
+        claim: Claim | None = getattr(self.context_value, "idempotency", None)
+        if claim is not None and not any(
+            error.path == [key] for error in self.collected_errors.errors
+        ):
+            claim.applied = True
 
     def collect_and_execute_subfields(
         self,
