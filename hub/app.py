@@ -156,7 +156,11 @@ def create_app(
                 cache=upstreams.cache,
                 metrics=upstreams.metrics,
                 upstreams=upstreams,
-                query_engine=QueryEngine(batches=BATCHES, metrics=upstreams.metrics)
+                query_engine=QueryEngine(
+                    batches=BATCHES,
+                    metrics=upstreams.metrics,
+                    personal=frozenset(policies.consent.fields),
+                )
                 if settings.engine_enabled
                 else None,
                 responses=None

@@ -17,8 +17,15 @@ REASONS = ("mutation", "subscription", "introspection", "defer", "unknown_field"
 class QueryEngine:
     """The planned executor of one hub: its batch resolvers and its count of fallbacks."""
 
-    def __init__(self, *, batches: Mapping[str, BatchResolver], metrics: Metrics) -> None:
+    def __init__(
+        self,
+        *,
+        batches: Mapping[str, BatchResolver],
+        metrics: Metrics,
+        personal: frozenset[str] = frozenset(),
+    ) -> None:
         self.batches = batches
+        self.personal = personal
         self._fallbacks = metrics.counter(
             "hub_engine_fallbacks_total",
             "Operations run on graphql-core instead of the planned executor, by reason.",
@@ -34,14 +41,19 @@ class QueryEngine:
         operation = executor.operation
         key = ("plan", id(operation), denied, _directive_values(executor, document))
         found: Plan | str
-        if document is None:
+        if document is None or not any(d is operation for d in document.node.definitions):
+            # A plan is kept with the document its operation belongs to, and only there.
             found = self._plan(executor, denied)
         else:
             found = document.kept(key, lambda: self._plan(executor, denied))
         if isinstance(found, str):
-            self._fallbacks.inc(found)
+            self.fell_back(found)
             return None
         return found
+
+    def fell_back(self, reason: str) -> None:
+        """Count an operation run on graphql-core, by one of `REASONS`."""
+        self._fallbacks.inc(reason)
 
     def _plan(self, executor: Any, denied: frozenset[Any]) -> Plan | str:
         try:
@@ -53,6 +65,7 @@ class QueryEngine:
                 denied=denied,
                 batches=self.batches,
                 hide_suggestions=executor.hide_suggestions,
+                personal=self.personal,
             ).plan()
         except Unplannable as refusal:
             return refusal.reason

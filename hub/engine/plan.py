@@ -107,6 +107,9 @@ class Selection:
     type: GraphQLObjectType
     steps: tuple[Step, ...] = ()
     keys: tuple[str, ...] = ()
+    personal: bool = False
+    """A step reads personal data: it runs only once no failing field above can still null
+    its objects, so that no personal value is read, decided and audited for nothing."""
 
 
 @dataclass(eq=False, slots=True)
@@ -128,6 +131,8 @@ class Planner:
     denied: frozenset[Coordinate]
     batches: Mapping[str, Any]
     hide_suggestions: bool = False
+    personal: frozenset[str] = frozenset()
+    """The personal-data fields, as `Type.field` (the consent policy's)."""
 
     def plan(self) -> Plan:
         """The operation's plan, or `Unplannable` with the reason it runs on graphql-core."""
@@ -156,7 +161,11 @@ class Planner:
         steps = tuple(
             self._step(type_, key, details, coordinates) for key, details in fields.items()
         )
-        return Selection(type_, steps, tuple(fields))
+        personal = self.personal
+        reads_personal = any(
+            step.field is not None and step.coordinate in personal for step in steps
+        )
+        return Selection(type_, steps, tuple(fields), reads_personal)
 
     def _step(
         self,
@@ -186,12 +195,17 @@ class Planner:
         has_arguments = bool(field_def.args or nodes[0].arguments)
         if (parent.name, name) in self.denied:
             return Step(key, parent, field_def, details, nodes, Kind.DENIED, shape)
-        batch = self.batches.get(f"{parent.name}.{name}")
+        definition = field_def.extensions.get(STRAWBERRY_FIELD)
+        # A field with strawberry extensions runs them through its own resolver.
+        batch = (
+            None
+            if definition and definition.extensions
+            else self.batches.get(f"{parent.name}.{name}")
+        )
         if batch is not None:
             return Step(
                 key, parent, field_def, details, nodes, Kind.BATCH, shape, "", batch, has_arguments
             )
-        definition = field_def.extensions.get(STRAWBERRY_FIELD)
         if definition is not None and definition.is_basic_field and not field_def.args:
             attribute = definition.python_name
             return Step(key, parent, field_def, details, nodes, Kind.ATTRIBUTE, shape, attribute)

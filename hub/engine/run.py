@@ -75,6 +75,18 @@ class Node:
         self.slot = slot
 
 
+class Level:
+    """The objects of one selection set being filled. `settled` is set once the fields of
+    the level that can still null those objects (non-null fields that wait for their
+    values) are complete and the objects they failed in are nulled; None when there are none."""
+
+    __slots__ = ("above", "settled")
+
+    def __init__(self, above: Level | None) -> None:
+        self.above = above
+        self.settled: asyncio.Event | None = None
+
+
 Buckets = dict[Selection, list[Node]]
 Deferred = list[tuple[GraphQLError, "Slot | None"]]
 """Errors of non-null fields, and the object each nulls once its level is complete."""
@@ -98,12 +110,12 @@ class Run:
             self.context.resolved = self.resolved
         self.data = data = dict.fromkeys(root.keys)
         slot = Slot(self, "data", False, None)
-        await self._select(root, [Node(self.executor.root_value, data, slot)])
+        await self._select(root, [Node(self.executor.root_value, data, slot)], None)
         return self.executor.build_response(self.data)
 
     # -- levels -------------------------------------------------------------------------
 
-    async def _select(self, selection: Selection, nodes: list[Node]) -> None:
+    async def _select(self, selection: Selection, nodes: list[Node], above: Level | None) -> None:
         """Fill every step of `selection` for `nodes`; then the next levels, concurrently.
 
         Fields that wait for their values are fetched concurrently, each completed as soon as
@@ -111,7 +123,16 @@ class Run:
         are asked as soon as their keys are known). An error in a nullable position is
         reported at once; one that nulls the object itself (a non-null field) does so once
         every field of the level is complete, as graphql-core's does: it reports the errors
-        of the fields failing together with it, and none of those under the object after."""
+        of the fields failing together with it, and none of those under the object after.
+
+        A selection that reads personal data starts once every level above it is settled,
+        on the objects still standing: a person's data is not read, decided and audited
+        for an object a failing field above is about to null."""
+        if selection.personal and above is not None:
+            await _settled(above)
+            nodes = self._live(nodes)
+        level = Level(above)
+        may_null = False
         nested: list[Awaitable[None]] = []
         deferred: Deferred = []
         completions: list[asyncio.Event] = []
@@ -140,13 +161,16 @@ class Run:
                             value = error
                         slot = self._field_slot(step, node)
                         self._complete(step, step.shape, slot, value, buckets, deferred)
-                nested.extend(self._select(s, n) for s, n in buckets.items())
+                nested.extend(self._select(s, n, level) for s, n in buckets.items())
             else:
                 completed = asyncio.Event()
                 completions.append(completed)
-                nested.append(self._resolve(step, live, completed, deferred))
+                may_null = may_null or not step.shape.nullable
+                nested.append(self._resolve(step, live, completed, deferred, level))
         if completions:
-            nested.append(self._settle_after(completions, deferred))
+            if may_null or deferred:
+                level.settled = asyncio.Event()
+            nested.append(self._settle_after(completions, deferred, level.settled))
         else:
             self._settle(deferred)
         if nested:
@@ -188,6 +212,7 @@ class Run:
         nodes: list[Node],
         completed: asyncio.Event,
         deferred: Deferred,
+        level: Level,
     ) -> None:
         """A field that needs its resolver, its batch resolver or a refusal, for `nodes`;
         then its children."""
@@ -203,12 +228,16 @@ class Run:
         finally:
             completed.set()
         if buckets:
-            await _gather([self._select(s, n) for s, n in buckets.items()])
+            await _gather([self._select(s, n, level) for s, n in buckets.items()])
 
-    async def _settle_after(self, completions: list[asyncio.Event], deferred: Deferred) -> None:
+    async def _settle_after(
+        self, completions: list[asyncio.Event], deferred: Deferred, settled: asyncio.Event | None
+    ) -> None:
         for completed in completions:
             await completed.wait()
         self._settle(deferred)
+        if settled is not None:
+            settled.set()
 
     def _settle(self, deferred: Deferred) -> None:
         """The objects that non-null fields of a level failed in: nulled now, in order."""
@@ -441,6 +470,14 @@ async def _settle_items(items: list[Any], is_awaitable: Callable[[Any], bool]) -
     for index, value in zip(waiting, settled, strict=True):
         values[index] = value
     return values
+
+
+async def _settled(level: Level | None) -> None:
+    """Once `level` and every level above it are settled."""
+    while level is not None:
+        if level.settled is not None:
+            await level.settled.wait()
+        level = level.above
 
 
 async def _gather(awaitables: list[Awaitable[None]]) -> None:

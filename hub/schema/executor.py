@@ -3,8 +3,8 @@ the caller's denied fields, and answers from the response cache where a request 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import Any
 
 from graphql import ExecutionResult, GraphQLObjectType, OperationType
@@ -146,6 +146,9 @@ class HubExecutor(StrawberryGraphQLCoreExecutionContext):
         """A mutation, unless its `Idempotency-Key` has an answer already (nothing runs; the
         HTTP layer replays that answer); then every kept answer dropped (on every replica):
         what it wrote, however far it got, is what the next query reads."""
+        engine: QueryEngine | None = getattr(self.context_value, "query_engine", None)
+        if engine is not None:
+            engine.fell_back("mutation")
         claim: Claim | None = getattr(self.context_value, "idempotency", None)
         if claim is not None and not await claim.take():
             return self.build_response(None)
