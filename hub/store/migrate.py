@@ -8,10 +8,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+MIGRATION_LOCK = 0x6875625F6D6967
+"""The PostgreSQL advisory lock that migrations run under ("hub_mig"): replicas starting
+together on one store take turns, and all but the first find it current."""
 
 
 def alembic_config() -> Config:
@@ -35,12 +39,17 @@ def _status(connection: Connection) -> str:
 
 
 async def upgrade(engine: AsyncEngine) -> bool:
-    """Bring the store to the newest revision; True when anything was applied."""
+    """Bring the store to the newest revision; True when anything was applied.
+
+    On PostgreSQL under `MIGRATION_LOCK`, held until the transaction ends: the revision is
+    read after the lock is taken, so a replica that waited applies nothing twice."""
     async with engine.begin() as connection:
         return await connection.run_sync(_upgrade)
 
 
 def _upgrade(connection: Connection) -> bool:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
     config = alembic_config()
     head = ScriptDirectory.from_config(config).get_current_head()
     if MigrationContext.configure(connection).get_current_revision() == head:
