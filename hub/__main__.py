@@ -62,12 +62,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     check_serving_secrets(settings)
     _checked_policies(settings)
-    if args.workers > 1 and settings.response_cache_ttl_s > 0 and settings.cache_url == "memory://":
-        # Each worker would keep its own answers, and a write on one would not drop the
-        # others': a withdrawn consent could still be served for the TTL.
+    if args.workers > 1 and settings.cache_url == "memory://":
+        # Each worker would keep its own cost budgets, upstream rate limits and kept answers:
+        # N workers would admit N budgets, send N quotas, and serve a withdrawn consent
+        # from the answers another worker kept.
         raise CommandError(
-            "HUB_RESPONSE_CACHE_TTL_S with more than one worker needs a shared cache: "
-            "set HUB_CACHE_URL=redis://…"
+            f"--workers {args.workers} on the in-process cache would give each worker its own "
+            "budgets, rate limits and kept answers: set HUB_CACHE_URL=redis://… or use one worker"
         )
     if settings.demo:
         _print_demo_banner(settings, args.host, args.port)

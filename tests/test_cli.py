@@ -132,13 +132,20 @@ def test_cost_explains_a_query_with_its_breakdown(
     assert "root fields              30 / 10  OVER THE LIMIT" in wide
 
 
-def test_kept_answers_on_several_workers_need_a_shared_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("kept_answers_ttl", ["0", "30"])
+def test_several_workers_on_the_in_process_cache_are_refused_with_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    kept_answers_ttl: str,
 ) -> None:
-    for key, value in {**_env(tmp_path), "HUB_RESPONSE_CACHE_TTL_S": "30"}.items():
+    for key, value in {**_env(tmp_path), "HUB_RESPONSE_CACHE_TTL_S": kept_answers_ttl}.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.delenv("HUB_CACHE_URL", raising=False)
     assert main(["serve", "--workers", "2"]) == 1
-    assert "HUB_CACHE_URL=redis://" in capsys.readouterr().err
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert "budgets, rate limits" in lines[0] and "HUB_CACHE_URL=redis://" in lines[0]
 
 
 def test_serve_outside_the_demo_refuses_the_development_secret_with_one_line(
