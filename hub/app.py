@@ -56,6 +56,7 @@ from hub.sources.store import Store
 from hub.sources.upstreams import Upstreams, open_upstreams
 from hub.store import migrate, seed
 from hub.store.engine import create_engine
+from hub.store.leases import Leases
 from hub.web.graphiql import graphiql_assets_dir
 
 logger = logging.getLogger("hub.app")
@@ -137,7 +138,10 @@ def create_app(
             await audit.start()
             sources = upstreams.sources
             retrier = ErasureRetrier(
-                store, lambda: sources.crm, interval_s=settings.erasure_retry_interval_s
+                store,
+                lambda: sources.crm,
+                interval_s=settings.erasure_retry_interval_s,
+                leases=Leases(store.sessions),
             )
             retrier.start()
             state["hub"] = Hub(

@@ -19,6 +19,7 @@ from hub.idempotency import forget_answers_naming
 from hub.policy.rows import RowScope
 from hub.sources.crm import CrmLookup
 from hub.sources.store import ContactGone, DuplicateRow, Store
+from hub.store.leases import Leases
 from hub.store.tables import (
     AuditEventRow,
     ConsentRow,
@@ -219,7 +220,10 @@ async def due_tasks(store: Store, *, now: datetime, limit: int = 50) -> list[Era
 
 
 class ErasureRetrier:
-    """Retries failed upstream deletions in the background until each succeeds."""
+    """Retries failed upstream deletions in the background until each succeeds; with
+    `leases`, on one replica at a time (the one holding the job's lease)."""
+
+    JOB = "erasure-retrier"
 
     def __init__(
         self,
@@ -228,12 +232,23 @@ class ErasureRetrier:
         *,
         interval_s: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        leases: Leases | None = None,
     ) -> None:
         self.store = store
         self.crm = crm
         self.interval_s = interval_s
         self.clock = clock
+        self.leases = leases
         self._task: asyncio.Task[None] | None = None
+
+    async def run_leased(self) -> int | None:
+        """A round if this replica holds (or takes) the job's lease; None if another does.
+        The lease outlasts a few rounds, so that a replica that dies hands it on soon."""
+        if self.leases is not None and not await self.leases.acquire(
+            self.JOB, ttl_s=3 * self.interval_s
+        ):
+            return None
+        return await self.run_once()
 
     async def run_once(self) -> int:
         await sweep_audit(self.store, since=self.clock() - timedelta(days=1))
@@ -254,12 +269,15 @@ class ErasureRetrier:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.leases is not None:
+            with contextlib.suppress(Exception):  # the store may be gone; the lease expires
+                await self.leases.release(self.JOB)
 
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
             try:
-                await self.run_once()
+                await self.run_leased()
             except Exception:
                 logger.exception("erasure retry round failed; trying again later")
 

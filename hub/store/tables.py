@@ -200,3 +200,13 @@ class ErasureTaskRow(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime
     last_error: str | None = Field(default=None, max_length=500)
+
+
+class JobLeaseRow(SQLModel, table=True):
+    """Which process runs a background job until when: one replica at a time runs each."""
+
+    __tablename__ = "job_leases"
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=64)
+    expires_at: datetime

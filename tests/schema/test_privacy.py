@@ -16,6 +16,7 @@ from hub.schema.access import schema_coordinates
 from hub.schema.pagination import opaque
 from hub.schema.root import build_schema
 from hub.settings import Settings
+from hub.store.leases import Leases
 from tests.conftest import ROOT, MakeToken, running_app
 from tests.helpers import codes, fill_audit_buffer, gql, refusing_audit_writes
 
@@ -242,6 +243,36 @@ async def test_erasure_deletes_the_crm_copy_and_retries_a_failed_deletion(
                 "sources"
             ]
             assert await retrier.run_once() == 0
+
+
+async def test_one_replica_at_a_time_retries_the_failed_erasures(
+    sqlite_settings: Settings, make_token: MakeToken
+) -> None:
+    async with running_app(sqlite_settings) as (app, client):
+        hub = app.state.hub
+        crm_url = hub.upstreams.simulators.urls["crm"]
+        headers = {"Authorization": "Bearer sim-dev-key"}
+        async with httpx.AsyncClient(base_url=crm_url, headers=headers) as crm:
+            contact_id, crm_id = await _crm_contact(client, make_token)
+            await crm.post("/_control/fault", json={"mode": "down"})
+            dpo = make_token(roles=["dpo"], subject="dpo-5")
+            await gql(client, ERASE, token=dpo, variables={"id": contact_id})
+            await crm.post("/_control/fault", json={"mode": "none"})
+            replicas = [
+                ErasureRetrier(
+                    hub.store,
+                    lambda: hub.sources.crm,
+                    clock=lambda: datetime.now(UTC) + timedelta(hours=1),
+                    leases=Leases(hub.store.sessions, holder=name),
+                )
+                for name in ("replica-a", "replica-b")
+            ]
+            rounds = [await replica.run_leased() for replica in replicas]
+            assert rounds == [1, None]
+            assert (await crm.get(f"/v1/contacts/{crm_id}")).status_code == 404
+            assert [await replica.run_leased() for replica in reversed(replicas)] == [None, 0]
+            await replicas[0].aclose()
+            assert await replicas[1].run_leased() == 0  # released: the other takes it
 
 
 async def test_an_erased_person_cannot_be_written_again_by_id_or_read_by_the_admin(
