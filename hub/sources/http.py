@@ -20,6 +20,7 @@ from hub.sources.cache import Cache, TagsFor, cache_key
 from hub.sources.metrics import Metrics, SourceMetrics
 from hub.sources.ratelimit import RateLimiter
 from hub.sources.retry import RetryBudget, retry_read
+from hub.sources.shared import SharedRateLimiter, SharedState
 
 logger = logging.getLogger("hub.sources")
 
@@ -58,6 +59,7 @@ class SourceClient:
         metrics: Metrics | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        shared: SharedState | None = None,
     ) -> None:
         self.settings = settings
         self.name = settings.name
@@ -71,11 +73,15 @@ class SourceClient:
             reset_s=settings.breaker_reset_s,
             clock=self._clock,
         )
-        self.limiter = None
+        self.limiter: RateLimiter | SharedRateLimiter | None = None
         if settings.quota_per_s is not None:
             self.limiter = RateLimiter(
                 rate_per_s=settings.quota_per_s, burst=settings.quota_burst, clock=self._clock
             )
+            if shared is not None:
+                self.limiter = SharedRateLimiter(
+                    shared.link, f"{shared.namespace}:quota:{self.name}", self.limiter
+                )
         self.budget = RetryBudget(settings.retry_budget_ratio)
         headers = {"Accept": "application/json", "User-Agent": "influencer-hub"}
         if settings.credential:

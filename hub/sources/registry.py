@@ -14,6 +14,7 @@ from hub.sources.crm import CrmLookup, CrmSource
 from hub.sources.discovery import DiscoveryLookup, DiscoverySource
 from hub.sources.http import SourceClient
 from hub.sources.metrics import Metrics
+from hub.sources.shared import SharedState
 from hub.sources.social import SocialLookup, SocialSource
 
 
@@ -50,8 +51,10 @@ def build_sources(
     cache: Cache | None,
     metrics: Metrics | None,
     urls: Mapping[str, str] | None = None,
+    shared: SharedState | None = None,
 ) -> Sources:
-    """The adapters of every source with a URL (from `urls`, else the settings)."""
+    """The adapters of every source with a URL (from `urls`, else the settings); their rate
+    limits shared with the other replicas when `shared` is given."""
     clients: dict[str, SourceClient] = {}
     for name in SOURCE_NAMES:
         url = (urls or {}).get(name) or getattr(settings, f"{name}_url")
@@ -61,6 +64,7 @@ def build_sources(
                 transport=transport,
                 cache=cache,
                 metrics=metrics,
+                shared=shared,
             )
     return Sources(
         crm=CrmSource(clients["crm"]) if "crm" in clients else None,

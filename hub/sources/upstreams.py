@@ -14,6 +14,7 @@ from hub.sources.cache import Cache, create_cache, subject_tag
 from hub.sources.metrics import Metrics
 from hub.sources.redis_link import RedisLink
 from hub.sources.registry import Sources, build_sources
+from hub.sources.shared import SharedState
 
 logger = logging.getLogger("hub.sources")
 
@@ -79,5 +80,8 @@ async def open_upstreams(
             simulators = await start_simulators({name: config for name in SOURCE_NAMES})
             urls = simulators.urls
             logger.info("demo simulators started: %s", urls)
-    sources = build_sources(settings, transport=transport, cache=cache, metrics=metrics, urls=urls)
+    shared = None if link is None else SharedState(link, settings.cache_namespace)
+    sources = build_sources(
+        settings, transport=transport, cache=cache, metrics=metrics, urls=urls, shared=shared
+    )
     return Upstreams(metrics, cache, sources, simulators)
