@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hub.errors import SourceUnavailable
 from hub.sources.base import BreakerState, Clock, SourceState
 
@@ -14,7 +16,12 @@ class CircuitBreaker:
     call fails fast with `SourceUnavailable`. `check()` tells whether the admitted call is the
     probe; each admitted call ends in exactly one of `record_success()`, `record_failure(probe=)`
     or `release(probe=)` (no verdict, e.g. cancelled), so that the probe slot is never lost.
+
+    `on_change(source, opened)` hears each time this breaker's own calls open or close it
+    (other replicas are told); `trip()` and `untrip()` apply what another replica saw.
     """
+
+    on_change: Callable[[str, bool], None] | None = None
 
     def __init__(self, source: str, *, failures: int, reset_s: float, clock: Clock) -> None:
         self.source = source
@@ -24,6 +31,8 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
+        self._tripped = False
+        """Opened by `trip()` (another replica's verdict), not by its own calls."""
 
     @property
     def state(self) -> BreakerState:
@@ -46,17 +55,38 @@ class CircuitBreaker:
         )
 
     def record_success(self) -> None:
+        was_open = self._opened_at is not None
         self._failures = 0
         self._opened_at = None
         self._probing = False
+        self._tripped = False
+        if was_open:
+            self._changed(opened=False)
 
     def record_failure(self, *, probe: bool) -> None:
         self._failures += 1
-        if probe:
-            self._probing = False
+        if probe or (self._opened_at is None and self._failures >= self._threshold):
+            self._probing = False if probe else self._probing
             self._opened_at = self._clock.monotonic()
-        elif self._opened_at is None and self._failures >= self._threshold:
+            self._tripped = False
+            self._changed(opened=True)
+
+    def trip(self) -> None:
+        """Open now, as another replica found the upstream down (unless already open)."""
+        if self._opened_at is None:
             self._opened_at = self._clock.monotonic()
+            self._tripped = True
+
+    def untrip(self) -> None:
+        """Close, if `trip()` opened it and no call of this replica has failed since: the
+        replica that found the upstream down found it back."""
+        if self._tripped and not self._probing:
+            self._opened_at = None
+            self._tripped = False
+
+    def _changed(self, *, opened: bool) -> None:
+        if self.on_change is not None:
+            self.on_change(self.source, opened)
 
     def release(self, *, probe: bool) -> None:
         if probe:

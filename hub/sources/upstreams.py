@@ -14,7 +14,7 @@ from hub.sources.cache import Cache, create_cache, subject_tag
 from hub.sources.metrics import Metrics
 from hub.sources.redis_link import RedisLink
 from hub.sources.registry import Sources, build_sources
-from hub.sources.shared import SharedState
+from hub.sources.shared import SharedCircuits, SharedState
 
 logger = logging.getLogger("hub.sources")
 
@@ -30,6 +30,7 @@ class Upstreams:
     cache: Cache
     sources: Sources
     simulators: object | None = None
+    circuits: SharedCircuits | None = None
 
     async def forget_subject(self, subject: str) -> None:
         """Purge every cached entry of a data subject, on every replica (Redis pub/sub); while
@@ -41,6 +42,8 @@ class Upstreams:
         logger.info("purged %d cached entries of a subject", purged)
 
     async def aclose(self) -> None:
+        if self.circuits is not None:
+            await self.circuits.aclose()
         await self.sources.aclose()
         await self.cache.aclose()
         stop = getattr(self.simulators, "stop", None)
@@ -84,4 +87,11 @@ async def open_upstreams(
     sources = build_sources(
         settings, transport=transport, cache=cache, metrics=metrics, urls=urls, shared=shared
     )
-    return Upstreams(metrics, cache, sources, simulators)
+    circuits = None
+    if shared is not None:
+        breakers = [
+            (client.breaker, client.settings.breaker_reset_s) for client in sources.clients.values()
+        ]
+        circuits = SharedCircuits(shared, breakers)
+        circuits.start()
+    return Upstreams(metrics, cache, sources, simulators, circuits)

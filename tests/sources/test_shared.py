@@ -1,4 +1,4 @@
-"""An upstream's rate limit shared by replicas through Redis: together they take one quota."""
+"""What replicas share about an upstream through Redis: one quota, and its circuit."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from hub.errors import SourceUnavailable
+from hub.sources.breaker import CircuitBreaker
 from hub.sources.ratelimit import RateLimiter
 from hub.sources.redis_link import RedisLink, connect_redis
-from hub.sources.shared import SharedRateLimiter
+from hub.sources.shared import SharedCircuits, SharedRateLimiter, SharedState
 from tests.sources.fakes import FakeClock
 
 
@@ -64,3 +66,56 @@ async def test_while_redis_is_unreachable_each_replica_keeps_its_local_bucket(
     taken = [await shared.acquire(max_wait_s=0) for _ in range(4)]
     assert taken == [True, True, False, False]  # the local bucket's burst
     assert await link.redis.exists(key) == 0  # Redis was not asked
+
+
+def _fail(breaker: CircuitBreaker, times: int, *, probe: bool = False) -> None:
+    for _ in range(times):
+        breaker.record_failure(probe=probe)
+
+
+async def test_a_circuit_one_replica_opens_opens_on_the_others_and_closes_with_it(
+    links: list[RedisLink],
+) -> None:
+    namespace = f"test-{uuid.uuid4().hex[:12]}"
+    shared = [SharedState(link, namespace) for link in links[:2]]
+    clock = FakeClock()
+    a, b = (CircuitBreaker("social", failures=3, reset_s=5.0, clock=clock) for _ in range(2))
+    replica_a = SharedCircuits(shared[0], [(a, 5.0)])
+    replica_b = SharedCircuits(shared[1], [(b, 5.0)])
+    try:
+        _fail(a, 3)
+        await replica_a.flush()
+        ttl_ms = await links[1].redis.pttl(replica_a.key("social"))
+        assert 0 < ttl_ms <= 5000  # gone when the circuit would half-open
+        await replica_b.read()
+        assert b.state == "open"
+        with pytest.raises(SourceUnavailable):
+            b.check()
+        clock.advance(5)
+        assert a.check() is True  # a's probe
+        a.record_success()
+        await replica_a.flush()
+        await replica_b.read()
+        assert b.snapshot().breaker == "closed"
+    finally:
+        await replica_a.aclose()
+        await replica_b.aclose()
+        await links[0].redis.delete(replica_a.key("social"))
+
+
+async def test_a_replica_whose_own_calls_opened_its_circuit_keeps_it_open_to_its_probe(
+    links: list[RedisLink],
+) -> None:
+    namespace = f"test-{uuid.uuid4().hex[:12]}"
+    clock = FakeClock()
+    breaker = CircuitBreaker("crm", failures=2, reset_s=5.0, clock=clock)
+    circuits = SharedCircuits(SharedState(links[0], namespace), [(breaker, 5.0)])
+    try:
+        links[0].failed("a test")  # the key is never written
+        _fail(breaker, 2)
+        await circuits.flush()
+        await links[0].wait_up()
+        await circuits.read()  # no key in Redis: not the others' verdict to undo
+        assert breaker.state == "open"
+    finally:
+        await circuits.aclose()
