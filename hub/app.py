@@ -256,16 +256,18 @@ async def readiness(hub: Hub) -> Response:
 
 
 async def prepare_store(engine: AsyncEngine, *, demo: bool) -> None:
-    """Migrate a new store (refuse an outdated one) and load demo data into an empty one."""
-    state = await migrate.status(engine)
-    if state == "new":
-        await migrate.upgrade(engine)
-        logger.info("store created at the newest migration")
-    elif state == "behind":
-        raise StoreNotMigrated("the store is behind the newest migration: run `hub migrate`")
-    if demo and await seed.is_empty(engine):
-        await seed.seed(engine, seed.SeedPlan.demo())
-        logger.info("demo data loaded")
+    """Migrate a new store (refuse an outdated one) and load demo data into an empty one;
+    one process at a time, so that replicas starting together do each once."""
+    async with migrate.preparing(engine):
+        state = await migrate.status(engine)
+        if state == "new":
+            await migrate.upgrade(engine)
+            logger.info("store created at the newest migration")
+        elif state == "behind":
+            raise StoreNotMigrated("the store is behind the newest migration: run `hub migrate`")
+        if demo and await seed.is_empty(engine):
+            await seed.seed(engine, seed.SeedPlan.demo())
+            logger.info("demo data loaded")
 
 
 async def handle_graphql(hub: Hub, request: Request) -> Response:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from alembic import command
@@ -16,6 +18,26 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 0x6875625F6D6967
 """The PostgreSQL advisory lock that migrations run under ("hub_mig"): replicas starting
 together on one store take turns, and all but the first find it current."""
+PREPARE_LOCK = 0x6875625F707265
+"""The one a process holds while it prepares the store at start ("hub_pre"): migrations
+and the demo's data, so that replicas starting together load the data once."""
+
+
+@contextlib.asynccontextmanager
+async def preparing(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Hold `PREPARE_LOCK` (PostgreSQL; nothing on SQLite, whose writers take turns anyway)
+    on a connection of its own until the block ends."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": PREPARE_LOCK})
+        await connection.commit()
+        try:
+            yield
+        finally:
+            await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PREPARE_LOCK})
+            await connection.commit()
 
 
 def alembic_config() -> Config:
