@@ -7,15 +7,18 @@ import contextlib
 import gc
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -25,7 +28,7 @@ from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from hub import graphql_http
+from hub import graphql_http, webhooks
 from hub.audit import AuditLog
 from hub.auth import Authenticator
 from hub.budget import Bucket, create_bucket
@@ -33,7 +36,7 @@ from hub.context import Context
 from hub.engine.batches import BATCHES
 from hub.engine.fallback import QueryEngine
 from hub.erasure import ErasureRetrier
-from hub.errors import BadRequest, HubError, MethodNotAllowed
+from hub.errors import BadRequest, HubError, MethodNotAllowed, RequestError
 from hub.idempotency import (
     Claim,
     IdempotencyKeys,
@@ -58,6 +61,7 @@ from hub.store import migrate, seed
 from hub.store.engine import create_engine
 from hub.store.leases import Leases
 from hub.web.graphiql import graphiql_assets_dir
+from hub.webhooks import Inbox
 
 logger = logging.getLogger("hub.app")
 
@@ -93,6 +97,7 @@ class Hub:
     upstreams: Upstreams | None = None
     responses: ResponseCache | None = None
     query_engine: QueryEngine | None = None
+    inbox: Inbox | None = None
 
 
 def create_app(
@@ -129,6 +134,7 @@ def create_app(
         )
         upstreams: Upstreams | None = None
         retrier: ErasureRetrier | None = None
+        inbox: Inbox | None = None
         try:
             upstreams = await open_upstreams(settings, transport=transport, link=link)
             audit = AuditLog(
@@ -144,6 +150,13 @@ def create_app(
                 leases=Leases(store.sessions),
             )
             retrier.start()
+            inbox = Inbox(
+                store,
+                on_days=upstreams.forget_account_days,
+                leases=Leases(store.sessions),
+                interval_s=settings.webhook_retry_interval_s,
+            )
+            inbox.start()
             state["hub"] = Hub(
                 settings=settings,
                 schema=schema,
@@ -176,6 +189,7 @@ def create_app(
                     metrics=upstreams.metrics,
                     store=store,
                 ),
+                inbox=inbox,
             )
             app.state.hub = state["hub"]
             # What start-up built lives as long as the process: keeping it out of the
@@ -188,6 +202,8 @@ def create_app(
             gc.set_threshold(*GC_THRESHOLDS)
             yield
         finally:
+            if inbox is not None:
+                await inbox.aclose()
             if retrier is not None:
                 await retrier.aclose()
             if "hub" in state and state["hub"].responses is not None:
@@ -213,6 +229,9 @@ def create_app(
     async def readyz(_request: Request) -> Response:
         return await readiness(state["hub"])
 
+    async def webhook(request: Request) -> Response:
+        return await receive_webhook(state["hub"], request)
+
     async def metrics(_request: Request) -> Response:
         text = state["hub"].metrics.render_prometheus()
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -222,11 +241,60 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/webhooks/{source}", webhook, methods=["POST"]),
         Mount("/graphiql/assets", StaticFiles(directory=graphiql_assets_dir()), name="assets"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: no_such_route}
+    )
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+class NoSuchRoute(RequestError):
+    code = "NOT_FOUND"
+    default_message = "There is nothing at this path."
+    http_status = 404
+
+
+async def no_such_route(request: Request, error: Exception) -> Response:
+    """Starlette's own refusals (no route, a method a route does not take), as coded errors."""
+    request_id: str = request.scope.get("state", {}).get("request_id", "")
+    status = getattr(error, "status_code", 404)
+    refusal: HubError = NoSuchRoute() if status == 404 else MethodNotAllowed()
+    if status not in (404, 405):
+        refusal = BadRequest()
+    response = graphql_http.error_response(
+        refusal, media_type=graphql_http.JSON, request_id=request_id
+    )
+    response.headers.update(getattr(error, "headers", None) or {})  # a 405's own `Allow`
+    return response
+
+
+async def receive_webhook(hub: Hub, request: Request) -> Response:
+    """`POST /webhooks/{source}`: verified, kept, answered, then processed (`hub.webhooks`)."""
+    request_id: str = request.scope["state"]["request_id"]
+    source = request.path_params["source"]
+    try:
+        if source not in webhooks.SOURCES or hub.inbox is None:
+            raise webhooks.UnknownWebhookSource()
+        body = await graphql_http.read_body(request, hub.settings.max_body_bytes)
+        event_id, sent_at = webhooks.verify(
+            hub.settings.webhook_secret(source), dict(request.headers), body, now=time.time()
+        )
+        kind, payload = webhooks.check_payload(source, body)
+        now = datetime.now(UTC)
+        fresh = await webhooks.keep(
+            hub.store, source, event_id, kind, payload, sent_at=sent_at, now=now
+        )
+    except HubError as error:
+        return graphql_http.error_response(
+            error, media_type=graphql_http.JSON, request_id=request_id
+        )
+    if not fresh:
+        return JSONResponse({"status": "duplicate", "eventId": event_id}, status_code=200)
+    hub.inbox.process_soon(source, event_id)
+    return JSONResponse({"status": "accepted", "eventId": event_id}, status_code=202)
 
 
 async def readiness(hub: Hub) -> Response:

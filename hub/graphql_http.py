@@ -91,7 +91,7 @@ async def read_params(request: Request, *, max_body_bytes: int) -> GraphQLParams
         if name.lower() == "charset" and value.strip('"').lower() not in ("utf-8", "utf8"):
             raise UnsupportedMediaType("Send the request body encoded as utf-8.")
     try:
-        body = await _body(request, max_body_bytes)
+        body = await read_body(request, max_body_bytes)
     except ClientDisconnect:
         raise ClientClosedRequest() from None
     if not body:
@@ -104,7 +104,8 @@ async def read_params(request: Request, *, max_body_bytes: int) -> GraphQLParams
     return _params(document)
 
 
-async def _body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, PAYLOAD_TOO_LARGE past `limit` bytes (declared or counted)."""
     declared = request.headers.get("content-length", "")
     # ASCII digits only (`str.isdigit` takes "²", which `int` refuses); past 18 of them,
     # larger than any limit (`int` refuses 4,300). Any other value: the stream is counted.

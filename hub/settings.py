@@ -16,7 +16,13 @@ JwtAlgorithm = Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES
 DEV_JWT_SECRET = "dev-secret-change-me-0123456789abcdef"
 DEV_SOURCE_CREDENTIAL = "sim-dev-key"
 SOURCE_NAMES = ("crm", "social", "discovery")
-SECRET_NAMES = ("jwt_secret", *(f"{name}_credential" for name in SOURCE_NAMES))
+DEV_WEBHOOK_SECRET = "sim-dev-webhook-secret"
+"""What the demo's simulators sign their deliveries with; refused outside the demo."""
+SECRET_NAMES = (
+    "jwt_secret",
+    *(f"{name}_credential" for name in SOURCE_NAMES),
+    "social_webhook_secret",
+)
 """Settings that also read from a file, `HUB_<NAME>_FILE`, and never show in a `repr`."""
 MIN_JWT_SECRET_BYTES = 32
 MAX_SECRET_FILE_BYTES = 64 * 1024
@@ -60,6 +66,9 @@ class Settings(BaseSettings):
         default=0.0, ge=0, description="Keep whole query answers this long; 0 keeps none"
     )
     erasure_retry_interval_s: float = Field(default=30.0, gt=0)
+    social_webhook_secret: str | None = Field(default=None, repr=False)
+    social_webhook_secret_file: Path | None = None
+    webhook_retry_interval_s: float = Field(default=10.0, gt=0)
     audit_buffer_max_events: int = Field(
         default=100_000, ge=1, description="Audit events kept in memory while the store is down"
     )
@@ -174,6 +183,11 @@ class Settings(BaseSettings):
             breaker_reset_s=self.source_breaker_reset_s,
         )
 
+    def webhook_secret(self, source: str) -> str | None:
+        """The secret `source` signs its webhooks with; the demo's own without one."""
+        secret: str | None = getattr(self, f"{source}_webhook_secret", None)
+        return secret or (DEV_WEBHOOK_SECRET if self.demo else None)
+
 
 class SettingsError(Exception):
     """A setting has a bad value; `str()` is one line naming it (never a secret's value)."""
@@ -216,6 +230,10 @@ def check_serving_secrets(settings: Settings) -> None:
         raise SettingsError("no HUB_JWT_SECRET and no HUB_JWT_JWKS_URL: no token could be verified")
     if secret is not None and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
         raise SettingsError(f"HUB_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes")
+    if settings.social_webhook_secret == DEV_WEBHOOK_SECRET:
+        raise SettingsError(
+            "HUB_SOCIAL_WEBHOOK_SECRET is the development secret: set the one the sender uses"
+        )
     for name in SOURCE_NAMES:
         if getattr(settings, f"{name}_url") and (
             getattr(settings, f"{name}_credential") == DEV_SOURCE_CREDENTIAL

@@ -162,6 +162,7 @@ def test_no_secret_shows_in_the_repr_or_str_of_the_settings(
     monkeypatch.setenv("HUB_JWT_SECRET", OWN_SECRET)
     for name in ("CRM", "SOCIAL", "DISCOVERY"):
         monkeypatch.setenv(f"HUB_{name}_CREDENTIAL", f"{name.lower()}-credential-7c1e")
+    monkeypatch.setenv("HUB_SOCIAL_WEBHOOK_SECRET", "webhook-credential-7c1e")
     settings = load_settings()
     assert settings.jwt_secret == OWN_SECRET
     shown = [
@@ -220,6 +221,11 @@ def test_an_empty_jwt_secret_means_none() -> None:
             "HUB_DISCOVERY_CREDENTIAL is the development credential while HUB_DISCOVERY_URL is "
             "set: set the source's own credential",
             id="discovery_development_credential",
+        ),
+        pytest.param(
+            {"jwt_secret": OWN_SECRET, "social_webhook_secret": "sim-dev-webhook-secret"},
+            "HUB_SOCIAL_WEBHOOK_SECRET is the development secret: set the one the sender uses",
+            id="development_webhook_secret",
         ),
     ],
 )

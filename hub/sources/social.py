@@ -96,7 +96,13 @@ class SocialSource:
             points = await self._fetch_metrics([keys[key] for key in wanted], since, until)
             return {key: points.get(keys[key], []) for key in wanted}
 
-        found = await self.client.load_many("metric-rows", list(keys), fetch, tenant=None)
+        found = await self.client.load_many(
+            "metric-rows",
+            list(keys),
+            fetch,
+            tenant=None,
+            tags_for=lambda key, _value: (account_tag(keys[key]),),
+        )
         return {keys[key]: _decoded(keys[key], value) for key, value in found.items()}
 
     async def _fetch_accounts(self, ids: list[str]) -> Mapping[str, Any]:
@@ -131,6 +137,11 @@ class SocialSource:
         for external_id, encoded in rows.items():
             _DECODED.put((encoded,), records[external_id])  # the cold request decodes nothing
         return rows
+
+
+def account_tag(external_id: str) -> str:
+    """The tag of every cached window of an account's metrics: dropped when its days change."""
+    return f"social-account:{external_id}"
 
 
 def _accounts(payload: Any) -> list[AccountRecord]:

@@ -15,6 +15,7 @@ from hub.sources.metrics import Metrics
 from hub.sources.redis_link import RedisLink
 from hub.sources.registry import Sources, build_sources
 from hub.sources.shared import SharedCircuits, SharedState
+from hub.sources.social import account_tag
 
 logger = logging.getLogger("hub.sources")
 
@@ -40,6 +41,14 @@ class Upstreams:
         except SourceUnavailable:
             return
         logger.info("purged %d cached entries of a subject", purged)
+
+    async def forget_account_days(self, external_id: str, _days: object) -> None:
+        """Drop every cached window of an account's metrics, on every replica: its days in
+        the store changed (a webhook, ingestion)."""
+        try:
+            await self.cache.purge_tag(account_tag(external_id))
+        except SourceUnavailable:
+            return  # replayed to the shared cache once it answers again
 
     async def aclose(self) -> None:
         if self.circuits is not None:

@@ -210,3 +210,45 @@ class JobLeaseRow(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=64)
     holder: str = Field(max_length=64)
     expires_at: datetime
+
+
+class WebhookEventRow(SQLModel, table=True):
+    """An event a source pushed (`POST /webhooks/{source}`), kept from before its answer
+    until it is processed: its id is unique per source, so a redelivery changes nothing."""
+
+    __tablename__ = "webhook_events"
+
+    source: str = Field(primary_key=True, max_length=20)
+    event_id: str = Field(primary_key=True, max_length=200)
+    type: str = Field(max_length=100)
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    sent_at: datetime
+    """The sender's `X-Hub-Timestamp`: what came later wins when deliveries are reordered."""
+    received_at: datetime
+    processed_at: datetime | None = Field(default=None, index=True)
+    attempts: int = 0
+    next_attempt_at: datetime
+    claimed_until: datetime | None = None
+    last_error: str | None = Field(default=None, max_length=500)
+
+
+class MetricDayRow(SQLModel, table=True):
+    """One social account's figures for one day, as the social API last told them."""
+
+    __tablename__ = "metric_days"
+
+    external_id: str = Field(primary_key=True, max_length=64)
+    day: date = Field(primary_key=True)
+    impressions: int = Field(sa_column=Column(BigInteger, nullable=False))
+    reach: int = Field(sa_column=Column(BigInteger, nullable=False))
+    likes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    comments: int = Field(sa_column=Column(BigInteger, nullable=False))
+    shares: int = Field(sa_column=Column(BigInteger, nullable=False))
+    saves: int = Field(sa_column=Column(BigInteger, nullable=False))
+    video_views: int = Field(sa_column=Column(BigInteger, nullable=False))
+    clicks: int = Field(sa_column=Column(BigInteger, nullable=False))
+    conversions: int = Field(sa_column=Column(BigInteger, nullable=False))
+    spend_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    observed_at: datetime
+    """When the source stated these figures; an older statement never replaces a newer one."""
+    updated_at: datetime = Field(index=True)
