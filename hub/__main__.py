@@ -11,11 +11,13 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 
+from hub.errors import SourceError
 from hub.settings import Settings, SettingsError, check_serving_secrets, load_settings
 
 if TYPE_CHECKING:
@@ -141,6 +143,63 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
         f"{plan.campaigns} campaigns in {time.perf_counter() - started:.1f} s"
     )
     return 0
+
+
+def _ingest_metrics(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.social_url is None:
+        raise CommandError("HUB_SOCIAL_URL is not set: there is no social API to ingest from")
+    until = args.until or datetime.now(UTC).date()
+    since = args.since or until - timedelta(days=29)
+    if until < since:
+        raise CommandError("--until is before --since")
+    if (until - since).days >= 366:
+        raise CommandError("at most 366 days at a time: run it again for the next stretch")
+
+    from hub.ingest import IngestBusy, ingest_metrics
+    from hub.sources.registry import build_sources
+    from hub.sources.social import SocialSource
+    from hub.sources.store import Store
+    from hub.store.engine import create_engine
+    from hub.store.leases import Leases
+    from hub.store.migrate import upgrade
+
+    async def run() -> str:
+        engine = create_engine(settings)
+        sources = build_sources(settings, transport=None, cache=None, metrics=None)
+        try:
+            await upgrade(engine)
+            store = Store(engine)
+            assert isinstance(sources.social, SocialSource)
+            report = await ingest_metrics(
+                store,
+                sources.social,
+                Leases(store.sessions),
+                since=since,
+                until=until,
+                tenant=args.tenant,
+                progress=_progress_bar,
+            )
+        except IngestBusy as busy:
+            raise CommandError(f"{busy}: try again once it is done") from None
+        except SourceError as error:
+            raise CommandError(
+                f"{error.message} What was ingested is kept; run the same command again to go on."
+            ) from None
+        finally:
+            await sources.aclose()
+            await engine.dispose()
+        resumed = f", resumed after account {report.resumed_after}" if report.resumed_after else ""
+        return f"kept {report.days} days of {report.accounts} accounts{resumed}"
+
+    print(asyncio.run(run()))
+    return 0
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _progress_bar(stage: str, done: int, total: int) -> None:
@@ -295,6 +354,14 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--influencers", type=int, default=0, help="default: the demo's")
     simulate.add_argument("--latency-ms", type=int, default=0)
     simulate.set_defaults(run=_simulate)
+
+    ingest = commands.add_parser("ingest", help="fill the store's history from a source")
+    ingested = ingest.add_subparsers(dest="what", required=True)
+    metrics = ingested.add_parser("metrics", help="daily metrics of social accounts")
+    metrics.add_argument("--since", type=_date, help="first day (default: 29 days before --until)")
+    metrics.add_argument("--until", type=_date, help="last day (default: today, UTC)")
+    metrics.add_argument("--tenant", help="only the accounts of this tenant's campaign members")
+    metrics.set_defaults(run=_ingest_metrics)
 
     schema = commands.add_parser("schema", help="print the SDL")
     schema.set_defaults(run=_schema)

@@ -45,6 +45,7 @@ from hub.idempotency import (
     scoped_key,
     without_personal_data,
 )
+from hub.ingest import IngestSchedule
 from hub.persisted import QueryStore, create_query_store, load_manifest, resolve_query
 from hub.policies import Policies, load_for_schema
 from hub.responses import ResponseCache, rules_fingerprint
@@ -55,6 +56,7 @@ from hub.sources.cache import Cache
 from hub.sources.metrics import Metrics
 from hub.sources.redis_link import RedisLink, is_redis
 from hub.sources.registry import Sources
+from hub.sources.social import SocialSource
 from hub.sources.store import Store
 from hub.sources.upstreams import Upstreams, open_upstreams
 from hub.store import migrate, seed
@@ -135,6 +137,7 @@ def create_app(
         upstreams: Upstreams | None = None
         retrier: ErasureRetrier | None = None
         inbox: Inbox | None = None
+        schedule: IngestSchedule | None = None
         try:
             upstreams = await open_upstreams(settings, transport=transport, link=link)
             audit = AuditLog(
@@ -157,6 +160,15 @@ def create_app(
                 interval_s=settings.webhook_retry_interval_s,
             )
             inbox.start()
+            if settings.ingest_interval_s > 0:
+                schedule = IngestSchedule(
+                    store,
+                    lambda: sources.social if isinstance(sources.social, SocialSource) else None,
+                    interval_s=settings.ingest_interval_s,
+                    days=settings.ingest_days,
+                    on_days=upstreams.forget_account_days,
+                )
+                schedule.start()
             state["hub"] = Hub(
                 settings=settings,
                 schema=schema,
@@ -202,6 +214,8 @@ def create_app(
             gc.set_threshold(*GC_THRESHOLDS)
             yield
         finally:
+            if schedule is not None:
+                await schedule.aclose()
             if inbox is not None:
                 await inbox.aclose()
             if retrier is not None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 from functools import cached_property
 from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
 
 from hub.errors import SourceUnavailable
+from hub.metric_history import stored_days
 from hub.policy.rows import RowScope
 from hub.sources.registry import Sources
 from hub.sources.social import MetricRecord, SocialLookup
@@ -232,7 +233,7 @@ class Loaders:
         distinct window, the windows fetched concurrently; a window that fails fails its
         keys only."""
 
-        social = self.social
+        social, store = self.social, self.store
 
         async def fetch(keys: list[MetricsKey]) -> dict[MetricsKey, Any]:
             by_window: dict[tuple[date, date], list[str]] = defaultdict(list)
@@ -240,7 +241,7 @@ class Loaders:
                 by_window[(since, until)].append(external_id)
             windows = list(by_window)
             answers = await asyncio.gather(
-                *(_daily_metrics(social, by_window[window], *window) for window in windows),
+                *(_daily_metrics(store, social, by_window[window], *window) for window in windows),
                 return_exceptions=True,
             )
             found: dict[MetricsKey, Any] = {}
@@ -305,11 +306,47 @@ class Loaders:
 
 
 async def _daily_metrics(
-    social: SocialLookup | None, external_ids: list[str], since: date, until: date
+    store: Store,
+    social: SocialLookup | None,
+    external_ids: list[str],
+    since: date,
+    until: date,
 ) -> dict[str, list[MetricRecord]]:
+    """Every day `since..until` of each account: the days the store keeps (`metric_days`),
+    and only the missing ones from the social API, in one call for the narrowest window that
+    holds them all. An account whose days are all kept is answered with the API down."""
+    kept = await stored_days(store, external_ids, since, until)
+    length = (until - since).days + 1
+    missing = [id_ for id_ in external_ids if len(kept[id_]) < length]
+    if not missing:
+        return {id_: _in_order(kept[id_]) for id_ in external_ids}
     if social is None:
         raise SourceUnavailable("social")
-    return await social.daily_metrics(external_ids, since, until)
+    first, last = until, since
+    for id_ in missing:
+        days = kept[id_]
+        gaps = [day for day in _days(since, until) if day not in days]
+        first, last = min(first, gaps[0]), max(last, gaps[-1])
+    fetched = await social.daily_metrics(missing, first, last)
+    found: dict[str, list[MetricRecord]] = {}
+    for id_ in external_ids:
+        days = kept[id_]
+        live = fetched.get(id_, [])
+        if not days and first == since and last == until:
+            found[id_] = live  # as the API (and its cache) gave it: its roll-ups are remembered
+            continue
+        merged = {record.day: record for record in live if since <= record.day <= until}
+        merged.update(days)
+        found[id_] = _in_order(merged)
+    return found
+
+
+def _days(since: date, until: date) -> list[date]:
+    return [since + timedelta(days=n) for n in range((until - since).days + 1)]
+
+
+def _in_order(days: dict[date, MetricRecord]) -> list[MetricRecord]:
+    return [days[day] for day in sorted(days)]
 
 
 def _unconfigured(source: str) -> SourceUnavailable:

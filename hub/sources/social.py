@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from operator import attrgetter, itemgetter
@@ -105,6 +105,31 @@ class SocialSource:
         )
         return {keys[key]: _decoded(keys[key], value) for key, value in found.items()}
 
+    async def metric_pages(
+        self, external_ids: Sequence[str], since: date, until: date, *, limit: int = 1000
+    ) -> AsyncIterator[list[MetricRecord]]:
+        """Every day `since..until` of at most 100 accounts, page by page as the API's cursor
+        gives them (`GET /v2/metrics`); not cached: ingestion reads each page once."""
+        if len(external_ids) > MAX_IDS:
+            raise ValueError(f"at most {MAX_IDS} accounts a listing")
+        params = {
+            "account_ids": ",".join(external_ids),
+            "since": since.isoformat(),
+            "until": until.isoformat(),
+            "limit": str(limit),
+        }
+        cursor: str | None = None
+        while True:
+            page = await self.client.get_json(
+                "/v2/metrics",
+                params if cursor is None else {**params, "cursor": cursor},
+                parse=_page,
+            )
+            records, cursor = page
+            yield records
+            if cursor is None:
+                return
+
     async def _fetch_accounts(self, ids: list[str]) -> Mapping[str, Any]:
         answers = await asyncio.gather(
             *(
@@ -157,6 +182,15 @@ def _accounts(payload: Any) -> list[AccountRecord]:
         )
         for item in shapes.items(payload, "data")
     ]
+
+
+def _page(payload: Any) -> tuple[list[MetricRecord], str | None]:
+    """A page of the metrics listing and the cursor of the next (None: the last page)."""
+    paging = shapes.obj(shapes.obj(payload).get("paging") or {})
+    cursor = paging.get("next_cursor")
+    if cursor is not None and (type(cursor) is not str or not cursor):
+        raise TypeError("next_cursor is not a cursor")
+    return _metrics(payload), cursor
 
 
 def _metrics(payload: Any) -> list[MetricRecord]:

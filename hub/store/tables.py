@@ -252,3 +252,15 @@ class MetricDayRow(SQLModel, table=True):
     observed_at: datetime
     """When the source stated these figures; an older statement never replaces a newer one."""
     updated_at: datetime = Field(index=True)
+
+
+class JobCheckpointRow(SQLModel, table=True):
+    """How far a resumable job got (ingestion, sync): run again with the same parameters,
+    it goes on from `position`; a run with other parameters starts over."""
+
+    __tablename__ = "job_checkpoints"
+
+    job: str = Field(primary_key=True, max_length=64)
+    parameters: str = Field(max_length=500)
+    position: str = Field(max_length=200)
+    updated_at: datetime

@@ -97,6 +97,55 @@ def running_hub(workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
             _stop(process)
 
 
+def _three_free_ports() -> int:
+    """A port whose next two are free too (the simulators take three in a row)."""
+    for _ in range(50):
+        first = _free_port()
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in (first + 1, first + 2):
+                    sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError("no three free ports in a row")
+
+
+@contextlib.contextmanager
+def simulators(workdir: Path) -> Iterator[dict[str, str]]:
+    port = _three_free_ports()
+    log = workdir / "simulators.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hub", "simulate", "--port", str(port)],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            urls = {
+                name: f"http://127.0.0.1:{port + offset}"
+                for offset, name in enumerate(("crm", "social", "discovery"))
+            }
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if all(
+                        httpx.get(f"{url}/_control/stats").status_code == 200
+                        for url in urls.values()
+                    ):
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail(f"the simulators did not start:\n{_tail(log)}", pytrace=False)
+                time.sleep(0.2)
+            yield urls
+        finally:
+            _stop(process)
+
+
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One hub for the session's end-to-end tests."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,27 +21,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import TEST_SECRET, MakeToken
-from tests.e2e.conftest import REPO_ROOT, _free_port, _stop, _tail, _wait_until_healthy
+from tests.e2e.conftest import REPO_ROOT, _free_port, _stop, _wait_until_healthy, simulators
 from tests.helpers import codes, gql
 
 REPLICAS = 3
 SOCIAL_QUOTA_PER_S = 2.0
 SOCIAL_BURST = 10  # SourceSettings.quota_burst
-
-
-def _three_free_ports() -> int:
-    """A port whose next two are free too (the simulators take three in a row)."""
-    for _ in range(50):
-        first = _free_port()
-        try:
-            with contextlib.ExitStack() as stack:
-                for port in (first + 1, first + 2):
-                    sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-    raise RuntimeError("no three free ports in a row")
 
 
 @pytest.fixture
@@ -75,40 +59,6 @@ async def namespace() -> AsyncIterator[tuple[str, str]]:
     if keys:
         await redis.delete(*keys)
     await redis.aclose()
-
-
-@contextlib.contextmanager
-def simulators(workdir: Path) -> Iterator[dict[str, str]]:
-    port = _three_free_ports()
-    log = workdir / "simulators.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "hub", "simulate", "--port", str(port)],
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            urls = {
-                name: f"http://127.0.0.1:{port + offset}"
-                for offset, name in enumerate(("crm", "social", "discovery"))
-            }
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if all(
-                        httpx.get(f"{url}/_control/stats").status_code == 200
-                        for url in urls.values()
-                    ):
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or process.poll() is not None:
-                    pytest.fail(f"the simulators did not start:\n{_tail(log)}", pytrace=False)
-                time.sleep(0.2)
-            yield urls
-        finally:
-            _stop(process)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""webhook events kept until processed; daily metrics of social accounts
+"""webhook events kept until processed; daily metrics of social accounts; job checkpoints
 
 Revision ID: 0006
 Revises: 0005
@@ -60,8 +60,18 @@ def upgrade() -> None:
     with op.batch_alter_table("metric_days", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_metric_days_updated_at"), ["updated_at"], unique=False)
 
+    op.create_table(
+        "job_checkpoints",
+        sa.Column("job", sa.String(length=64), nullable=False),
+        sa.Column("parameters", sa.String(length=500), nullable=False),
+        sa.Column("position", sa.String(length=200), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("job"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("job_checkpoints")
     with op.batch_alter_table("metric_days", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_metric_days_updated_at"))
     op.drop_table("metric_days")
