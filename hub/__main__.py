@@ -73,6 +73,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             "budgets, rate limits and kept answers: set HUB_CACHE_URL=redis://… or use one worker"
         )
     if settings.demo:
+        # The demo's social simulator sends its webhooks here (see `hub.simulators.deliveries`).
+        os.environ.setdefault(
+            "HUB_DEMO_WEBHOOK_URL", f"http://{args.host}:{args.port}/webhooks/social"
+        )
         _print_demo_banner(settings, args.host, args.port)
     uvicorn.run(
         "hub.__main__:app_from_environment",

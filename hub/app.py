@@ -52,6 +52,7 @@ from hub.responses import ResponseCache, rules_fingerprint
 from hub.schema.root import build_schema
 from hub.schema.schema import HubSchema
 from hub.settings import Settings, check_serving_secrets
+from hub.simulators.deliveries import Plan
 from hub.sources.cache import Cache
 from hub.sources.metrics import Metrics
 from hub.sources.redis_link import RedisLink, is_redis
@@ -160,6 +161,7 @@ def create_app(
                 interval_s=settings.webhook_retry_interval_s,
             )
             inbox.start()
+            _demo_deliveries(settings, upstreams)
             if settings.ingest_interval_s > 0:
                 schedule = IngestSchedule(
                     store,
@@ -335,6 +337,26 @@ async def readiness(hub: Hub) -> Response:
         status = "degraded"
     body = {"status": status, "store": store, "cache": cache, "sources": sources}
     return JSONResponse(body, code)
+
+
+def _demo_deliveries(settings: Settings, upstreams: Upstreams) -> None:
+    """In the demo, the in-process social simulator sends its webhooks to this hub: a new
+    statement of today's figures every 10 s, with its faults (duplicates, reordering, lateness)."""
+    simulators = upstreams.simulators
+    secret = settings.webhook_secret("social")
+    apps = getattr(simulators, "apps", {})
+    if not (settings.demo and settings.demo_webhook_url and secret and "social" in apps):
+        return
+    plan = Plan(
+        url=settings.demo_webhook_url,
+        secret=secret,
+        interval_s=10,
+        statements=6,
+        duplicate_rate=0.1,
+        reorder_rate=0.1,
+        late_s=2,
+    )
+    asyncio.get_running_loop().create_task(apps["social"].state.deliveries.start(plan))
 
 
 async def prepare_store(engine: AsyncEngine, *, demo: bool) -> None:

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     social_webhook_secret_file: Path | None = None
     webhook_retry_interval_s: float = Field(default=10.0, gt=0)
     ingest_interval_s: float = Field(default=3600.0, ge=0)
+    demo_webhook_url: str | None = Field(
+        default=None, description="where the demo's social simulator sends its webhooks"
+    )
     ingest_days: int = Field(default=3, ge=1, le=366)
     audit_buffer_max_events: int = Field(
         default=100_000, ge=1, description="Audit events kept in memory while the store is down"

@@ -93,6 +93,8 @@ def social_days(payload: Any) -> list[MetricRecord]:
             raise ValueError("accountId")
         if not isinstance(days, list) or len(days) > MAX_DAYS:
             raise ValueError("days")
+        if "occurredAt" in payload and occurred_at(payload) is None:
+            raise ValueError("occurredAt")
         records = []
         for day in days:
             figures = [day[_camel(name)] for name in COUNTERS]
@@ -106,6 +108,19 @@ def social_days(payload: Any) -> list[MetricRecord]:
             + f"}}] (at most {MAX_DAYS})."
         ) from None
     return records
+
+
+def occurred_at(payload: dict[str, Any]) -> datetime | None:
+    """When the sender made the statement (`occurredAt`, ISO 8601 with an offset), if it
+    says: a delivery retried or held back is signed later than it was made."""
+    value = payload.get("occurredAt")
+    if not isinstance(value, str):
+        return None
+    with contextlib.suppress(ValueError):
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is not None:
+            return moment.astimezone(UTC)
+    return None
 
 
 def _camel(name: str) -> str:
@@ -282,7 +297,8 @@ class Inbox:
     async def _handle(self, event: WebhookEventRow) -> None:
         if (event.source, event.type) == ("social", "metrics.updated"):
             days = social_days(event.payload)
-            await store_days(self.store, days, observed_at=event.sent_at, now=self.clock())
+            observed_at = occurred_at(event.payload) or event.sent_at
+            await store_days(self.store, days, observed_at=observed_at, now=self.clock())
             if self.on_days is not None and days:
                 await self.on_days(days[0].external_id, days)
 

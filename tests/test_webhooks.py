@@ -190,6 +190,7 @@ async def test_an_event_whose_processing_fails_is_processed_once_the_failure_cle
         (updated({"date": "2026-10-01", "impressions": 1}), "accountId and days"),
         (updated(day("2026-10-01", -5)), "accountId and days"),
         (updated(day("not a date")), "accountId and days"),
+        ({**updated(day("2026-10-01")), "occurredAt": "yesterday"}, "accountId and days"),
         ({"type": "account.deleted"}, "not received from social"),
         ([1, 2], "JSON object"),
     ],

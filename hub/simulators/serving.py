@@ -38,10 +38,15 @@ class RunningSimulators:
     """Base URLs by simulator name (`http://127.0.0.1:<port>`); `stop()` shuts them down."""
 
     urls: dict[str, str]
+    apps: dict[str, Starlette] = field(default_factory=dict)
     _servers: list[uvicorn.Server] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self) -> None:
+        for app in self.apps.values():
+            deliveries = getattr(app.state, "deliveries", None)
+            if deliveries is not None:
+                await deliveries.stop()
         for server in self._servers:
             server.should_exit = True
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -68,6 +73,7 @@ async def start_simulators(
         for name, config in config_by_name.items():
             sock = _bind(host, (ports or {}).get(name, 0))
             app = FACTORIES[name](config)
+            running.apps[name] = app
             server = _EmbeddedServer(
                 uvicorn.Config(
                     app,

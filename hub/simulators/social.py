@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from hub.simulators.config import SimulatorConfig
 from hub.simulators.cursors import decode_cursor, encode_cursor
+from hub.simulators.deliveries import Deliveries, delivery_routes
 from hub.simulators.determinism import seeded_random
 from hub.simulators.params import parse_ids, parse_limit, parse_range, read_json_object
 from hub.simulators.roster import RosterAccount, build_roster
@@ -123,11 +124,15 @@ def create_social_app(config: SimulatorConfig) -> Starlette:
         points = b",".join(metric_json(account, day) for account in known(ids) for day in days)
         return Response(b'{"data":[' + points + b"]}", media_type="application/json")
 
-    return build_simulator_app(
+    deliveries = Deliveries(list(roster.accounts.values()), metric_of)
+    app = build_simulator_app(
         config,
         [
+            *delivery_routes(deliveries),
             Route("/v2/accounts", accounts, methods=["GET"]),
             Route("/v2/metrics", metrics, methods=["GET"]),
             Route("/v2/metrics:batchGet", batch_get, methods=["POST"]),
         ],
     )
+    app.state.deliveries = deliveries
+    return app
