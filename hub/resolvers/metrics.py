@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
 from hub.context import Context
 from hub.errors import BadUserInput
@@ -43,13 +43,20 @@ class Totals:
 
 @dataclass(frozen=True, slots=True)
 class MetricsQuery:
-    """The checked `MetricsFilter` of `Query.metrics`."""
+    """The checked `MetricsFilter` of `Query.metrics`: a campaign's or an influencer's
+    series over a range, or (neither given) the tenant's kept days, by range or by when
+    they were kept (`updated_since`)."""
 
-    since: date
-    until: date
+    since: date | None
+    until: date | None
     campaign_id: str | None = None
     influencer_id: str | None = None
     platform: str | None = None
+    updated_since: datetime | None = None
+
+    @property
+    def tenant_wide(self) -> bool:
+        return self.campaign_id is None and self.influencer_id is None
 
 
 async def _series(
@@ -141,15 +148,30 @@ def metrics_query(
     campaign_id: str | None,
     influencer_id: str | None,
     platform: str | None,
+    updated_since: datetime | None = None,
 ) -> MetricsQuery:
-    """The checked filter: a date range, and a campaign or an influencer to report on."""
+    """The checked filter: a date range and a campaign or an influencer to report on; or,
+    tenant-wide, a date range, `updatedSince`, or both."""
+    if campaign_id is None and influencer_id is None:
+        if updated_since is not None and since is None and until is None:
+            return MetricsQuery(None, None, platform=platform, updated_since=_utc(updated_since))
+        since, until = check_range(
+            since, until, since_argument="filter.from", until_argument="filter.to"
+        )
+        return MetricsQuery(
+            since,
+            until,
+            platform=platform,
+            updated_since=None if updated_since is None else _utc(updated_since),
+        )
+    if updated_since is not None:
+        raise BadUserInput(
+            "`updatedSince` reads the tenant's kept days: give no campaignId or influencerId.",
+            argument="filter.updatedSince",
+        )
     since, until = check_range(
         since, until, since_argument="filter.from", until_argument="filter.to"
     )
-    if campaign_id is None and influencer_id is None:
-        raise BadUserInput(
-            "Give `campaignId` or `influencerId` in `filter`.", argument="filter.campaignId"
-        )
     if campaign_id is not None:
         campaign_resolvers.check_campaign_id(campaign_id, argument="filter.campaignId")
     if influencer_id is not None:
@@ -162,6 +184,7 @@ async def metric_rows(
 ) -> list[Point]:
     """Per-account rows ordered by (day, influencer, platform); a campaign outside the
     caller's scope, or an influencer outside the campaign, gives no rows."""
+    assert query.since is not None and query.until is not None
     currency: str | None = None
     if query.campaign_id is not None:
         campaign = await campaign_resolvers.campaign(context, query.campaign_id)
@@ -187,6 +210,14 @@ async def metric_rows(
         for day, counts in roll_up(records, granularity)
     ]
     return sorted(rows, key=row_key)
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise BadUserInput(
+            "`updatedSince` needs a time zone offset.", argument="filter.updatedSince"
+        )
+    return moment.astimezone(UTC)
 
 
 def row_key(point: Point) -> tuple[str, str, str]:

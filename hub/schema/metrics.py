@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -11,15 +11,18 @@ import strawberry
 
 from hub.errors import BadUserInput
 from hub.memo import IdentityMemo
+from hub.metric_history import TenantRows
 from hub.money import exponent
 from hub.policy import metrics as policy
 from hub.resolvers.metrics import Point, Totals, row_key
 from hub.schema.money import Money
 from hub.schema.pagination import Connection, Edge, PageInfo, known_count, opaque, unwrap
+from hub.sources.store import Store
 
 Granularity = strawberry.enum(policy.Granularity, name="Granularity")
 
 _CURSOR_PREFIX = "m1:"
+_KEPT_CURSOR_PREFIX = "m2:"
 
 
 def _money(minor: Decimal | int | None, currency: str | None) -> Money | None:
@@ -125,6 +128,11 @@ class MetricsFilter:
     platform: str | None = None
     from_: date | None = strawberry.field(default=None, name="from")
     to: date | None = None
+    updated_since: datetime | None = strawberry.field(
+        default=None,
+        description="Without campaignId and influencerId: only the days kept (or changed) "
+        "after this time, for incremental pulls; rows come in the order they were kept.",
+    )
 
 
 @strawberry.type(name="MetricConnection")
@@ -162,4 +170,52 @@ def metric_connection(rows: Sequence[Point], *, first: int, after: str | None) -
             end_cursor=edges[-1].cursor if edges else None,
         ),
         count=known_count(len(rows)),
+    )
+
+
+async def kept_metric_connection(
+    store: Store, rows: TenantRows, *, first: int, after: str | None
+) -> MetricConnection:
+    """One page of the tenant's kept days, read from the store after the cursor's row."""
+    key = None
+    if after is not None:
+        text = unwrap(after)
+        key = text.removeprefix(_KEPT_CURSOR_PREFIX).split("|")
+        if not text.startswith(_KEPT_CURSOR_PREFIX) or len(key) != len(rows.order()):
+            raise BadUserInput("`after` is not a valid cursor.", argument="after")
+        try:
+            rows.typed(key)
+        except ValueError:
+            raise BadUserInput("`after` is not a valid cursor.", argument="after") from None
+    found = await rows.page(store, after=key, first=first + 1)
+    page = found[:first]
+    edges = [
+        Edge(
+            cursor=opaque(_KEPT_CURSOR_PREFIX + "|".join(rows.key(row))),
+            node=MetricPoint.from_point(
+                Point(
+                    row.record.day,
+                    policy.Granularity.DAY,
+                    policy.roll_up([row.record], policy.Granularity.DAY)[0][1],
+                    None,
+                    row.influencer_id,
+                    row.platform,
+                )
+            ),
+        )
+        for row in page
+    ]
+
+    async def count() -> int:
+        return await rows.count(store)
+
+    return MetricConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=len(found) > first,
+            has_previous_page=after is not None,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        count=count,
     )

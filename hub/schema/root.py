@@ -7,6 +7,8 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from hub.context import Context
+from hub.errors import BadUserInput
+from hub.metric_history import TenantRows
 from hub.policy.metrics import Granularity
 from hub.resolvers import campaigns as campaign_resolvers
 from hub.resolvers import consents as consent_resolvers
@@ -28,7 +30,12 @@ from hub.schema.cost import QueryCost
 from hub.schema.documents import DocumentCache, Documents
 from hub.schema.influencers import Influencer, InfluencerFilter
 from hub.schema.metrics import Granularity as GranularityType
-from hub.schema.metrics import MetricConnection, MetricsFilter, metric_connection
+from hub.schema.metrics import (
+    MetricConnection,
+    MetricsFilter,
+    kept_metric_connection,
+    metric_connection,
+)
 from hub.schema.money import MoneyInput
 from hub.schema.pagination import (
     Connection,
@@ -130,9 +137,24 @@ class Query:
             campaign_id=filter.campaign_id,
             influencer_id=filter.influencer_id,
             platform=filter.platform,
+            updated_since=filter.updated_since,
         )
-        rows = await metric_resolvers.metric_rows(context, query, granularity or Granularity.DAY)
-        return metric_connection(rows, first=size, after=after)
+        if query.tenant_wide:
+            if granularity not in (None, Granularity.DAY):
+                raise BadUserInput(
+                    "Without campaignId or influencerId, rows are daily: granularity DAY.",
+                    argument="granularity",
+                )
+            rows = TenantRows(
+                context.require_scope(),
+                query.since,
+                query.until,
+                query.updated_since,
+                query.platform,
+            )
+            return await kept_metric_connection(context.store, rows, first=size, after=after)
+        points = await metric_resolvers.metric_rows(context, query, granularity or Granularity.DAY)
+        return metric_connection(points, first=size, after=after)
 
     @strawberry.field(description="Who read or was refused this person's data (role dpo).")
     async def personal_data_access_log(

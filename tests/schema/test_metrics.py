@@ -213,7 +213,18 @@ async def test_query_metrics_of_another_tenants_campaign_are_empty(
 @pytest.mark.parametrize(
     ("window", "argument"),
     [
-        ({"from": "2026-03-01", "to": "2026-03-03"}, "filter.campaignId"),
+        ({}, "filter.from"),
+        ({"to": "2026-03-03"}, "filter.from"),
+        ({"updatedSince": "2026-03-01T00:00:00"}, "filter.updatedSince"),
+        (
+            {
+                "campaignId": "x",
+                "from": "2026-03-01",
+                "to": "2026-03-03",
+                "updatedSince": "2026-03-01T00:00:00Z",
+            },
+            "filter.updatedSince",
+        ),
         ({"campaignId": "x", "to": "2026-03-03"}, "filter.from"),
         ({"influencerId": "nope", "from": "2026-03-01", "to": "2026-03-03"}, "filter.influencerId"),
     ],
