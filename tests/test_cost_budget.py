@@ -144,13 +144,16 @@ async def test_an_empty_bucket_is_429_with_retry_after(
     )
     token = make_token(client_id="tight")
     query = "{ campaigns(first: 40) { edges { node { id } } } }"
-    async with running_app(settings) as (_app, client):
+    async with running_app(settings) as (app, client):
         results = [
             await client.post(
                 "/graphql", json={"query": query}, headers={"Authorization": f"Bearer {token}"}
             )
             for _ in range(20)
         ]
+        rejections = app.state.hub.metrics.value(
+            "hub_cost_rejections_total", reason="client_budget"
+        )
     admitted = [r for r in results if r.status_code == 200]
     refused = [r for r in results if r.status_code == 429]
     assert len(admitted) + len(refused) == 20 and refused
@@ -158,6 +161,7 @@ async def test_an_empty_bucket_is_429_with_retry_after(
     # while 42 are available, so 100 - 8k >= 42 holds for k = 0..7.
     assert len(admitted) == 8
     assert codes(refused[0].json()) == ["THROTTLED"]
+    assert rejections == 12
     assert int(refused[0].headers["retry-after"]) >= 1
 
 
