@@ -240,6 +240,9 @@ def create_app(
         return await receive_webhook(state["hub"], request)
 
     async def exposition(_request: Request) -> Response:
+        if "hub" in state:
+            for client in state["hub"].sources.clients.values():
+                client.report_circuit()
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     routes = [

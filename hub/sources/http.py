@@ -73,7 +73,7 @@ class SourceClient:
             reset_s=settings.breaker_reset_s,
             clock=self._clock,
         )
-        self.metrics.record_circuit(self.name, is_open=False)
+        self.report_circuit()
         self.limiter: RateLimiter | SharedRateLimiter | None = None
         if settings.quota_per_s is not None:
             self.limiter = RateLimiter(
@@ -100,6 +100,11 @@ class SourceClient:
 
     def state(self) -> SourceState:
         return self.breaker.snapshot()
+
+    def report_circuit(self) -> None:
+        """Set `hub_source_circuit_open` to the breaker's state now: after each call, and at
+        each scrape (another replica may have opened or closed it since)."""
+        self.metrics.record_circuit(self.name, is_open=self.breaker.state != "closed")
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -248,6 +253,7 @@ class SourceClient:
             probe = self.breaker.check()
         except SourceUnavailable:
             self.metrics.record_error(self.name, "circuit_open")
+            self.report_circuit()
             raise
         try:
             value, failure = await self._exchange(
@@ -264,7 +270,7 @@ class SourceClient:
             self.breaker.record_failure(probe=probe)
         else:
             self.breaker.release(probe=probe)
-        self.metrics.record_circuit(self.name, is_open=self.breaker.state != "closed")
+        self.report_circuit()
         if failure is None:
             return value
         self.metrics.record_error(self.name, failure.kind)

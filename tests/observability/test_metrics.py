@@ -224,3 +224,18 @@ async def test_metrics_are_served_in_the_prometheus_text_format(
     assert re.search(r"^hub_audit_events_dropped_total 0\.0$", response.text, re.M)
     assert "# TYPE hub_graphql_request_duration_seconds histogram" in response.text
     assert "_created" not in response.text
+
+
+async def test_a_circuit_another_replica_opened_shows_at_the_next_scrape(
+    sqlite_settings: Settings,
+) -> None:
+    async with running_app(sqlite_settings) as (app, client):
+        breaker = app.state.hub.sources.clients["crm"].breaker
+        before = series((await client.get("/metrics")).text, "hub_source_circuit_open")
+        breaker.trip()  # what the shared circuits do when another replica opened it
+        tripped = series((await client.get("/metrics")).text, "hub_source_circuit_open")
+        breaker.untrip()
+        after = series((await client.get("/metrics")).text, "hub_source_circuit_open")
+    crm = (("source", "crm"),)
+    assert (before[crm], tripped[crm], after[crm]) == (0, 1, 0)
+    assert tripped[(("source", "social"),)] == 0
