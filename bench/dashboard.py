@@ -74,13 +74,10 @@ async def upstream_calls(urls: dict[str, str]) -> int:
 
 def cache_ratio(hub: Any) -> tuple[float, float]:
     """(hits + stale, lookups) of the hub's source caches so far."""
-    counter = hub.metrics.counter(
-        "hub_cache_lookups_total", "Cache lookups by result.", ("source", "result")
-    )
     served = lookups = 0.0
     for source in SIMULATOR_NAMES:
         for result in ("hit", "stale", "miss"):
-            value = counter.value(source, result)
+            value = hub.metrics.value("hub_cache_lookups_total", source=source, result=result)
             lookups += value
             if result != "miss":
                 served += value
@@ -88,10 +85,7 @@ def cache_ratio(hub: Any) -> tuple[float, float]:
 
 
 def response_hits(hub: Any) -> float:
-    counter = hub.metrics.counter(
-        "hub_response_cache_lookups_total", "Response cache lookups by result.", ("result",)
-    )
-    return float(counter.value("hit"))
+    return float(hub.metrics.value("hub_response_cache_lookups_total", result="hit"))
 
 
 async def ask(client: httpx.AsyncClient, token: str, campaign_id: str) -> tuple[float, float]:

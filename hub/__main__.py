@@ -8,9 +8,11 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
 class CommandError(Exception):
     """A command cannot do what was asked; the message is the one line the user sees."""
 
@@ -78,16 +83,36 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             "HUB_DEMO_WEBHOOK_URL", f"http://{args.host}:{args.port}/webhooks/social"
         )
         _print_demo_banner(settings, args.host, args.port)
-    uvicorn.run(
-        "hub.__main__:app_from_environment",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level="info",
-        access_log=False,
-    )
+    with _metrics_shared_by(args.workers):
+        uvicorn.run(
+            "hub.__main__:app_from_environment",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level="info",
+            access_log=False,
+        )
     return 0
+
+
+@contextlib.contextmanager
+def _metrics_shared_by(workers: int) -> Iterator[None]:
+    """With several workers, prometheus_client's multiprocess mode: each worker (a new
+    interpreter, which reads the variable when it imports the library) keeps its values in
+    files in a directory of this run, and `/metrics` on any worker adds them all up. The
+    directory goes when the server stops. One that `PROMETHEUS_MULTIPROC_DIR` names already
+    is used as it is (the deployment empties it between runs)."""
+    if workers <= 1 or os.environ.get(MULTIPROC_DIR):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="hub-metrics-")
+    os.environ[MULTIPROC_DIR] = directory
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROC_DIR]
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _print_demo_banner(settings: Settings, host: str, port: int) -> None:

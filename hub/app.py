@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -46,15 +46,16 @@ from hub.idempotency import (
     without_personal_data,
 )
 from hub.ingest import IngestSchedule
+from hub.observability.metrics import CONTENT_TYPE, Metrics, operation_names
 from hub.persisted import QueryStore, create_query_store, load_manifest, resolve_query
 from hub.policies import Policies, load_for_schema
 from hub.responses import ResponseCache, rules_fingerprint
+from hub.schema.documents import Document
 from hub.schema.root import build_schema
 from hub.schema.schema import HubSchema
 from hub.settings import Settings, check_serving_secrets
 from hub.simulators.deliveries import Plan
 from hub.sources.cache import Cache
-from hub.sources.metrics import Metrics
 from hub.sources.redis_link import RedisLink, is_redis
 from hub.sources.registry import Sources
 from hub.sources.social import SocialSource
@@ -114,6 +115,11 @@ def create_app(
     manifest = load_manifest(
         settings.trusted_documents or settings.policies_dir / "trusted-documents.json"
     )
+    metrics = Metrics(
+        registered_operations=operation_names(manifest.values()),
+        max_operations=settings.metrics_max_operations,
+        consent_fields=policies.consent.fields,
+    )
     state: dict[str, Hub] = {}
 
     @contextlib.asynccontextmanager
@@ -140,10 +146,10 @@ def create_app(
         inbox: Inbox | None = None
         schedule: IngestSchedule | None = None
         try:
-            upstreams = await open_upstreams(settings, transport=transport, link=link)
-            audit = AuditLog(
-                engine, metrics=upstreams.metrics, max_events=settings.audit_buffer_max_events
+            upstreams = await open_upstreams(
+                settings, transport=transport, link=link, metrics=metrics
             )
+            audit = AuditLog(engine, metrics=metrics, max_events=settings.audit_buffer_max_events)
             await prepare_store(engine, demo=settings.demo)
             await audit.start()
             sources = upstreams.sources
@@ -185,11 +191,11 @@ def create_app(
                 idempotency=IdempotencyKeys(store, ttl_s=settings.idempotency_ttl_s),
                 sources=upstreams.sources,
                 cache=upstreams.cache,
-                metrics=upstreams.metrics,
+                metrics=metrics,
                 upstreams=upstreams,
                 query_engine=QueryEngine(
                     batches=BATCHES,
-                    metrics=upstreams.metrics,
+                    metrics=metrics,
                     personal=frozenset(policies.consent.fields),
                 )
                 if settings.engine_enabled
@@ -200,7 +206,7 @@ def create_app(
                     upstreams.cache,
                     ttl_s=settings.response_cache_ttl_s,
                     fingerprint=rules_fingerprint(schema.as_str(), settings.policies_dir),
-                    metrics=upstreams.metrics,
+                    metrics=metrics,
                     store=store,
                 ),
                 inbox=inbox,
@@ -235,6 +241,7 @@ def create_app(
             await authenticator.aclose()
             await reads.dispose()
             await engine.dispose()
+            metrics.close()
 
     async def graphql(request: Request) -> Response:
         return await handle_graphql(state["hub"], request)
@@ -248,15 +255,17 @@ def create_app(
     async def webhook(request: Request) -> Response:
         return await receive_webhook(state["hub"], request)
 
-    async def metrics(_request: Request) -> Response:
-        text = state["hub"].metrics.render_prometheus()
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+    async def exposition(_request: Request) -> Response:
+        if "hub" in state:
+            for client in state["hub"].sources.clients.values():
+                client.report_circuit()
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     routes = [
         Route("/graphql", graphql, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        Route("/metrics", exposition, methods=["GET"]),
         Route("/webhooks/{source}", webhook, methods=["POST"]),
         Mount("/graphiql/assets", StaticFiles(directory=graphiql_assets_dir()), name="assets"),
     ]
@@ -379,10 +388,13 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
     request_id: str = request.scope["state"]["request_id"]
     if graphql_http.wants_html(request):
         return graphql_http.graphiql(str(request.url.path))
+    started = time.perf_counter()
     media_type = graphql_http.JSON
+    operation: str | None = None
     try:
         media_type = graphql_http.negotiate(request.headers.get("accept"))
         params = await graphql_http.read_params(request, max_body_bytes=hub.settings.max_body_bytes)
+        operation = params.operation_name
         principal = await hub.authenticator.authenticate(request.headers.get("authorization"))
         tier = hub.policies.cost.tier_for(principal.client_id)
         query = await resolve_query(
@@ -413,6 +425,7 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
             if hub.responses is None or query is None
             else hub.responses.key(principal, query, params.operation_name, params.variables),
             query_engine=hub.query_engine,
+            metrics=hub.metrics,
             client_address=graphql_http.client_address(request, hub.settings.trusted_proxies)
             if principal.is_anonymous
             else None,
@@ -421,6 +434,7 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
         context.document = hub.schema.documents.prepare(query, max_tokens=limits.max_tokens)
         key = request.headers.get("idempotency-key")
         document = context.document
+        operation = _operation_name(document, params.operation_name)
         if (
             key is not None
             and document is not None
@@ -468,13 +482,46 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
                 answer = StoredAnswer(status, kept)
                 await hub.idempotency.finish(claim.key, answer, subjects=claim.subjects)
     except HubError as error:
-        return graphql_http.error_response(error, media_type=media_type, request_id=request_id)
+        return _refused(hub, error, operation, started, media_type, request_id)
     except Exception:
         logger.exception("unexpected error in request %s", request_id)
-        return graphql_http.error_response(HubError(), media_type=media_type, request_id=request_id)
+        return _refused(hub, HubError(), operation, started, media_type, request_id)
+    hub.metrics.record_request(
+        operation,
+        status=status,
+        answered="data" in body,
+        codes=[e.get("extensions", {}).get("code", "") for e in body.get("errors", ())],
+        seconds=time.perf_counter() - started,
+    )
     return graphql_http.json_response(
         body, status, media_type=media_type, request_id=request_id, headers=headers
     )
+
+
+def _refused(
+    hub: Hub,
+    error: HubError,
+    operation: str | None,
+    started: float,
+    media_type: str,
+    request_id: str,
+) -> Response:
+    hub.metrics.record_request(
+        operation,
+        status=error.http_status,
+        answered=False,
+        codes=[error.code],
+        seconds=time.perf_counter() - started,
+    )
+    return graphql_http.error_response(error, media_type=media_type, request_id=request_id)
+
+
+def _operation_name(document: Document | None, asked: str | None) -> str | None:
+    """The name of the operation the request runs; what it asked for when there is none."""
+    operation = None if document is None else document.operation(asked)
+    if operation is None:
+        return asked
+    return None if operation.name is None else operation.name.value
 
 
 def _replayed(kept: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import col
 
-from hub.sources.metrics import Metrics
+from hub.observability.metrics import Metrics
 from hub.store.tables import AuditEventRow, ErasureRow
 
 if TYPE_CHECKING:
@@ -96,11 +96,7 @@ class AuditLog:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._dropped = (metrics or Metrics()).counter(
-            "hub_audit_events_dropped_total",
-            "Audit events never written: refused by a full buffer or by the store.",
-        )
-        self._dropped.inc(amount=0)  # 0 in a healthy hub, rather than no series at all
+        self._metrics = metrics or Metrics()
         self._outage = False
         self._stop = asyncio.Event()
         self._drops_unlogged = 0
@@ -223,7 +219,7 @@ class AuditLog:
     def _drop(self, events: Sequence[AuditEvent], why: str) -> None:
         """Count dropped events; log them (coordinates and decisions only, never whose or by
         whom) at most once per `DROP_LOG_INTERVAL_S`."""
-        self._dropped.inc(amount=len(events))
+        self._metrics.record_audit_dropped(len(events))
         self._drops_unlogged += len(events)
         now = time.monotonic()
         if now - self._drop_logged_at < DROP_LOG_INTERVAL_S:

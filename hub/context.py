@@ -15,6 +15,7 @@ from hub.engine.fallback import QueryEngine
 from hub.errors import Forbidden
 from hub.idempotency import Claim
 from hub.loaders import Loaders
+from hub.observability.metrics import Metrics
 from hub.policy.access import Coordinate
 from hub.policy.consent import ConsentPolicy
 from hub.policy.cost import CostPolicy
@@ -64,6 +65,8 @@ class Context:
     resolved: list[tuple[Any, list[Any], int]] | None = None
     """What the planned executor resolved: (type, field nodes, objects) per step; None when
     graphql-core's executor ran (the cost used is then read from the answer)."""
+    metrics: Metrics | None = None
+    """Where the request's cost refusals and consent decisions are counted."""
 
     @property
     def budget_key(self) -> str:

@@ -30,11 +30,11 @@ from typing import Any
 
 from hub.auth import Principal
 from hub.errors import SourceUnavailable
+from hub.observability.metrics import Metrics
 from hub.policy.access import Coordinate
 from hub.policy.rows import RowScope
 from hub.sources.base import Clock, SystemClock
 from hub.sources.cache import Cache, cache_key
-from hub.sources.metrics import Metrics
 from hub.sources.store import Store
 
 logger = logging.getLogger("hub.responses")
@@ -87,9 +87,7 @@ class ResponseCache:
         self.fingerprint = fingerprint
         self.clock = clock or SystemClock()
         self.store = store
-        self._lookups = metrics.counter(
-            "hub_response_cache_lookups_total", "Response cache lookups by result.", ("result",)
-        )
+        self._lookups = metrics.response_cache_lookups
         self._unpurged = False
         self._retry: asyncio.Task[None] | None = None
 
@@ -112,18 +110,18 @@ class ResponseCache:
 
     async def get(self, key: str) -> Answer | None:
         if self._unpurged:
-            self._lookups.inc("miss")
+            self._lookups.labels("miss").inc()
             return None
         entry = (await self.cache.get_many([key])).get(key)
         if entry is None or not entry.is_fresh(self.clock.time()):
-            self._lookups.inc("miss")
+            self._lookups.labels("miss").inc()
             return None
         value = entry.value
         decisions = [tuple(decision) for decision in value["decisions"]]
         if decisions and await self._outdated(key, decisions, value.get("read_at")):
-            self._lookups.inc("miss")
+            self._lookups.labels("miss").inc()
             return None
-        self._lookups.inc("hit")
+        self._lookups.labels("hit").inc()
         return Answer(value["data"], decisions)
 
     async def put(

@@ -78,6 +78,13 @@ class Settings(BaseSettings):
         default=100_000, ge=1, description="Audit events kept in memory while the store is down"
     )
 
+    metrics_max_operations: int = Field(
+        default=100,
+        ge=0,
+        le=10_000,
+        description="Operation names besides the trusted documents' with a metrics series each",
+    )
+
     demo: bool = False
     engine_enabled: bool = Field(
         default=True, description="Run queries on the planned executor (hub.engine)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from hub.__main__ import main
+from hub.__main__ import _metrics_shared_by, main
 from hub.settings import DEV_JWT_SECRET
 from tests.conftest import ROOT, TEST_SECRET
 
@@ -203,3 +204,19 @@ def test_commands_that_do_not_serve_work_with_the_default_secret(
     document.write_text("{ me { subject } }")
     assert main(["cost", str(document)]) == 0
     assert "hub:" not in capsys.readouterr().err
+
+
+def test_one_worker_keeps_metrics_in_process_and_a_named_directory_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    with _metrics_shared_by(1):
+        assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    with _metrics_shared_by(2):
+        made = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        assert made.is_dir()
+    assert not made.exists() and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    with _metrics_shared_by(2):
+        assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path)
+    assert tmp_path.is_dir()

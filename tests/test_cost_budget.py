@@ -101,14 +101,20 @@ async def test_an_over_limit_document_is_refused_before_any_resolver(
     async with running_app(sqlite_settings) as (app, client):
         statements: list[Any] = []
         engine = app.state.hub.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a))
+
+        def record(*statement: Any) -> None:
+            statements.append(statement)
+
         simulators = app.state.hub.upstreams.simulators.urls
         async with httpx.AsyncClient() as control:
             before = [
                 (await control.get(f"{url}/_control/stats")).json()["total"]
                 for url in simulators.values()
             ]
+            # Only the request's: shutting down releases the background jobs' leases.
+            event.listen(engine, "before_cursor_execute", record)
             status, payload = await gql(client, query, token=make_token())
+            event.remove(engine, "before_cursor_execute", record)
             after = [
                 (await control.get(f"{url}/_control/stats")).json()["total"]
                 for url in simulators.values()
@@ -144,13 +150,16 @@ async def test_an_empty_bucket_is_429_with_retry_after(
     )
     token = make_token(client_id="tight")
     query = "{ campaigns(first: 40) { edges { node { id } } } }"
-    async with running_app(settings) as (_app, client):
+    async with running_app(settings) as (app, client):
         results = [
             await client.post(
                 "/graphql", json={"query": query}, headers={"Authorization": f"Bearer {token}"}
             )
             for _ in range(20)
         ]
+        rejections = app.state.hub.metrics.value(
+            "hub_cost_rejections_total", reason="client_budget"
+        )
     admitted = [r for r in results if r.status_code == 200]
     refused = [r for r in results if r.status_code == 429]
     assert len(admitted) + len(refused) == 20 and refused
@@ -158,6 +167,7 @@ async def test_an_empty_bucket_is_429_with_retry_after(
     # while 42 are available, so 100 - 8k >= 42 holds for k = 0..7.
     assert len(admitted) == 8
     assert codes(refused[0].json()) == ["THROTTLED"]
+    assert rejections == 12
     assert int(refused[0].headers["retry-after"]) >= 1
 
 

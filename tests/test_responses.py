@@ -16,10 +16,10 @@ from hub.auth import Principal
 from hub.context import Context
 from hub.errors import SourceUnavailable
 from hub.ids import new_id
+from hub.observability.metrics import Metrics
 from hub.responses import Answer, ResponseCache
 from hub.settings import Settings
 from hub.sources.cache import Cache, create_cache
-from hub.sources.metrics import Metrics
 from hub.store.tables import ConsentRow
 from tests.conftest import MakeToken, running_app
 from tests.helpers import gql
@@ -44,10 +44,11 @@ async def kept(settings: Settings) -> AsyncIterator[tuple[Starlette, httpx.Async
 
 
 def _lookups(app: Starlette) -> dict[str, float]:
-    counter = app.state.hub.metrics.counter(
-        "hub_response_cache_lookups_total", "Response cache lookups by result.", ("result",)
-    )
-    return {result: counter.value(result) for result in ("hit", "miss")}
+    metrics = app.state.hub.metrics
+    return {
+        result: metrics.value("hub_response_cache_lookups_total", result=result)
+        for result in ("hit", "miss")
+    }
 
 
 async def test_the_same_question_of_the_same_caller_is_answered_from_the_cache(

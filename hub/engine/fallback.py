@@ -7,8 +7,8 @@ from typing import Any
 
 from hub.engine.plan import Plan, Planner, Unplannable
 from hub.engine.run import BatchResolver
+from hub.observability.metrics import Metrics
 from hub.schema.documents import directive_variables
-from hub.sources.metrics import Metrics
 
 REASONS = ("mutation", "subscription", "introspection", "defer", "unknown_field", "type")
 """Every reason a plan is refused: the label's values are bounded."""
@@ -26,11 +26,7 @@ class QueryEngine:
     ) -> None:
         self.batches = batches
         self.personal = personal
-        self._fallbacks = metrics.counter(
-            "hub_engine_fallbacks_total",
-            "Operations run on graphql-core instead of the planned executor, by reason.",
-            ("reason",),
-        )
+        self._fallbacks = metrics.engine_fallbacks
 
     def plan(self, executor: Any) -> Plan | None:
         """The plan of the executor's operation (kept with its parsed document), or None
@@ -53,7 +49,7 @@ class QueryEngine:
 
     def fell_back(self, reason: str) -> None:
         """Count an operation run on graphql-core, by one of `REASONS`."""
-        self._fallbacks.inc(reason)
+        self._fallbacks.labels(reason).inc()
 
     def _plan(self, executor: Any, denied: frozenset[Any]) -> Plan | str:
         try:

@@ -3,7 +3,7 @@ lookup of its subjects' consents, and audits what it lets out."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,9 +79,14 @@ def _valid_until(context: Any, events: Iterable[ConsentEvent], now: datetime) ->
     context.answer_valid_until = min(ahead, default=None)
 
 
-def record_decisions(context: Any, decisions: Iterable[AuditedDecision], now: datetime) -> bool:
+def record_decisions(context: Any, decisions: Sequence[AuditedDecision], now: datetime) -> bool:
     """Consent decisions on the audit trail, as the caller of `context` made them at `now`:
-    all kept (True), or none (the trail is full) and no value they decide may be served."""
+    all kept (True), or none (the trail is full) and no value they decide may be served.
+    Each decision is counted here too, on every path that serves one."""
+    metrics = getattr(context, "metrics", None)
+    if metrics is not None:
+        for coordinate, _subject, decision, _reason in decisions:
+            metrics.record_consent_decision(coordinate, decision)
     if context.audit is None:
         return True
     recorded: bool = context.audit.record(

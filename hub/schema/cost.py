@@ -99,7 +99,10 @@ class QueryCost(SchemaExtension):
         tier = policy.tier_for(context.principal.client_id)
         headers = context.response_headers
         headers["X-RateLimit-Limit"] = str(tier.bucket_size)
+        metrics = getattr(context, "metrics", None)
         if estimate.total > tier.max_query_cost:
+            if metrics is not None:
+                metrics.record_cost_rejection("max_query_cost")
             raise CostTooExpensive(
                 f"The query costs {estimate.total}; your maximum is {tier.max_query_cost}.",
                 cost={"estimated": estimate.total, "max": tier.max_query_cost},
@@ -114,6 +117,8 @@ class QueryCost(SchemaExtension):
         self.available = result.available
         headers["X-RateLimit-Remaining"] = str(result.available)
         if not result.allowed:
+            if metrics is not None:
+                metrics.record_cost_rejection("client_budget")
             headers["Retry-After"] = str(result.retry_after_s)
             raise Throttled(
                 f"The cost budget of client {context.principal.client_id!r} is used up; "

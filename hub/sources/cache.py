@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from hub.observability.metrics import Metrics
 from hub.sources.base import Clock, SystemClock
-from hub.sources.metrics import Metrics
 
 if TYPE_CHECKING:
     from hub.sources.redis_link import RedisLink

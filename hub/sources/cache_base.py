@@ -9,9 +9,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from hub.observability.metrics import Metrics, SourceMetrics
 from hub.sources.base import Clock
 from hub.sources.cache import Entry, Loader, PurgeFeed, TagsFor, source_of
-from hub.sources.metrics import Metrics, SourceMetrics
 
 logger = logging.getLogger("hub.sources.cache")
 
@@ -23,7 +23,7 @@ class BaseCache(ABC):
 
     def __init__(self, *, clock: Clock, metrics: Metrics | None) -> None:
         self._clock = clock
-        self._metrics = SourceMetrics(metrics) if metrics is not None else None
+        self._metrics: SourceMetrics | None = None if metrics is None else metrics.sources
         self._inflight: dict[str, asyncio.Task[Values]] = {}
         self._refreshes: set[asyncio.Task[Values]] = set()
         self._feeds: set[PurgeFeed] = set()

@@ -14,10 +14,10 @@ from typing import Any, Literal, TypeVar, overload
 import httpx
 
 from hub.errors import SourceError, SourceTimeout, SourceUnavailable
+from hub.observability.metrics import Metrics, SourceMetrics
 from hub.sources.base import Clock, SourceSettings, SourceState, SystemClock
 from hub.sources.breaker import CircuitBreaker
 from hub.sources.cache import Cache, TagsFor, cache_key
-from hub.sources.metrics import Metrics, SourceMetrics
 from hub.sources.ratelimit import RateLimiter
 from hub.sources.retry import RetryBudget, retry_read
 from hub.sources.shared import SharedRateLimiter, SharedState
@@ -64,7 +64,7 @@ class SourceClient:
         self.settings = settings
         self.name = settings.name
         self.cache = cache
-        self.metrics = SourceMetrics(metrics or Metrics())
+        self.metrics: SourceMetrics = (metrics or Metrics()).sources
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self.breaker = CircuitBreaker(
@@ -73,6 +73,7 @@ class SourceClient:
             reset_s=settings.breaker_reset_s,
             clock=self._clock,
         )
+        self.report_circuit()
         self.limiter: RateLimiter | SharedRateLimiter | None = None
         if settings.quota_per_s is not None:
             self.limiter = RateLimiter(
@@ -99,6 +100,11 @@ class SourceClient:
 
     def state(self) -> SourceState:
         return self.breaker.snapshot()
+
+    def report_circuit(self) -> None:
+        """Set `hub_source_circuit_open` to the breaker's state now: after each call, and at
+        each scrape (another replica may have opened or closed it since)."""
+        self.metrics.record_circuit(self.name, is_open=self.breaker.state != "closed")
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -247,6 +253,7 @@ class SourceClient:
             probe = self.breaker.check()
         except SourceUnavailable:
             self.metrics.record_error(self.name, "circuit_open")
+            self.report_circuit()
             raise
         try:
             value, failure = await self._exchange(
@@ -263,6 +270,7 @@ class SourceClient:
             self.breaker.record_failure(probe=probe)
         else:
             self.breaker.release(probe=probe)
+        self.report_circuit()
         if failure is None:
             return value
         self.metrics.record_error(self.name, failure.kind)

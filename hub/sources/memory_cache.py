@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub.memo import Held
+from hub.observability.metrics import Metrics
 from hub.sizes import estimate_bytes
 from hub.sources.base import Clock
 from hub.sources.cache import DEFAULT_MAX_BYTES, Entry
 from hub.sources.cache_base import BaseCache
-from hub.sources.metrics import Metrics
 
 PURGE_MEMORY_S = 300.0
 """How long a purge is remembered to refuse the results of loads that started before it."""

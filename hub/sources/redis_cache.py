@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 from hub.errors import SourceUnavailable
+from hub.observability.metrics import Metrics
 from hub.sources.base import Clock
 from hub.sources.cache import DEFAULT_MAX_BYTES, Entry, PurgeFeed
 from hub.sources.cache_base import BaseCache
 from hub.sources.memory_cache import PURGE_MEMORY_S, LocalEntries
-from hub.sources.metrics import Metrics
 from hub.sources.redis_link import HEALTH_CHECK_S, UNREACHABLE, RedisLink
 
 logger = logging.getLogger("hub.sources.cache")

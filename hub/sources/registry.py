@@ -8,12 +8,12 @@ from typing import Any
 
 import httpx
 
+from hub.observability.metrics import Metrics
 from hub.settings import SOURCE_NAMES, Settings
 from hub.sources.cache import Cache
 from hub.sources.crm import CrmLookup, CrmSource
 from hub.sources.discovery import DiscoveryLookup, DiscoverySource
 from hub.sources.http import SourceClient
-from hub.sources.metrics import Metrics
 from hub.sources.shared import SharedState
 from hub.sources.social import SocialLookup, SocialSource
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import httpx
 
 from hub.errors import SourceUnavailable
+from hub.observability.metrics import Metrics
 from hub.settings import SOURCE_NAMES, Settings
 from hub.sources.cache import Cache, create_cache, subject_tag
-from hub.sources.metrics import Metrics
 from hub.sources.redis_link import RedisLink
 from hub.sources.registry import Sources, build_sources
 from hub.sources.shared import SharedCircuits, SharedState
@@ -65,11 +65,12 @@ async def open_upstreams(
     *,
     transport: httpx.AsyncBaseTransport | None,
     link: RedisLink | None = None,
+    metrics: Metrics | None = None,
 ) -> Upstreams:
     """Build the adapters, their cache on `link` when Redis is the cache; in the demo with no
     source URL configured, the simulators stand in (started here, or reached through
     `transport` when one is given)."""
-    metrics = Metrics()
+    metrics = metrics or Metrics()
     cache = create_cache(
         settings.cache_url,
         namespace=settings.cache_namespace,

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -71,25 +71,31 @@ def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, stderr_
 
 
 @contextlib.contextmanager
-def running_hub(workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`hub serve --demo` on a free loopback port with a fresh SQLite file in `workdir`;
-    stopped (SIGTERM, then kill) on exit."""
+def running_hub(
+    workdir: Path, *, args: Sequence[str] = ("--demo",), env: Mapping[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`hub serve --demo` (or `hub serve` with `args`, and the environment with `env`) on a
+    free loopback port with a fresh SQLite file in `workdir`; stopped (SIGTERM, then kill) on
+    exit."""
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = {
+    environment = {
         **os.environ,
         "HUB_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'hub.db'}",
         "PYTHONUNBUFFERED": "1",
+        **(env or {}),
     }
     command = [
         *(sys.executable, "-m", "hub", "serve"),
-        *("--host", "127.0.0.1", "--port", str(port), "--demo"),
+        *("--host", "127.0.0.1", "--port", str(port), *args),
     ]
     stdout_path = workdir / "stdout.log"
     stderr_path = workdir / "stderr.log"
     # Files, not pipes: a pipe nobody reads fills up and blocks the server.
     with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=stdout, stderr=stderr)
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=environment, stdout=stdout, stderr=stderr
+        )
         try:
             _wait_until_healthy(process, base_url, stderr_path)
             yield process, base_url

@@ -253,7 +253,7 @@ async def test_metrics_and_readiness_report_each_source(
         ready = (await client.get("/readyz")).json()
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
-    assert 'hub_source_calls_total{source="discovery",method="POST"} 1' in metrics.text
+    assert 'hub_source_calls_total{method="POST",source="discovery"} 1.0' in metrics.text
     assert ready["sources"]["discovery"] == {"breaker": "closed", "recentFailures": 0}
     assert ready["sources"]["crm"] == {"breaker": "not_configured"}
 

@@ -14,8 +14,8 @@ from strawberry.extensions import FieldExtension
 
 from hub.engine.fallback import QueryEngine
 from hub.engine.plan import Kind, Planner
+from hub.observability.metrics import Metrics
 from hub.schema.schema import HubSchema
-from hub.sources.metrics import Metrics
 from tests.conftest import MakeToken
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import strawberry
 
 from hub.engine.fallback import QueryEngine
+from hub.observability.metrics import Metrics
 from hub.schema.schema import HubSchema
-from hub.sources.metrics import Metrics
 
 READ: list[str] = []
 """Each personal value read, as a consent-checked resolver would decide and audit it."""

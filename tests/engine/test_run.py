@@ -10,8 +10,8 @@ import pytest
 import strawberry
 
 from hub.engine.fallback import QueryEngine
+from hub.observability.metrics import Metrics
 from hub.schema.schema import HubSchema
-from hub.sources.metrics import Metrics
 
 
 @strawberry.type

@@ -347,7 +347,7 @@ async def test_with_the_audit_trail_full_a_consented_email_is_withheld_until_the
         assert withheld["errors"][0]["path"] == ["contact", "email"]
         assert "full@example.com" not in str(withheld)
         # The 21st filler and the email's decision; a kept answer is not tried without room.
-        assert "hub_audit_events_dropped_total 2\n" in metrics
+        assert "hub_audit_events_dropped_total 2.0\n" in metrics
         assert await hub.audit.flush() == 20
         _, back = await gql(client, query, token=manager)
         assert back["data"]["contact"]["email"] == "full@example.com"

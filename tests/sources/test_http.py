@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from hub.errors import SourceError, SourceTimeout, SourceUnavailable
+from hub.observability.metrics import Metrics
 from hub.sources.http import SourceClient
 from hub.sources.memory_cache import MemoryCache
-from hub.sources.metrics import Metrics
 from tests.sources.fakes import FakeClock
 from tests.sources.upstream import Upstream, json_answer, make_client, settings
 
@@ -188,20 +188,24 @@ async def test_the_retry_budget_caps_retries_under_a_failure_storm() -> None:
                 await client.get_json("/contacts")
     # Without a budget: 400 calls. With it: 100 + the 10 starting tokens + 20 % of 100.
     assert 110 <= upstream.calls <= 130
-    retries = metrics.counter("hub_source_retries_total", "", ("source",)).value("crm")
+    retries = metrics.value("hub_source_retries_total", source="crm")
     assert retries == upstream.calls - 100
 
 
 async def test_the_breaker_opens_fails_fast_then_a_probe_closes_it() -> None:
     clock = FakeClock()
+    metrics = Metrics()
     upstream = Upstream(json_answer({}, 500), json_answer({}, 500), OK)
     async with make_client(
-        upstream, clock=clock, retries=0, breaker_failures=2, breaker_reset_s=10.0
+        upstream, clock=clock, metrics=metrics, retries=0, breaker_failures=2, breaker_reset_s=10.0
     ) as client:
+        circuit = "hub_source_circuit_open"
+        assert metrics.registry.get_sample_value(circuit, {"source": "crm"}) == 0
         for _ in range(2):
             with pytest.raises(SourceUnavailable):
                 await client.get_json("/contacts")
         assert client.state().breaker == "open"
+        assert metrics.value(circuit, source="crm") == 1
         with pytest.raises(SourceUnavailable) as caught:
             await client.get_json("/contacts")
         assert "circuit open" in caught.value.message
@@ -211,6 +215,7 @@ async def test_the_breaker_opens_fails_fast_then_a_probe_closes_it() -> None:
         assert await client.get_json("/contacts") == {"items": [{"id": "c1"}]}
         assert client.state().breaker == "closed"
         assert client.state().recent_failures == 0
+        assert metrics.value(circuit, source="crm") == 0
     assert upstream.calls == 3
 
 
@@ -269,11 +274,11 @@ async def test_metrics_count_calls_errors_retries_and_latency() -> None:
         await client.get_json("/contacts")
         with pytest.raises(SourceUnavailable):
             await client.get_json("/contacts")
-    text = metrics.render_prometheus()
-    assert 'hub_source_calls_total{source="crm",method="GET"} 2' in text
-    assert 'hub_source_errors_total{source="crm",kind="malformed"} 1' in text
-    assert 'hub_source_retries_total{source="crm"} 1' in text
-    assert 'hub_source_request_duration_seconds_count{source="crm"} 3' in text
+    text = metrics.render().decode()
+    assert 'hub_source_calls_total{method="GET",source="crm"} 2.0' in text
+    assert 'hub_source_errors_total{kind="malformed",source="crm"} 1.0' in text
+    assert 'hub_source_retries_total{source="crm"} 1.0' in text
+    assert 'hub_source_request_duration_seconds_count{source="crm"} 3.0' in text
 
 
 async def test_load_many_fetches_only_what_the_cache_lacks_per_tenant() -> None:

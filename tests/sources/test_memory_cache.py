@@ -12,10 +12,10 @@ import pytest
 
 from hub.errors import SourceUnavailable
 from hub.memo import Held, IdentityMemo
+from hub.observability.metrics import Metrics
 from hub.sizes import estimate_bytes
 from hub.sources.cache import subject_tag
 from hub.sources.memory_cache import MemoryCache
-from hub.sources.metrics import Metrics
 from tests.sources.fakes import FakeClock
 
 
@@ -232,9 +232,8 @@ async def test_lookups_are_counted_as_hits_stale_and_misses_per_source() -> None
     await cache.set_many({"crm:b": 2}, ttl_s=1, stale_ttl_s=60)
     clock.advance(5)
     await cache.load_many(["crm:a", "crm:b", "crm:c", "social:d"], Loader(), ttl_s=1, stale_ttl_s=1)
-    lookups = registry.counter("hub_cache_lookups_total", "", ("source", "result"))
     counts = {
-        (source, result): lookups.value(source, result)
+        (source, result): registry.value("hub_cache_lookups_total", source=source, result=result)
         for source in ("crm", "social")
         for result in ("hit", "stale", "miss")
     }

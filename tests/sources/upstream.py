@@ -7,10 +7,10 @@ from typing import Any
 
 import httpx
 
+from hub.observability.metrics import Metrics
 from hub.sources.base import Clock, SourceSettings
 from hub.sources.cache import Cache
 from hub.sources.http import SourceClient
-from hub.sources.metrics import Metrics
 from tests.sources.fakes import FakeClock
 
 Answer = httpx.Response | Exception
