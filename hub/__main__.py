@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 
+from hub.observability.logs import configure_logging, configure_structlog, log_config
 from hub.settings import Settings, SettingsError, check_serving_secrets, load_settings
 
 if TYPE_CHECKING:
@@ -32,11 +32,11 @@ DEMO_TOKEN_CLAIMS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         if args.command == "serve" and args.demo:
             os.environ["HUB_DEMO"] = "true"
         settings = load_settings()
+        configure_logging(settings.logs_as)
         return int(args.run(settings, args) or 0)
     except SettingsError as exc:
         print(f"hub: {exc}", file=sys.stderr)
@@ -54,7 +54,9 @@ def app_from_environment() -> Starlette:
     """The uvicorn factory: settings from the environment, then `create_app`."""
     from hub.app import create_app
 
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_structlog(settings.logs_as)  # in each worker; uvicorn sets up stdlib logging
+    return create_app(settings)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -78,8 +80,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        log_config=log_config(settings.logs_as),
         log_level="info",
-        access_log=False,
+        access_log=settings.access_log,
     )
     return 0
 

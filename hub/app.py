@@ -45,6 +45,13 @@ from hub.idempotency import (
     scoped_key,
     without_personal_data,
 )
+from hub.observability.logs import (
+    RequestLog,
+    current_request,
+    end_request,
+    log_request,
+    start_request,
+)
 from hub.persisted import QueryStore, create_query_store, load_manifest, resolve_query
 from hub.policies import Policies, load_for_schema
 from hub.responses import ResponseCache, rules_fingerprint
@@ -343,11 +350,14 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
     request_id: str = request.scope["state"]["request_id"]
     if graphql_http.wants_html(request):
         return graphql_http.graphiql(str(request.url.path))
+    log = current_request() or RequestLog(request_id)
+    log.graphql = True
     media_type = graphql_http.JSON
     try:
         media_type = graphql_http.negotiate(request.headers.get("accept"))
         params = await graphql_http.read_params(request, max_body_bytes=hub.settings.max_body_bytes)
         principal = await hub.authenticator.authenticate(request.headers.get("authorization"))
+        log.client_id, log.tenant = principal.client_id, principal.tenant
         tier = hub.policies.cost.tier_for(principal.client_id)
         query = await resolve_query(
             params.query,
@@ -385,6 +395,9 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
         context.document = hub.schema.documents.prepare(query, max_tokens=limits.max_tokens)
         key = request.headers.get("idempotency-key")
         document = context.document
+        if document is not None:
+            operation = document.operation(params.operation_name)
+            log.name_operation(operation.name.value if operation and operation.name else None)
         if (
             key is not None
             and document is not None
@@ -432,10 +445,13 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
                 answer = StoredAnswer(status, kept)
                 await hub.idempotency.finish(claim.key, answer, subjects=claim.subjects)
     except HubError as error:
+        log.note_code(error.code)
         return graphql_http.error_response(error, media_type=media_type, request_id=request_id)
     except Exception:
         logger.exception("unexpected error in request %s", request_id)
+        log.note_code(HubError.code)
         return graphql_http.error_response(HubError(), media_type=media_type, request_id=request_id)
+    log.note_answer(body)
     return graphql_http.json_response(
         body, status, media_type=media_type, request_id=request_id, headers=headers
     )
@@ -455,7 +471,9 @@ def _is_unexpected(body: dict[str, Any]) -> bool:
 
 
 class RequestIdMiddleware:
-    """Gives each request an id (the caller's `X-Request-Id` when well-formed) and echoes it."""
+    """Gives each request an id (the caller's `X-Request-Id` when well-formed) and echoes it;
+    the request's `RequestLog` lives in a context variable while it runs, so that every log
+    line carries the id, and a GraphQL request's line is written once it is answered."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -467,12 +485,24 @@ class RequestIdMiddleware:
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        record = RequestLog(request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
+                record.status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode("latin-1")))
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        token = start_request(record)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            if record.status is None:
+                record.status = 500  # what the server's error handler answers
+            raise
+        finally:
+            if record.graphql:
+                log_request(record)
+            end_request(token)

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.sources.base import SourceSettings
 
+LogFormat = Literal["json", "console"]
 JwtAlgorithm = Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384"]
 
 DEV_JWT_SECRET = "dev-secret-change-me-0123456789abcdef"
@@ -74,6 +75,10 @@ class Settings(BaseSettings):
     )
 
     demo: bool = False
+    log_format: LogFormat | None = Field(
+        default=None, description="json or console; default: json, console in the demo"
+    )
+    access_log: bool = Field(default=False, description="uvicorn's line per HTTP request")
     engine_enabled: bool = Field(
         default=True, description="Run queries on the planned executor (hub.engine)"
     )
@@ -154,6 +159,13 @@ class Settings(BaseSettings):
         if not value.startswith(("memory://", "redis://", "rediss://")):
             raise ValueError("must be memory:// or redis://host:port/db")
         return value
+
+    @property
+    def logs_as(self) -> LogFormat:
+        """The log format in force: the one set, else JSON (console lines in the demo)."""
+        if self.log_format is not None:
+            return self.log_format
+        return "console" if self.demo else "json"
 
     @property
     def is_sqlite(self) -> bool:

@@ -71,15 +71,19 @@ def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, stderr_
 
 
 @contextlib.contextmanager
-def running_hub(workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`hub serve --demo` on a free loopback port with a fresh SQLite file in `workdir`;
-    stopped (SIGTERM, then kill) on exit."""
+def running_hub(
+    workdir: Path, *, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`hub serve --demo` on a free loopback port with a fresh SQLite file in `workdir`, `env`
+    added to its environment; stopped (SIGTERM, then kill) on exit. Its output is in
+    `workdir`'s stdout.log and stderr.log."""
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "HUB_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'hub.db'}",
         "PYTHONUNBUFFERED": "1",
+        **(env or {}),
     }
     command = [
         *(sys.executable, "-m", "hub", "serve"),
