@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -67,6 +68,7 @@ from hub.sources.upstreams import Upstreams, open_upstreams
 from hub.store import migrate, seed
 from hub.store.engine import create_engine
 from hub.store.leases import Leases
+from hub.web import cors
 from hub.web.graphiql import graphiql_assets_dir
 from hub.webhooks import Inbox
 
@@ -75,6 +77,10 @@ logger = logging.getLogger("hub.app")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 STORE_CHECK_TIMEOUT_S = 2.0
 """How long /readyz waits for the store before calling it unreachable."""
+GZIP_MIN_BYTES = 1024
+GZIP_LEVEL = 6
+"""zlib's default. On the 20 KB list answer: level 6 takes 0.26 ms for 3.6 KB, level 9
+0.43 ms for 1 % less."""
 GC_THRESHOLDS = (20_000, 20, 20)
 """The collector's thresholds while the hub serves (Python's default: 700, 10, 10)."""
 
@@ -254,7 +260,18 @@ def create_app(
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: no_such_route}
     )
+    # The last added runs first: CORS answers a preflight before anything else looks at it.
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL)
     app.add_middleware(RequestIdMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(
+            cors.OriginsOnly,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=list(cors.ALLOWED_HEADERS),
+            expose_headers=list(cors.EXPOSED_HEADERS),
+            max_age=cors.MAX_AGE_S,
+        )
     return app
 
 

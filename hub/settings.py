@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ SECRET_NAMES = (
 )
 """Settings that also read from a file, `HUB_<NAME>_FILE`, and never show in a `repr`."""
 MIN_JWT_SECRET_BYTES = 32
+_ORIGIN = re.compile(r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$")
 MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
@@ -79,6 +81,10 @@ class Settings(BaseSettings):
         default=None, description="json or console; default: json, console in the demo"
     )
     access_log: bool = Field(default=False, description="uvicorn's line per HTTP request")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (JSON list) whose browsers may call the hub; preflights answered",
+    )
     engine_enabled: bool = Field(
         default=True, description="Run queries on the planned executor (hub.engine)"
     )
@@ -159,6 +165,17 @@ class Settings(BaseSettings):
         if not value.startswith(("memory://", "redis://", "rediss://")):
             raise ValueError("must be memory:// or redis://host:port/db")
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _ORIGIN.match(value):
+                raise ValueError(
+                    f"{value!r} is not an origin: scheme://host[:port], such as "
+                    "https://app.example.com (no path, no trailing slash, no wildcard)"
+                )
+        return values
 
     @property
     def logs_as(self) -> LogFormat:
