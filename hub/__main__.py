@@ -21,14 +21,6 @@ from hub.settings import Settings, SettingsError, check_serving_secrets, load_se
 if TYPE_CHECKING:
     from hub.policies import Policies
 
-DEMO_TOKEN_CLAIMS = {
-    "subject": "demo-manager@acme",
-    "tenant": "acme",
-    "roles": ["manager"],
-    "purpose": "campaign_management",
-    "client_id": "graphiql-demo",
-}
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
@@ -88,16 +80,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _print_demo_banner(settings: Settings, host: str, port: int) -> None:
-    from hub.auth import issue_token
+    from hub.auth import issue_demo_token
 
-    token = issue_token(
-        settings,
-        scopes=[],
-        ttl_s=7 * 24 * 3600,
-        **DEMO_TOKEN_CLAIMS,  # type: ignore[arg-type]
-    )
+    token = issue_demo_token(settings)
     print(f"Influencer Hub demo on http://{host}:{port}/graphql (GraphiQL in a browser)")
-    print("Paste this header into GraphiQL's Headers tab:")
+    print("GraphiQL opens with this token; for other clients, send the header:")
     print(f'{{"Authorization": "Bearer {token}"}}', flush=True)
 
 

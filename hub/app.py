@@ -31,7 +31,7 @@ from strawberry.types.graphql import OperationType
 
 from hub import graphql_http, webhooks
 from hub.audit import AuditLog
-from hub.auth import Authenticator
+from hub.auth import Authenticator, issue_demo_token
 from hub.budget import Bucket, create_bucket
 from hub.context import Context
 from hub.engine.batches import BATCHES
@@ -69,7 +69,7 @@ from hub.store import migrate, seed
 from hub.store.engine import create_engine
 from hub.store.leases import Leases
 from hub.web import cors
-from hub.web.graphiql import graphiql_assets_dir
+from hub.web.graphiql import DEMO_QUERY, graphiql_assets_dir
 from hub.webhooks import Inbox
 
 logger = logging.getLogger("hub.app")
@@ -366,7 +366,7 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
     """One GraphQL-over-HTTP request, from media types to the status code."""
     request_id: str = request.scope["state"]["request_id"]
     if graphql_http.wants_html(request):
-        return graphql_http.graphiql(str(request.url.path))
+        return graphiql(hub.settings, str(request.url.path))
     log = current_request() or RequestLog(request_id)
     log.graphql = True
     media_type = graphql_http.JSON
@@ -471,6 +471,20 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
     log.note_answer(body)
     return graphql_http.json_response(
         body, status, media_type=media_type, request_id=request_id, headers=headers
+    )
+
+
+def graphiql(settings: Settings, endpoint: str) -> Response:
+    """GraphiQL; in the demo, with the demo token in its Headers tab and an example query.
+    Outside the demo the page holds no token: the person brings their own."""
+    if not settings.demo:
+        return graphql_http.graphiql(endpoint)
+    try:
+        token = issue_demo_token(settings)
+    except ValueError:  # a demo whose tokens come from a JWKS only
+        return graphql_http.graphiql(endpoint)
+    return graphql_http.graphiql(
+        endpoint, headers={"Authorization": f"Bearer {token}"}, query=DEMO_QUERY
     )
 
 
