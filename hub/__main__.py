@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import shutil
 import sys
@@ -20,27 +19,20 @@ from typing import TYPE_CHECKING
 from starlette.applications import Starlette
 
 from hub.errors import SourceError
+from hub.observability.logs import configure_logging, configure_structlog, log_config
 from hub.settings import Settings, SettingsError, check_serving_secrets, load_settings
 
 if TYPE_CHECKING:
     from hub.policies import Policies
 
-DEMO_TOKEN_CLAIMS = {
-    "subject": "demo-manager@acme",
-    "tenant": "acme",
-    "roles": ["manager"],
-    "purpose": "campaign_management",
-    "client_id": "graphiql-demo",
-}
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         if args.command == "serve" and args.demo:
             os.environ["HUB_DEMO"] = "true"
         settings = load_settings()
+        configure_logging(settings.logs_as)
         return int(args.run(settings, args) or 0)
     except SettingsError as exc:
         print(f"hub: {exc}", file=sys.stderr)
@@ -61,7 +53,9 @@ def app_from_environment() -> Starlette:
     """The uvicorn factory: settings from the environment, then `create_app`."""
     from hub.app import create_app
 
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_structlog(settings.logs_as)  # in each worker; uvicorn sets up stdlib logging
+    return create_app(settings)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -90,8 +84,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             workers=args.workers,
+            log_config=log_config(settings.logs_as),
             log_level="info",
-            access_log=False,
+            access_log=settings.access_log,
         )
     return 0
 
@@ -116,16 +111,11 @@ def _metrics_shared_by(workers: int) -> Iterator[None]:
 
 
 def _print_demo_banner(settings: Settings, host: str, port: int) -> None:
-    from hub.auth import issue_token
+    from hub.auth import issue_demo_token
 
-    token = issue_token(
-        settings,
-        scopes=[],
-        ttl_s=7 * 24 * 3600,
-        **DEMO_TOKEN_CLAIMS,  # type: ignore[arg-type]
-    )
+    token = issue_demo_token(settings)
     print(f"Influencer Hub demo on http://{host}:{port}/graphql (GraphiQL in a browser)")
-    print("Paste this header into GraphiQL's Headers tab:")
+    print("GraphiQL opens with this token; for other clients, send the header:")
     print(f'{{"Authorization": "Bearer {token}"}}', flush=True)
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -30,7 +31,7 @@ from strawberry.types.graphql import OperationType
 
 from hub import graphql_http, webhooks
 from hub.audit import AuditLog
-from hub.auth import Authenticator
+from hub.auth import Authenticator, issue_demo_token
 from hub.budget import Bucket, create_bucket
 from hub.context import Context
 from hub.engine.batches import BATCHES
@@ -46,6 +47,13 @@ from hub.idempotency import (
     without_personal_data,
 )
 from hub.ingest import IngestSchedule
+from hub.observability.logs import (
+    RequestLog,
+    current_request,
+    end_request,
+    log_request,
+    start_request,
+)
 from hub.observability.metrics import CONTENT_TYPE, Metrics, operation_names
 from hub.persisted import QueryStore, create_query_store, load_manifest, resolve_query
 from hub.policies import Policies, load_for_schema
@@ -64,7 +72,8 @@ from hub.sources.upstreams import Upstreams, open_upstreams
 from hub.store import migrate, seed
 from hub.store.engine import create_engine
 from hub.store.leases import Leases
-from hub.web.graphiql import graphiql_assets_dir
+from hub.web import cors
+from hub.web.graphiql import DEMO_QUERY, graphiql_assets_dir
 from hub.webhooks import Inbox
 
 logger = logging.getLogger("hub.app")
@@ -72,6 +81,10 @@ logger = logging.getLogger("hub.app")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 STORE_CHECK_TIMEOUT_S = 2.0
 """How long /readyz waits for the store before calling it unreachable."""
+GZIP_MIN_BYTES = 1024
+GZIP_LEVEL = 6
+"""zlib's default. On the 20 KB list answer: level 6 takes 0.26 ms for 3.6 KB, level 9
+0.43 ms for 1 % less."""
 GC_THRESHOLDS = (20_000, 20, 20)
 """The collector's thresholds while the hub serves (Python's default: 700, 10, 10)."""
 
@@ -272,7 +285,18 @@ def create_app(
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: no_such_route}
     )
+    # The last added runs first: CORS answers a preflight before anything else looks at it.
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL)
     app.add_middleware(RequestIdMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(
+            cors.OriginsOnly,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=list(cors.ALLOWED_HEADERS),
+            expose_headers=list(cors.EXPOSED_HEADERS),
+            max_age=cors.MAX_AGE_S,
+        )
     return app
 
 
@@ -387,8 +411,10 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
     """One GraphQL-over-HTTP request, from media types to the status code."""
     request_id: str = request.scope["state"]["request_id"]
     if graphql_http.wants_html(request):
-        return graphql_http.graphiql(str(request.url.path))
+        return graphiql(hub.settings, str(request.url.path))
     started = time.perf_counter()
+    log = current_request() or RequestLog(request_id)
+    log.graphql = True
     media_type = graphql_http.JSON
     operation: str | None = None
     try:
@@ -396,6 +422,7 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
         params = await graphql_http.read_params(request, max_body_bytes=hub.settings.max_body_bytes)
         operation = params.operation_name
         principal = await hub.authenticator.authenticate(request.headers.get("authorization"))
+        log.client_id, log.tenant = principal.client_id, principal.tenant
         tier = hub.policies.cost.tier_for(principal.client_id)
         query = await resolve_query(
             params.query,
@@ -435,6 +462,8 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
         key = request.headers.get("idempotency-key")
         document = context.document
         operation = _operation_name(document, params.operation_name)
+        if document is not None:
+            log.name_operation(operation)
         if (
             key is not None
             and document is not None
@@ -482,9 +511,11 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
                 answer = StoredAnswer(status, kept)
                 await hub.idempotency.finish(claim.key, answer, subjects=claim.subjects)
     except HubError as error:
+        log.note_code(error.code)
         return _refused(hub, error, operation, started, media_type, request_id)
     except Exception:
         logger.exception("unexpected error in request %s", request_id)
+        log.note_code(HubError.code)
         return _refused(hub, HubError(), operation, started, media_type, request_id)
     hub.metrics.record_request(
         operation,
@@ -493,6 +524,7 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
         codes=[e.get("extensions", {}).get("code", "") for e in body.get("errors", ())],
         seconds=time.perf_counter() - started,
     )
+    log.note_answer(body)
     return graphql_http.json_response(
         body, status, media_type=media_type, request_id=request_id, headers=headers
     )
@@ -524,6 +556,20 @@ def _operation_name(document: Document | None, asked: str | None) -> str | None:
     return None if operation.name is None else operation.name.value
 
 
+def graphiql(settings: Settings, endpoint: str) -> Response:
+    """GraphiQL; in the demo, with the demo token in its Headers tab and an example query.
+    Outside the demo the page holds no token: the person brings their own."""
+    if not settings.demo:
+        return graphql_http.graphiql(endpoint)
+    try:
+        token = issue_demo_token(settings)
+    except ValueError:  # a demo whose tokens come from a JWKS only
+        return graphql_http.graphiql(endpoint)
+    return graphql_http.graphiql(
+        endpoint, headers={"Authorization": f"Bearer {token}"}, query=DEMO_QUERY
+    )
+
+
 def _replayed(kept: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
     """The kept answer, with this request's own extensions (its cost) added to its own."""
     extensions = {**kept.get("extensions", {}), **now.get("extensions", {})}
@@ -538,7 +584,9 @@ def _is_unexpected(body: dict[str, Any]) -> bool:
 
 
 class RequestIdMiddleware:
-    """Gives each request an id (the caller's `X-Request-Id` when well-formed) and echoes it."""
+    """Gives each request an id (the caller's `X-Request-Id` when well-formed) and echoes it;
+    the request's `RequestLog` lives in a context variable while it runs, so that every log
+    line carries the id, and a GraphQL request's line is written once it is answered."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -550,12 +598,24 @@ class RequestIdMiddleware:
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        record = RequestLog(request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
+                record.status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode("latin-1")))
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        token = start_request(record)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            if record.status is None:
+                record.status = 500  # what the server's error handler answers
+            raise
+        finally:
+            if record.graphql:
+                log_request(record)
+            end_request(token)

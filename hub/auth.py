@@ -319,6 +319,23 @@ def issue_token(
     return jwt.encode(present, secret, algorithm="HS256")
 
 
+DEMO_TOKEN_TTL_S = 7 * 24 * 3600
+
+
+def issue_demo_token(settings: Settings) -> str:
+    """The demo's token: a campaign manager of the tenant acme, for a week; the one
+    `hub serve --demo` prints and its GraphiQL opens with."""
+    return issue_token(
+        settings,
+        subject="demo-manager@acme",
+        tenant="acme",
+        roles=["manager"],
+        purpose="campaign_management",
+        client_id="graphiql-demo",
+        ttl_s=DEMO_TOKEN_TTL_S,
+    )
+
+
 def _principal_from(claims: dict[str, Any]) -> Principal:
     subject = _text(claims, "sub")
     client_id = _text(claims, "client_id") or subject

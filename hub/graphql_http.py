@@ -272,5 +272,11 @@ def encode_json(body: Any) -> bytes:
         return json.dumps(body, separators=(",", ":"), default=str).encode()
 
 
-def graphiql(endpoint: str) -> HTMLResponse:
-    return HTMLResponse(graphiql_page(endpoint=endpoint, assets_path="/graphiql/assets"))
+def graphiql(
+    endpoint: str, *, headers: dict[str, str] | None = None, query: str | None = None
+) -> HTMLResponse:
+    page = graphiql_page(
+        endpoint=endpoint, assets_path="/graphiql/assets", headers=headers, query=query
+    )
+    # A page that holds a token is kept by no cache.
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"} if headers else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.sources.base import SourceSettings
 
+LogFormat = Literal["json", "console"]
 JwtAlgorithm = Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384"]
 
 DEV_JWT_SECRET = "dev-secret-change-me-0123456789abcdef"
@@ -25,6 +27,7 @@ SECRET_NAMES = (
 )
 """Settings that also read from a file, `HUB_<NAME>_FILE`, and never show in a `repr`."""
 MIN_JWT_SECRET_BYTES = 32
+_ORIGIN = re.compile(r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$")
 MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
@@ -86,6 +89,14 @@ class Settings(BaseSettings):
     )
 
     demo: bool = False
+    log_format: LogFormat | None = Field(
+        default=None, description="json or console; default: json, console in the demo"
+    )
+    access_log: bool = Field(default=False, description="uvicorn's line per HTTP request")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (JSON list) whose browsers may call the hub; preflights answered",
+    )
     engine_enabled: bool = Field(
         default=True, description="Run queries on the planned executor (hub.engine)"
     )
@@ -166,6 +177,24 @@ class Settings(BaseSettings):
         if not value.startswith(("memory://", "redis://", "rediss://")):
             raise ValueError("must be memory:// or redis://host:port/db")
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _ORIGIN.match(value):
+                raise ValueError(
+                    f"{value!r} is not an origin: scheme://host[:port], such as "
+                    "https://app.example.com (no path, no trailing slash, no wildcard)"
+                )
+        return values
+
+    @property
+    def logs_as(self) -> LogFormat:
+        """The log format in force: the one set, else JSON (console lines in the demo)."""
+        if self.log_format is not None:
+            return self.log_format
+        return "console" if self.demo else "json"
 
     @property
     def is_sqlite(self) -> bool:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import json
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -14,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from asgi_lifespan import LifespanManager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -21,6 +24,7 @@ from starlette.applications import Starlette
 
 from hub.app import create_app
 from hub.auth import issue_token
+from hub.observability.logs import QUIET_LOGGERS, REQUEST_LINE, formatter, log_config
 from hub.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,6 +171,70 @@ def make_token() -> Iterator[MakeToken]:
         return issue_token(settings, **values)
 
     yield make
+
+
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """Whatever a test does to the logging set-up (`hub` commands configure it for their
+    process) is undone after it: handlers, levels, structlog's configuration."""
+    root = logging.getLogger()
+    names = list(log_config("json")["loggers"])
+    saved_root = (root.handlers[:], root.level)
+    saved = {name: logging.getLogger(name) for name in names}
+    state = {name: (lg.handlers[:], lg.level, lg.propagate) for name, lg in saved.items()}
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved_root[0]
+        root.setLevel(saved_root[1])
+        for name, lg in saved.items():
+            lg.handlers[:], level, lg.propagate = state[name]
+            lg.setLevel(level)
+        structlog.reset_defaults()
+
+
+@dataclass
+class CapturedLogs:
+    """The JSON lines that the hub's formatter wrote while a test ran."""
+
+    buffer: io.StringIO
+
+    @property
+    def text(self) -> str:
+        return self.buffer.getvalue()
+
+    def lines(self) -> list[dict[str, Any]]:
+        """Every line, each a JSON object (json.loads fails the test on any other)."""
+        lines = [json.loads(line) for line in self.text.splitlines()]
+        assert all(isinstance(line, dict) for line in lines)
+        return lines
+
+    def requests(self) -> list[dict[str, Any]]:
+        return [line for line in self.lines() if line.get("event") == REQUEST_LINE]
+
+    def request(self, request_id: str) -> dict[str, Any]:
+        """The one request line of `request_id`."""
+        found = [line for line in self.requests() if line["request_id"] == request_id]
+        assert len(found) == 1, f"{len(found)} request lines for {request_id}: {self.text}"
+        return found[0]
+
+
+@pytest.fixture
+def json_logs(logging_restored: None) -> Iterator[CapturedLogs]:
+    """Every record at INFO and above, rendered as the hub renders them (`HUB_LOG_FORMAT`
+    json), into a buffer the test reads."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(formatter("json"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    try:
+        yield CapturedLogs(buffer)
+    finally:
+        root.removeHandler(handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -15,6 +15,9 @@ from hub.__main__ import _metrics_shared_by, main
 from hub.settings import DEV_JWT_SECRET
 from tests.conftest import ROOT, TEST_SECRET
 
+# `main` configures logging for its process; each test gets the suite's set-up back.
+pytestmark = pytest.mark.usefixtures("logging_restored")
+
 
 def _env(tmp_path: Path) -> dict[str, str]:
     return {

@@ -295,3 +295,23 @@ async def test_no_secret_appears_in_a_log_line_of_a_serving_hub(
     assert "settings: " in logged
     for secret in (OWN_SECRET, *credentials.values()):
         assert secret not in logged
+
+
+@pytest.mark.parametrize(
+    ("demo", "given", "expected"),
+    [
+        (False, None, "json"),
+        (True, None, "console"),
+        (True, "json", "json"),
+        (False, "console", "console"),
+    ],
+)
+def test_logs_are_json_outside_the_demo_unless_a_format_is_set(
+    demo: bool, given: str | None, expected: str
+) -> None:
+    assert load_settings(demo=demo, log_format=given).logs_as == expected
+
+
+def test_an_unknown_log_format_stops_start_up_with_one_line() -> None:
+    with pytest.raises(SettingsError, match=r"^bad setting HUB_LOG_FORMAT: "):
+        load_settings(log_format="xml")

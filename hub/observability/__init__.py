@@ -1,1 +1,1 @@
-"""Operating the hub: what it tells the people who run it (metrics)."""
+"""Operating the hub: what it tells the people who run it (logs, metrics, traces)."""

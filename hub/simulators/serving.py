@@ -79,7 +79,9 @@ async def start_simulators(
                     app,
                     lifespan="off",
                     log_config=None,
-                    access_log=False,
+                    # The access logger is the process's: False would switch off the hub's
+                    # own access log (HUB_ACCESS_LOG) in the demo; True leaves it as set.
+                    access_log=True,
                     ws="none",
                     timeout_graceful_shutdown=1,
                 )

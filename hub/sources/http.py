@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar, overload
 import httpx
 
 from hub.errors import SourceError, SourceTimeout, SourceUnavailable
+from hub.observability.logs import note_source
 from hub.observability.metrics import Metrics, SourceMetrics
 from hub.sources.base import Clock, SourceSettings, SourceState, SystemClock
 from hub.sources.breaker import CircuitBreaker
@@ -249,6 +250,7 @@ class SourceClient:
         absent_ok: bool = False,
     ) -> Any:
         self.metrics.record_call(self.name, method)
+        note_source(self.name)
         try:
             probe = self.breaker.check()
         except SourceUnavailable:

@@ -1,1 +1,1 @@
-"""Browser-facing pages of the hub: GraphiQL and its vendored assets."""
+"""What browsers meet: GraphiQL and its vendored assets, CORS."""

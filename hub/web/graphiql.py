@@ -1,13 +1,47 @@
 """The GraphiQL page, built on assets vendored under `static/` so it works offline."""
 
+import json
 from html import escape
 from pathlib import Path
 from string import Template
 
 _STATIC_DIR = Path(__file__).parent / "static"
 
+DEMO_QUERY = """\
+# Influencer Hub demo: the Headers tab below holds the demo token, a campaign
+# manager of the tenant acme (purpose campaign_management). Press the run button.
+# Contacts' emails and phones show only where the person consented to the purpose;
+# elsewhere they are masked, and the answer says why.
+query DemoCampaigns {
+  campaigns(first: 3) {
+    totalCount
+    edges {
+      node {
+        name
+        brand
+        status
+        members(first: 3) {
+          edges {
+            node {
+              influencer {
+                handle
+                country
+                contacts { role email }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+"""The example query the demo's GraphiQL opens with; it answers with the demo token."""
+
 # The only inline script: mount GraphiQL with a fetcher that POSTs JSON to the endpoint.
-# It interpolates nothing; the endpoint travels in a data attribute, escaped as HTML.
+# It interpolates nothing; the endpoint, and in the demo its token header and example query,
+# travel in data attributes, escaped as HTML. A page that holds a token of its own (the
+# demo's) does not persist headers, so that the token never outlives the demo in storage.
 _PAGE = Template("""\
 <!doctype html>
 <html lang="en">
@@ -21,7 +55,8 @@ _PAGE = Template("""\
 <style>html, body, #graphiql { height: 100%; margin: 0; }</style>
 </head>
 <body>
-<div id="graphiql" data-endpoint="$endpoint">Loading GraphiQL…</div>
+<div id="graphiql" data-endpoint="$endpoint" data-headers="$headers" data-query="$query">\
+Loading GraphiQL…</div>
 <script src="$assets/react.production.min.js"></script>
 <script src="$assets/react-dom.production.min.js"></script>
 <script src="$assets/graphiql.min.js"></script>
@@ -30,6 +65,8 @@ _PAGE = Template("""\
   "use strict";
   var root = document.getElementById("graphiql");
   var endpoint = root.getAttribute("data-endpoint");
+  var givenHeaders = root.getAttribute("data-headers");
+  var givenQuery = root.getAttribute("data-query");
   function fetcher(params, options) {
     var headers = Object.assign(
       {
@@ -73,9 +110,10 @@ _PAGE = Template("""\
   ReactDOM.createRoot(root).render(
     React.createElement(GraphiQL, {
       fetcher: fetcher,
-      defaultQuery: defaultQuery,
+      defaultQuery: givenQuery || defaultQuery,
+      defaultHeaders: givenHeaders || undefined,
       isHeadersEditorEnabled: true,
-      shouldPersistHeaders: true,
+      shouldPersistHeaders: !givenHeaders,
       defaultEditorToolsVisibility: "headers"
     })
   );
@@ -91,9 +129,18 @@ def graphiql_assets_dir() -> Path:
     return _STATIC_DIR
 
 
-def graphiql_page(*, endpoint: str, assets_path: str) -> str:
-    """Return the GraphiQL HTML that queries `endpoint` and loads assets from `assets_path`."""
+def graphiql_page(
+    *,
+    endpoint: str,
+    assets_path: str,
+    headers: dict[str, str] | None = None,
+    query: str | None = None,
+) -> str:
+    """Return the GraphiQL HTML that queries `endpoint` and loads assets from `assets_path`;
+    `headers` fill its Headers tab and `query` its editor (the demo's token and example)."""
     return _PAGE.substitute(
         assets=escape(assets_path.rstrip("/"), quote=True),
         endpoint=escape(endpoint, quote=True),
+        headers=escape(json.dumps(headers, indent=2) if headers else "", quote=True),
+        query=escape(query or "", quote=True),
     )

@@ -74,9 +74,9 @@ def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, stderr_
 def running_hub(
     workdir: Path, *, args: Sequence[str] = ("--demo",), env: Mapping[str, str] | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`hub serve --demo` (or `hub serve` with `args`, and the environment with `env`) on a
-    free loopback port with a fresh SQLite file in `workdir`; stopped (SIGTERM, then kill) on
-    exit."""
+    """`hub serve --demo` (or `hub serve` with `args`) on a free loopback port with a fresh
+    SQLite file in `workdir`, `env` added to its environment; stopped (SIGTERM, then kill) on
+    exit. Its output is in `workdir`'s stdout.log and stderr.log."""
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     environment = {

@@ -1,5 +1,7 @@
-"""GraphiQL in a real headless Chromium: it mounts, shows the headers editor, stays local."""
+"""GraphiQL in a real headless Chromium: it mounts, shows the headers editor, stays local;
+in the demo it opens with the example query and sends the demo token."""
 
+import base64
 import json
 import os
 import subprocess
@@ -68,6 +70,27 @@ def _page_requests(netlog_path: Path, origin: str) -> list[tuple[str, str]]:
     return requests
 
 
+def _sent_authorizations(netlog_path: Path) -> list[str]:
+    """The `Authorization` header values of every request in a NetLog (IncludeSensitive)."""
+    netlog: dict[str, Any] = json.loads(netlog_path.read_text(encoding="utf-8"))
+    send_headers = netlog["constants"]["logEventTypes"]["HTTP_TRANSACTION_SEND_REQUEST_HEADERS"]
+    return [
+        line.split(":", 1)[1].strip()
+        for event in netlog["events"]
+        if event["type"] == send_headers
+        for line in event.get("params", {}).get("headers", [])
+        if line.lower().startswith("authorization:")
+    ]
+
+
+def _claims(authorization: str) -> dict[str, Any]:
+    payload = authorization.removeprefix("Bearer ").split(".")[1]
+    claims: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return claims
+
+
 @pytest.fixture
 def browser() -> str:
     path = os.environ.get("HUB_TEST_BROWSER")
@@ -78,7 +101,7 @@ def browser() -> str:
     return path
 
 
-def test_graphiql_mounts_with_the_headers_editor_and_loads_nothing_from_outside(
+def test_demo_graphiql_mounts_with_its_token_and_example_and_loads_nothing_from_outside(
     live_server: str, browser: str, tmp_path: Path
 ) -> None:
     netlog_path = tmp_path / "netlog.json"
@@ -88,6 +111,7 @@ def test_graphiql_mounts_with_the_headers_editor_and_loads_nothing_from_outside(
             *CHROMIUM_FLAGS,
             f"--user-data-dir={tmp_path / 'profile'}",
             f"--log-net-log={netlog_path}",
+            "--net-log-capture-mode=IncludeSensitive",
             "--dump-dom",
             f"{live_server}/graphql",
         ],
@@ -120,3 +144,10 @@ def test_graphiql_mounts_with_the_headers_editor_and_loads_nothing_from_outside(
     fetched_files = {urlsplit(url).path.rsplit("/", 1)[-1] for _, url in requests}
     assert fetched_files >= VENDORED_ASSETS, f"vendored assets not all fetched: {requests}"
     assert ("POST", f"{live_server}/graphql") in requests, "GraphiQL never POSTed a query"
+
+    # The demo's page: the example query in the editor, the demo token in the Headers tab,
+    # and the token on what the page sends (GraphiQL's schema fetch).
+    assert "DemoCampaigns" in result.stdout
+    sent = _sent_authorizations(netlog_path)
+    assert sent, "GraphiQL sent no Authorization header"
+    assert {_claims(value)["client_id"] for value in sent} == {"graphiql-demo"}
