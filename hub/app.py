@@ -42,6 +42,7 @@ from hub.idempotency import (
     scoped_key,
     without_personal_data,
 )
+from hub.observability.tracing import REQUEST_ID, TracingMiddleware, setup_tracing
 from hub.persisted import QueryStore, create_query_store, load_manifest, resolve_query
 from hub.policies import Policies, load_for_schema
 from hub.responses import ResponseCache, rules_fingerprint
@@ -101,6 +102,7 @@ def create_app(
     """The hub as an ASGI app; `transport` replaces every upstream HTTP connection (tests).
     Outside the demo, unsafe secrets stop it here (`SettingsError`)."""
     check_serving_secrets(settings)
+    setup_tracing()
     schema = build_schema(settings)
     policies = load_for_schema(settings.policies_dir, schema)
     manifest = load_manifest(
@@ -225,6 +227,7 @@ def create_app(
         Mount("/graphiql/assets", StaticFiles(directory=graphiql_assets_dir()), name="assets"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(TracingMiddleware)  # inside RequestIdMiddleware: it sees the request id
     app.add_middleware(RequestIdMiddleware)
     return app
 
@@ -385,7 +388,8 @@ def _is_unexpected(body: dict[str, Any]) -> bool:
 
 
 class RequestIdMiddleware:
-    """Gives each request an id (the caller's `X-Request-Id` when well-formed) and echoes it."""
+    """Gives each request an id (the caller's `X-Request-Id` when well-formed), echoes it, and
+    holds it in `REQUEST_ID` while the request runs (upstream calls send it on)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -405,4 +409,8 @@ class RequestIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        token = REQUEST_ID.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)
