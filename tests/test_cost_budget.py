@@ -113,12 +113,13 @@ async def test_an_over_limit_document_is_refused_before_any_resolver(
                 (await control.get(f"{url}/_control/stats")).json()["total"]
                 for url in simulators.values()
             ]
+        ran = list(statements)  # shutdown's own statements (a job lease given back) aside
     assert before == after, "no upstream may be called for a refused document"
     assert status == 400
     assert codes(payload) == ["QUERY_TOO_COMPLEX"]
     assert payload["errors"][0]["extensions"]["limit"] == limit
     assert payload["errors"][0]["extensions"]["actual"] == actual
-    assert statements == []
+    assert ran == []
 
 
 async def test_a_query_over_the_maximum_cost_is_refused_with_the_figures(
