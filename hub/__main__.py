@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 
 from hub.errors import SourceError
 from hub.observability.logs import configure_logging, configure_structlog, log_config
+from hub.observability.tracing import setup_tracing
 from hub.settings import Settings, SettingsError, check_serving_secrets, load_settings
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     check_serving_secrets(settings)
     _checked_policies(settings)
+    setup_tracing()  # a bad OTEL_TRACES_EXPORTER stops start-up here, with one line
     if args.workers > 1 and settings.cache_url == "memory://":
         # Each worker would keep its own cost budgets, upstream rate limits and kept answers:
         # N workers would admit N budgets, send N quotas, and serve a withdrawn consent

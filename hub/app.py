@@ -55,6 +55,7 @@ from hub.observability.logs import (
     start_request,
 )
 from hub.observability.metrics import CONTENT_TYPE, Metrics, operation_names
+from hub.observability.tracing import REQUEST_ID, TracingMiddleware, setup_tracing
 from hub.persisted import QueryStore, create_query_store, load_manifest, resolve_query
 from hub.policies import Policies, load_for_schema
 from hub.responses import ResponseCache, rules_fingerprint
@@ -123,6 +124,7 @@ def create_app(
     """The hub as an ASGI app; `transport` replaces every upstream HTTP connection (tests).
     Outside the demo, unsafe secrets stop it here (`SettingsError`)."""
     check_serving_secrets(settings)
+    setup_tracing()
     schema = build_schema(settings)
     policies = load_for_schema(settings.policies_dir, schema)
     manifest = load_manifest(
@@ -285,6 +287,7 @@ def create_app(
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: no_such_route}
     )
+    app.add_middleware(TracingMiddleware)  # inside RequestIdMiddleware: it sees the request id
     # The last added runs first: CORS answers a preflight before anything else looks at it.
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL)
     app.add_middleware(RequestIdMiddleware)
@@ -585,8 +588,9 @@ def _is_unexpected(body: dict[str, Any]) -> bool:
 
 class RequestIdMiddleware:
     """Gives each request an id (the caller's `X-Request-Id` when well-formed) and echoes it;
-    the request's `RequestLog` lives in a context variable while it runs, so that every log
-    line carries the id, and a GraphQL request's line is written once it is answered."""
+    while it runs, the id is in `REQUEST_ID` (upstream calls send it on) and the request's
+    `RequestLog` in a context variable, so that every log line carries the id, and a GraphQL
+    request's line is written once it is answered."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -609,6 +613,7 @@ class RequestIdMiddleware:
             await send(message)
 
         token = start_request(record)
+        request_token = REQUEST_ID.set(request_id)
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
@@ -616,6 +621,7 @@ class RequestIdMiddleware:
                 record.status = 500  # what the server's error handler answers
             raise
         finally:
+            REQUEST_ID.reset(request_token)
             if record.graphql:
                 log_request(record)
             end_request(token)

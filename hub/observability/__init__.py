@@ -1,1 +1,1 @@
-"""Operating the hub: what it tells the people who run it (logs, metrics, traces)."""
+"""Operating the hub: metrics, logs and traces, each in a module of its own."""

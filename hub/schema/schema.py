@@ -15,6 +15,7 @@ from strawberry.types.execution import PreExecutionError
 
 from hub.audit import AuditEvent
 from hub.errors import BadUserInput, Forbidden, HubError, Unauthenticated
+from hub.observability import tracing
 from hub.schema.documents import DocumentCache
 from hub.schema.errors import coded
 from hub.schema.executor import HubExecutor
@@ -35,6 +36,17 @@ class HubSchema(Schema):
         self.documents = documents if documents is not None else DocumentCache(max_entries=0)
 
     async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        """`_execute` under the operation's span, which records its error codes and cost."""
+        context = kwargs.get("context_value")
+        name, operation_type = _operation_of(context, kwargs.get("operation_name"))
+        with tracing.operation_span(name, operation_type) as span:
+            result = await self._execute(*args, **kwargs)
+            codes = [str((error.extensions or {}).get("code")) for error in result.errors or []]
+            cost = (result.extensions or {}).get("cost")
+            tracing.record_operation(span, codes=codes, cost=cost)
+        return result
+
+    async def _execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
         """Strawberry's execute, then: error codes, suggestions ("Did you mean …?") only for
         callers who may introspect, one 401 for an anonymous caller who touched a guarded
         field, and the request's denials on the audit trail. Variables that hold no valid
@@ -91,6 +103,18 @@ class HubSchema(Schema):
                 logger.error("unexpected error at %s", error.path, exc_info=original)
             elif original is None and error.path:
                 logger.error("unexpected error at %s: %s", error.path, error.message)
+
+
+def _operation_of(context: Any, name: Any) -> tuple[str | None, str | None]:
+    """The name and type of the operation the request runs, from its parsed document: a name
+    the document does not hold (any text a caller sends) is never used."""
+    document = getattr(context, "document", None)
+    if document is None or not (name is None or isinstance(name, str)):
+        return None, None
+    operation = document.operation(name)
+    if operation is None:
+        return None, None
+    return (None if operation.name is None else operation.name.value), operation.operation.value
 
 
 def _invalid_variables(variables: Any) -> GraphQLError | None:

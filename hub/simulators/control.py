@@ -1,4 +1,5 @@
-"""The `/_control/` routes of every simulator: switch the fault mode, read call counts, reset."""
+"""The `/_control/` routes of every simulator: switch the fault mode, read call counts and
+the last call's trace headers, reset."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ def control_routes(state: FaultState) -> list[Route]:
         calls = dict(sorted(state.calls.items()))
         return JSONResponse({"calls": calls, "total": sum(calls.values())})
 
+    async def last_request(request: Request) -> JSONResponse:
+        return JSONResponse(state.last_request)
+
     async def fault(request: Request) -> JSONResponse:
         if request.method == "POST":
             change_faults(state, await read_json_object(request))
@@ -30,6 +34,7 @@ def control_routes(state: FaultState) -> list[Route]:
 
     return [
         Route("/_control/stats", stats, methods=["GET"]),
+        Route("/_control/last-request", last_request, methods=["GET"]),
         Route("/_control/fault", fault, methods=["GET", "POST"]),
         Route("/_control/reset", reset, methods=["POST"]),
     ]

@@ -19,6 +19,8 @@ from hub.simulators.problems import problem
 from hub.simulators.quota import TokenBucket
 
 CONTROL_PREFIX = "/_control/"
+RECORDED_HEADERS = ("traceparent", "tracestate", "x-request-id")
+"""The headers of the last call that `/_control/last-request` shows (never credentials)."""
 MALFORMED_BODY = b'{"data": [{"id": 1,, "oops'
 
 
@@ -33,6 +35,7 @@ class FaultState:
     slow_s: float = 5.0
     retry_after_s: int = 1
     calls: Counter[str] = field(default_factory=Counter)
+    last_request: dict[str, object] = field(default_factory=dict)
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
 
@@ -51,6 +54,7 @@ class FaultState:
         self.slow_s = self.config.slow_s
         self.retry_after_s = self.config.retry_after_s
         self.calls.clear()
+        self.last_request = {}
         self.buckets.clear()
         self.rng.seed(self.config.seed)
 
@@ -97,6 +101,11 @@ class FaultLayer:
     async def _refusal(self, scope: Scope) -> Response | None:
         state = self.state
         state.calls[scope["path"]] += 1
+        headers = Headers(scope=scope)
+        state.last_request = {
+            "path": scope["path"],
+            "headers": {name: headers[name] for name in RECORDED_HEADERS if name in headers},
+        }
         low, high = state.latency_ms
         if high > 0:
             await asyncio.sleep(state.rng.uniform(low, high) / 1000)
@@ -108,7 +117,7 @@ class FaultLayer:
             return problem(500, "internal error")
         if state.mode == "429":
             return _throttled(state.retry_after_s)
-        key = api_key_of(Headers(scope=scope))
+        key = api_key_of(headers)
         if key is None or not secrets.compare_digest(key.encode(), state.config.api_key.encode()):
             return problem(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
         if state.config.quota_per_s is not None:

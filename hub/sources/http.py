@@ -12,8 +12,10 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 import httpx
+from opentelemetry import trace
 
 from hub.errors import SourceError, SourceTimeout, SourceUnavailable
+from hub.observability import tracing
 from hub.observability.logs import note_source
 from hub.observability.metrics import Metrics, SourceMetrics
 from hub.sources.base import Clock, SourceSettings, SourceState, SystemClock
@@ -211,13 +213,15 @@ class SourceClient:
         if not wanted:
             return {}
         if self.cache is None:
-            fetched = await fetch(wanted)
+            with tracing.source_batch(kind, len(wanted)):
+                fetched = await fetch(wanted)
             return {id_: fetched[id_] for id_ in wanted if id_ in fetched}
         id_by_key = {cache_key(self.name, kind, id_, tenant=tenant): id_ for id_ in wanted}
         key_by_id = {id_: key for key, id_ in id_by_key.items()}
 
         async def load(keys: list[str]) -> Mapping[str, Any]:
-            fetched = await fetch([id_by_key[key] for key in keys])
+            with tracing.source_batch(kind, len(keys)):
+                fetched = await fetch([id_by_key[key] for key in keys])
             return {key_by_id[id_]: value for id_, value in fetched.items() if id_ in key_by_id}
 
         key_tags: TagsFor | None = None
@@ -251,33 +255,37 @@ class SourceClient:
     ) -> Any:
         self.metrics.record_call(self.name, method)
         note_source(self.name)
-        try:
-            probe = self.breaker.check()
-        except SourceUnavailable:
-            self.metrics.record_error(self.name, "circuit_open")
+        host = self._http.base_url.host or None
+        with tracing.source_call_span(self.name, method, host=host) as span:
+            try:
+                probe = self.breaker.check()
+            except SourceUnavailable:
+                self.metrics.record_error(self.name, "circuit_open")
+                self.report_circuit()
+                tracing.record_outcome(span, "circuit_open")
+                raise
+            try:
+                value, failure = await self._exchange(
+                    method, path, request, idempotent, parse, absent_ok=absent_ok
+                )
+            except BaseException:
+                # Cancelled (or a bug in `parse`): no verdict on the upstream.
+                self.breaker.release(probe=probe)
+                raise
+            verdict = "success" if failure is None else failure.breaker
+            if verdict == "success":
+                self.breaker.record_success()
+            elif verdict == "failure":
+                self.breaker.record_failure(probe=probe)
+            else:
+                self.breaker.release(probe=probe)
             self.report_circuit()
-            raise
-        try:
-            value, failure = await self._exchange(
-                method, path, request, idempotent, parse, absent_ok=absent_ok
-            )
-        except BaseException:
-            # Cancelled (or a bug in `parse`): no verdict on the upstream.
-            self.breaker.release(probe=probe)
-            raise
-        verdict = "success" if failure is None else failure.breaker
-        if verdict == "success":
-            self.breaker.record_success()
-        elif verdict == "failure":
-            self.breaker.record_failure(probe=probe)
-        else:
-            self.breaker.release(probe=probe)
-        self.report_circuit()
-        if failure is None:
-            return value
-        self.metrics.record_error(self.name, failure.kind)
-        logger.warning("%s %s %s failed: %s", self.name, method, path, failure.error.message)
-        raise failure.error
+            tracing.record_outcome(span, "success" if failure is None else failure.kind)
+            if failure is None:
+                return value
+            self.metrics.record_error(self.name, failure.kind)
+            logger.warning("%s %s %s failed: %s", self.name, method, path, failure.error.message)
+            raise failure.error
 
     async def _exchange(
         self,
@@ -297,7 +305,7 @@ class SourceClient:
                     budget=self.budget,
                     clock=self._clock,
                     rng=self._rng,
-                    on_retry=lambda: self.metrics.record_retry(self.name),
+                    on_retry=self._on_retry,
                 )
             else:
                 response = await self._attempt(method, path, request)
@@ -330,6 +338,10 @@ class SourceClient:
         except (ValueError, TypeError, LookupError, AttributeError):
             return None, self._unavailable("bad_shape", "unexpected payload shape")
 
+    def _on_retry(self) -> None:
+        self.metrics.record_retry(self.name)
+        trace.get_current_span().add_event("retry")
+
     async def _attempt(self, method: str, path: str, request: dict[str, Any]) -> httpx.Response:
         timeout_s = self.settings.timeout_s
         if self.limiter is not None and not await self.limiter.acquire(max_wait_s=timeout_s):
@@ -339,7 +351,10 @@ class SourceClient:
         started = self._clock.monotonic()
         try:
             async with asyncio.timeout(timeout_s):
-                return await self._http.request(method, path, **request)
+                headers = tracing.upstream_headers()
+                if request.get("headers"):
+                    headers = {**request["headers"], **headers}
+                return await self._http.request(method, path, **{**request, "headers": headers})
         finally:
             self.metrics.record_latency(self.name, self._clock.monotonic() - started)
 

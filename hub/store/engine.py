@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from hub.observability.tracing import trace_statements
 from hub.settings import Settings
 
 
@@ -27,11 +28,12 @@ def create_engine(settings: Settings, *, reads: bool = False) -> AsyncEngine:
         options: dict[str, Any] = {"pool_reset_on_return": None} if reads else {}
         engine = create_async_engine(url, connect_args={"timeout": 30}, **options)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        trace_statements(engine.sync_engine)
         return engine
     connect_args: dict[str, Any] = {}
     if settings.database_schema:
         connect_args["server_settings"] = {"search_path": settings.database_schema}
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=10,
         max_overflow=10,
@@ -39,6 +41,8 @@ def create_engine(settings: Settings, *, reads: bool = False) -> AsyncEngine:
         connect_args=connect_args,
         **({"isolation_level": "AUTOCOMMIT"} if reads else {}),
     )
+    trace_statements(engine.sync_engine)
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
