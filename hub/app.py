@@ -425,7 +425,7 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
         params = await graphql_http.read_params(request, max_body_bytes=hub.settings.max_body_bytes)
         operation = params.operation_name
         principal = await hub.authenticator.authenticate(request.headers.get("authorization"))
-        log.client_id, log.tenant = principal.client_id, principal.tenant
+        log.note_caller(principal.client_id, principal.subject, principal.tenant)
         tier = hub.policies.cost.tier_for(principal.client_id)
         query = await resolve_query(
             params.query,

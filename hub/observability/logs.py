@@ -13,6 +13,7 @@ query string (a GET request's variables travel in it).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import logging.config
 import sys
@@ -65,6 +66,16 @@ class RequestLog:
     """The actual cost charged, once the answer says it."""
     sources: set[str] = field(default_factory=set)
     codes: list[str] = field(default_factory=list)
+
+    def note_caller(self, client_id: str, subject: str | None, tenant: str | None) -> None:
+        """The caller's client and tenant. A token without a `client_id` claim is its own
+        client (its `sub`), and a subject may be a person's address: it is logged as a
+        pseudonym (a hash), which still tells one caller's lines from another's."""
+        self.tenant = tenant
+        if subject is not None and client_id == subject:
+            digest = hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()
+            client_id = f"sub:{digest[:16]}"
+        self.client_id = client_id
 
     def name_operation(self, name: str | None) -> None:
         if name:

@@ -95,7 +95,7 @@ async def test_refusals_and_errors_are_logged_with_their_status_and_codes(
 ) -> None:
     _app, client = app_and_client
     await post(client, "{ __typename }", request_id="req-bad-token", token="not.a.token")
-    await post(client, "{ nothing }", request_id="req-invalid", token=make_token())
+    await post(client, "{ nothing }", request_id="req-invalid", token=make_token(client_id="bi"))
     await post(client, "query Me { __typename }", request_id="req-anonymous")
     await client.get("/healthz", headers={"X-Request-Id": "req-health"})
 
@@ -105,7 +105,7 @@ async def test_refusals_and_errors_are_logged_with_their_status_and_codes(
     assert bad_token["operation"] == "anonymous"
     invalid = json_logs.request("req-invalid")
     assert (invalid["status"], invalid["codes"]) == (400, ["GRAPHQL_VALIDATION_FAILED"])
-    assert invalid["client_id"] == "tester" and invalid["sources"] == []
+    assert invalid["client_id"] == "bi" and invalid["sources"] == []
     anonymous = json_logs.request("req-anonymous")
     assert (anonymous["status"], anonymous["codes"], anonymous["operation"]) == (200, [], "Me")
     assert anonymous["client_id"] == "anonymous" and anonymous["tenant"] is None
@@ -182,8 +182,15 @@ async def test_no_personal_value_token_or_secret_reaches_the_log(
         headers={"Authorization": f"Bearer {manager}", "X-Request-Id": "req-get"},
     )
 
+    # A caller whose token names no client: its subject (here an address) is not logged.
+    person = make_token(subject="ana.kowalska@example.com", client_id=None)
+    _, mine = await post(client, "{ me { subject } }", request_id="req-person", token=person)
+    assert mine["data"]["me"]["subject"] == "ana.kowalska@example.com"
+
     text = json_logs.text
-    assert len(json_logs.requests()) == 7
+    assert len(json_logs.requests()) == 8
+    caller = next(line for line in json_logs.requests() if line["request_id"] == "req-person")
+    assert caller["client_id"].startswith("sub:") and "ana" not in text
     leaked = sorted(value for value in personal | set(new.values()) if value in text)
     assert leaked == []
     for value in ("zenon.zly@example.org", "Zenon Zly", manager, analyst):
