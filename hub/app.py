@@ -31,13 +31,14 @@ from strawberry.types.graphql import OperationType
 
 from hub import graphql_http, webhooks
 from hub.audit import AuditLog
-from hub.auth import Authenticator, issue_demo_token
+from hub.auth import Authenticator, Principal, issue_demo_token
 from hub.budget import Bucket, create_bucket
 from hub.context import Context
 from hub.engine.batches import BATCHES
 from hub.engine.fallback import QueryEngine
 from hub.erasure import ErasureRetrier
 from hub.errors import BadRequest, HubError, MethodNotAllowed, RequestError
+from hub.graphql_http import GraphQLParams
 from hub.idempotency import (
     Claim,
     IdempotencyKeys,
@@ -419,109 +420,33 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
     log = current_request() or RequestLog(request_id)
     log.graphql = True
     media_type = graphql_http.JSON
-    operation: str | None = None
+    params: GraphQLParams | None = None
     try:
         media_type = graphql_http.negotiate(request.headers.get("accept"))
         params = await graphql_http.read_params(request, max_body_bytes=hub.settings.max_body_bytes)
-        operation = params.operation_name
         principal = await hub.authenticator.authenticate(request.headers.get("authorization"))
         log.note_caller(principal.client_id, principal.subject, principal.tenant)
-        tier = hub.policies.cost.tier_for(principal.client_id)
-        query = await resolve_query(
-            params.query,
-            params.extensions,
-            store=hub.queries,
-            manifest=hub.manifest,
-            trusted_only=tier.trusted_documents_only,
+        executed = await execute_request(
+            hub,
+            request,
+            principal,
+            params,
+            media_type=media_type,
+            log=log,
+            allowed=graphql_http.allowed_operations(request.method),
+            idempotency_key=request.headers.get("idempotency-key"),
         )
-        granted = hub.policies.access.granted_scopes(
-            principal.roles, principal.scopes, anonymous=principal.is_anonymous
-        )
-        context = Context(
-            settings=hub.settings,
-            principal=principal,
-            store=hub.store,
-            granted=granted,
-            denied=hub.policies.field_scopes.denied(granted),
-            consent=hub.policies.consent,
-            cost=hub.policies.cost,
-            bucket=hub.bucket,
-            audit=hub.audit,
-            request_id=request_id,
-            sources=hub.sources,
-            on_subject_change=[] if hub.upstreams is None else [hub.upstreams.forget_subject],
-            responses=hub.responses,
-            answer_key=None
-            if hub.responses is None or query is None
-            else hub.responses.key(principal, query, params.operation_name, params.variables),
-            query_engine=hub.query_engine,
-            metrics=hub.metrics,
-            client_address=graphql_http.client_address(request, hub.settings.trusted_proxies)
-            if principal.is_anonymous
-            else None,
-        )
-        limits = hub.policies.cost.limits_for(principal.roles)
-        context.document = hub.schema.documents.prepare(query, max_tokens=limits.max_tokens)
-        key = request.headers.get("idempotency-key")
-        document = context.document
-        operation = _operation_name(document, params.operation_name)
-        if document is not None:
-            log.name_operation(operation)
-        if (
-            key is not None
-            and document is not None
-            and document.runs_mutation(params.operation_name)
-        ):
-            context.idempotency = Claim(
-                hub.idempotency,
-                scoped_key(key, principal),
-                request_hash(query, params.operation_name, params.variables),
-            )
-        try:
-            result = await hub.schema.execute(
-                query,
-                variable_values=params.variables,
-                context_value=context,
-                operation_name=params.operation_name,
-                allowed_operation_types=graphql_http.allowed_operations(request.method),
-            )
-        except InvalidOperationTypeError as error:
-            if error.operation_type == OperationType.MUTATION:
-                raise MethodNotAllowed("Mutations are sent with POST.") from None
-            raise BadRequest("Subscriptions are not served over HTTP.") from None
-        except CannotGetOperationTypeError:
-            raise BadRequest(
-                "The document has no operation of that name; name one with `operationName`."
-            ) from None
-        except MissingQueryError:
-            raise BadRequest("`query` is missing.") from None
-        except BaseException:
-            claim = context.idempotency
-            if claim is not None and claim.claimed and not claim.applied:
-                await hub.idempotency.release(claim.key)
-            raise
-        status, body = graphql_http.result_answer(result, media_type=media_type, extensions={})
-        headers = context.response_headers
-        claim = context.idempotency
-        if claim is not None and claim.replay is not None:
-            status, body = claim.replay.status, _replayed(claim.replay.body, body)
-            headers = {**headers, "Idempotent-Replayed": "true"}
-        elif claim is not None and claim.claimed:
-            if not claim.applied and (status >= 500 or _is_unexpected(body)):
-                await hub.idempotency.release(claim.key)
-            else:
-                kept = without_personal_data(body, context.personal_paths)
-                answer = StoredAnswer(status, kept)
-                await hub.idempotency.finish(claim.key, answer, subjects=claim.subjects)
     except HubError as error:
         log.note_code(error.code)
-        return _refused(hub, error, operation, started, media_type, request_id)
+        return _refused(hub, error, log.operation_of(params), started, media_type, request_id)
     except Exception:
         logger.exception("unexpected error in request %s", request_id)
         log.note_code(HubError.code)
+        operation = log.operation_of(params)
         return _refused(hub, HubError(), operation, started, media_type, request_id)
+    status, body = executed.status, executed.body
     hub.metrics.record_request(
-        operation,
+        log.operation_of(params),
         status=status,
         answered="data" in body,
         codes=[e.get("extensions", {}).get("code", "") for e in body.get("errors", ())],
@@ -529,8 +454,121 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
     )
     log.note_answer(body)
     return graphql_http.json_response(
-        body, status, media_type=media_type, request_id=request_id, headers=headers
+        body, status, media_type=media_type, request_id=request_id, headers=executed.headers
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Executed:
+    """An executed request's HTTP status, body and extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+async def execute_request(
+    hub: Hub,
+    request: Request,
+    principal: Principal,
+    params: GraphQLParams,
+    *,
+    media_type: str,
+    log: RequestLog,
+    allowed: frozenset[OperationType],
+    idempotency_key: str | None = None,
+) -> Executed:
+    """The pipeline every GraphQL operation of an authenticated caller goes through, whatever
+    carries it (`/graphql`, each page of an export): trusted and persisted documents, limits,
+    validation, authorization, cost and budget, consent and audit, idempotency. A refusal
+    before execution raises its `HubError`."""
+    request_id: str = request.scope["state"]["request_id"]
+    tier = hub.policies.cost.tier_for(principal.client_id)
+    query = await resolve_query(
+        params.query,
+        params.extensions,
+        store=hub.queries,
+        manifest=hub.manifest,
+        trusted_only=tier.trusted_documents_only,
+    )
+    granted = hub.policies.access.granted_scopes(
+        principal.roles, principal.scopes, anonymous=principal.is_anonymous
+    )
+    context = Context(
+        settings=hub.settings,
+        principal=principal,
+        store=hub.store,
+        granted=granted,
+        denied=hub.policies.field_scopes.denied(granted),
+        consent=hub.policies.consent,
+        cost=hub.policies.cost,
+        bucket=hub.bucket,
+        audit=hub.audit,
+        request_id=request_id,
+        sources=hub.sources,
+        on_subject_change=[] if hub.upstreams is None else [hub.upstreams.forget_subject],
+        responses=hub.responses,
+        answer_key=None
+        if hub.responses is None or query is None
+        else hub.responses.key(principal, query, params.operation_name, params.variables),
+        query_engine=hub.query_engine,
+        metrics=hub.metrics,
+        client_address=graphql_http.client_address(request, hub.settings.trusted_proxies)
+        if principal.is_anonymous
+        else None,
+    )
+    limits = hub.policies.cost.limits_for(principal.roles)
+    context.document = hub.schema.documents.prepare(query, max_tokens=limits.max_tokens)
+    document = context.document
+    if document is not None:
+        log.name_operation(_operation_name(document, params.operation_name))
+    if (
+        idempotency_key is not None
+        and document is not None
+        and document.runs_mutation(params.operation_name)
+    ):
+        context.idempotency = Claim(
+            hub.idempotency,
+            scoped_key(idempotency_key, principal),
+            request_hash(query, params.operation_name, params.variables),
+        )
+    try:
+        result = await hub.schema.execute(
+            query,
+            variable_values=params.variables,
+            context_value=context,
+            operation_name=params.operation_name,
+            allowed_operation_types=allowed,
+        )
+    except InvalidOperationTypeError as error:
+        if error.operation_type == OperationType.MUTATION:
+            raise MethodNotAllowed("Mutations are sent with POST.") from None
+        raise BadRequest("Subscriptions are not served over HTTP.") from None
+    except CannotGetOperationTypeError:
+        raise BadRequest(
+            "The document has no operation of that name; name one with `operationName`."
+        ) from None
+    except MissingQueryError:
+        raise BadRequest("`query` is missing.") from None
+    except BaseException:
+        claim = context.idempotency
+        if claim is not None and claim.claimed and not claim.applied:
+            await hub.idempotency.release(claim.key)
+        raise
+    status, body = graphql_http.result_answer(result, media_type=media_type, extensions={})
+    headers = context.response_headers
+    claim = context.idempotency
+    if claim is not None and claim.replay is not None:
+        status, body = claim.replay.status, _replayed(claim.replay.body, body)
+        headers = {**headers, "Idempotent-Replayed": "true"}
+    elif claim is not None and claim.claimed:
+        if not claim.applied and (status >= 500 or _is_unexpected(body)):
+            await hub.idempotency.release(claim.key)
+        else:
+            kept = without_personal_data(body, context.personal_paths)
+            answer = StoredAnswer(status, kept)
+            await hub.idempotency.finish(claim.key, answer, subjects=claim.subjects)
+    return Executed(status, body, headers)
 
 
 def _refused(

@@ -59,6 +59,8 @@ class RequestLog:
     graphql: bool = False
     """Only GraphQL requests end with a request line."""
     operation: str = "anonymous"
+    named: bool = False
+    """Whether the operation's name comes from the parsed document."""
     client_id: str | None = None
     tenant: str | None = None
     status: int | None = None
@@ -78,8 +80,17 @@ class RequestLog:
         self.client_id = client_id
 
     def name_operation(self, name: str | None) -> None:
+        """The name of the operation the parsed document runs (None: it has none)."""
+        self.named = True
         if name:
             self.operation = name[:MAX_OPERATION_CHARS]
+
+    def operation_of(self, params: Any) -> str | None:
+        """The operation's name for metrics: the parsed document's once known, else the
+        `operationName` the request asked for."""
+        if self.named:
+            return None if self.operation == "anonymous" else self.operation
+        return getattr(params, "operation_name", None)
 
     def note_code(self, code: object) -> None:
         if isinstance(code, str) and code not in self.codes and len(self.codes) < MAX_CODES:
