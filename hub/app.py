@@ -29,7 +29,7 @@ from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from hub import graphql_http, webhooks
+from hub import export, graphql_http, webhooks
 from hub.audit import AuditLog
 from hub.auth import Authenticator, Principal, issue_demo_token
 from hub.budget import Bucket, create_bucket
@@ -57,7 +57,13 @@ from hub.observability.logs import (
 )
 from hub.observability.metrics import CONTENT_TYPE, Metrics, operation_names
 from hub.observability.tracing import REQUEST_ID, TracingMiddleware, setup_tracing
-from hub.persisted import QueryStore, create_query_store, load_manifest, resolve_query
+from hub.persisted import (
+    QueryStore,
+    create_query_store,
+    load_manifest,
+    resolve_query,
+    trusted_names,
+)
 from hub.policies import Policies, load_for_schema
 from hub.responses import ResponseCache, rules_fingerprint
 from hub.schema.documents import Document
@@ -117,6 +123,8 @@ class Hub:
     responses: ResponseCache | None = None
     query_engine: QueryEngine | None = None
     inbox: Inbox | None = None
+    trusted_names: dict[str, str] = field(default_factory=dict)
+    """The trusted documents' hashes by their operations' names."""
 
 
 def create_app(
@@ -204,6 +212,7 @@ def create_app(
                 bucket=bucket,
                 queries=queries,
                 manifest=manifest,
+                trusted_names=trusted_names(manifest),
                 idempotency=IdempotencyKeys(store, ttl_s=settings.idempotency_ttl_s),
                 sources=upstreams.sources,
                 cache=upstreams.cache,
@@ -268,6 +277,9 @@ def create_app(
     async def readyz(_request: Request) -> Response:
         return await readiness(state["hub"])
 
+    async def export_route(request: Request) -> Response:
+        return await export_file(state["hub"], request)
+
     async def webhook(request: Request) -> Response:
         return await receive_webhook(state["hub"], request)
 
@@ -283,6 +295,7 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", exposition, methods=["GET"]),
         Route("/webhooks/{source}", webhook, methods=["POST"]),
+        Route("/export/{name}", export_route, methods=["GET"]),
         Mount("/graphiql/assets", StaticFiles(directory=graphiql_assets_dir()), name="assets"),
     ]
     app = Starlette(
@@ -455,6 +468,91 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
     log.note_answer(body)
     return graphql_http.json_response(
         body, status, media_type=media_type, request_id=request_id, headers=executed.headers
+    )
+
+
+async def export_file(hub: Hub, request: Request) -> Response:
+    """`GET /export/{documentId}.csv|.ndjson`: a trusted or persisted query's rows as a flat
+    file, page after page through `execute_request` (see `hub.export`)."""
+    request_id: str = request.scope["state"]["request_id"]
+    started = time.perf_counter()
+    log = current_request() or RequestLog(request_id)
+    log.graphql = True
+    try:
+        name = request.path_params["name"]
+        digest, extension = export.export_id(name, hub.trusted_names, hub.manifest)
+        variables = export.read_variables(request.query_params.get("variables"))
+        principal = await hub.authenticator.authenticate(request.headers.get("authorization"))
+        log.note_caller(principal.client_id, principal.subject, principal.tenant)
+        text = hub.manifest.get(digest) or await hub.queries.get(digest)
+        if text is None:
+            raise export.UnknownExport()
+        limits = hub.policies.cost.limits_for(principal.roles)
+        document = hub.schema.documents.prepare(text, max_tokens=limits.max_tokens)
+        assert document is not None
+        first = hub.settings.page_size_cap if "first" in export.declared(document.node) else None
+
+        async def page(after: str | None) -> Executed:
+            while True:
+                executed = await execute_request(
+                    hub,
+                    request,
+                    principal,
+                    export.page_params(digest, variables, after=after, first=first),
+                    media_type=graphql_http.JSON,
+                    log=log,
+                    allowed=graphql_http.GET_OPERATIONS,
+                )
+                log.note_answer(executed.body)
+                if not await export.waited_for_budget(executed.status, executed.body):
+                    return executed
+
+        executed = await page(None)
+        codes = [e.get("extensions", {}).get("code", "") for e in executed.body.get("errors", ())]
+        hub.metrics.record_request(
+            log.operation_of(None),
+            status=executed.status,
+            answered="data" in executed.body,
+            codes=codes,
+            seconds=time.perf_counter() - started,
+        )
+        if export.stopped(executed.status, executed.body) is not None:
+            return graphql_http.json_response(
+                executed.body,
+                executed.status,
+                media_type=graphql_http.JSON,
+                request_id=request_id,
+                headers=executed.headers,
+            )
+        plan = export.plan_export(document.node, digest, executed.body["data"])
+    except HubError as error:
+        log.note_code(error.code)
+        return _refused(hub, error, log.operation_of(None), started, graphql_http.JSON, request_id)
+    writer = export.Writer(extension, plan)
+
+    async def lines() -> AsyncIterator[str]:
+        yield writer.header()
+        data = executed.body["data"]
+        while True:
+            for item in export.rows_of(data, plan):
+                yield writer.row(item)
+            cursor = export.next_cursor(data, plan)
+            if cursor is None:
+                return
+            try:
+                answered = await page(cursor)
+            except HubError as error:
+                yield writer.failure(error.code, error.message)
+                return
+            failure = export.stopped(answered.status, answered.body)
+            if failure is not None:
+                yield writer.failure(*failure)
+                return
+            data = answered.body["data"]
+
+    stem = name.rpartition(".")[0]
+    return export.attachment(
+        lines(), filename=f"{stem}.{extension}", extension=extension, headers=executed.headers
     )
 
 

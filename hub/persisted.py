@@ -9,7 +9,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol
 
-from graphql import GraphQLError, parse
+from graphql import GraphQLError, OperationDefinitionNode, parse
 
 from hub.errors import BadRequest, PersistedQueryNotAllowed, PersistedQueryNotFound
 from hub.sources.redis_link import UNREACHABLE, RedisLink, is_redis
@@ -131,6 +131,20 @@ def load_manifest(path: Path | None) -> dict[str, str]:
             raise ValueError(f"{path}: the document of {digest} does not hash to it")
         manifest[digest] = query
     return manifest
+
+
+def trusted_names(manifest: dict[str, str]) -> dict[str, str]:
+    """The trusted documents' hashes by the names of the operations they hold."""
+    names: dict[str, str] = {}
+    for digest, text in manifest.items():
+        try:
+            document = parse(text)
+        except GraphQLError:
+            continue
+        for definition in document.definitions:
+            if isinstance(definition, OperationDefinitionNode) and definition.name is not None:
+                names.setdefault(definition.name.value, digest)
+    return names
 
 
 def sha256(query: str) -> str:
