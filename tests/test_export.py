@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlmodel import col
 
 from hub.settings import Settings
 from hub.store import seed
@@ -91,7 +92,7 @@ async def test_personal_values_are_decided_per_value_and_audited_once_each(
         async with app.state.hub.store.sessions() as session:
             events = (
                 await session.scalars(
-                    select(AuditEventRow).where(AuditEventRow.principal == "bi-export")
+                    select(AuditEventRow).where(col(AuditEventRow.principal) == "bi-export")
                 )
             ).all()
     exported = rows(response)
