@@ -345,18 +345,22 @@ async def receive_webhook(hub: Hub, request: Request) -> Response:
         if source not in webhooks.SOURCES or hub.inbox is None:
             raise webhooks.UnknownWebhookSource()
         body = await graphql_http.read_body(request, hub.settings.max_body_bytes)
-        event_id, sent_at = webhooks.verify(
+        delivery = webhooks.verify(
             hub.settings.webhook_secret(source), dict(request.headers), body, now=time.time()
         )
-        kind, payload = webhooks.check_payload(source, body)
+        kind, payload = webhooks.check_payload(source, body, delivery.sent_at)
         now = datetime.now(UTC)
-        fresh = await webhooks.keep(
-            hub.store, source, event_id, kind, payload, sent_at=sent_at, now=now
-        )
+        fresh = await webhooks.keep(hub.store, source, delivery, kind, payload, now=now)
     except HubError as error:
         return graphql_http.error_response(
             error, media_type=graphql_http.JSON, request_id=request_id
         )
+    except Exception:
+        logger.exception("unexpected error in webhook %s", request_id)
+        return graphql_http.error_response(
+            HubError(), media_type=graphql_http.JSON, request_id=request_id
+        )
+    event_id = delivery.event_id
     if not fresh:
         return JSONResponse({"status": "duplicate", "eventId": event_id}, status_code=200)
     hub.inbox.process_soon(source, event_id)

@@ -48,6 +48,9 @@ MAX_DAYS = 400
 CLAIM_S = 60.0
 """How long a processor holds an event before another may take it over."""
 RETRY_BACKOFF_S = (5, 30, 120, 600, 1800)
+MAX_ATTEMPTS = 20
+"""After this many failures (about eight hours of retries) an event is abandoned: kept,
+logged and counted, never retried again."""
 
 
 class UnknownWebhookSource(RequestError):
@@ -63,11 +66,19 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={digest.hexdigest()}"
 
 
-def verify(
-    secret: str | None, headers: dict[str, str], body: bytes, *, now: float
-) -> tuple[str, datetime]:
-    """The delivery's event id and send time, or `Unauthenticated` (nothing said of why
-    beyond what the sender can fix)."""
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A verified delivery: its event id, when it was signed, and a digest of its signature
+    (the same signed delivery sent again, under any event id, is the same delivery)."""
+
+    event_id: str
+    sent_at: datetime
+    signature: str
+
+
+def verify(secret: str | None, headers: dict[str, str], body: bytes, *, now: float) -> Delivery:
+    """The verified delivery, or `Unauthenticated` (nothing said of why beyond what the
+    sender can fix)."""
     if not secret:
         raise Unauthenticated("Webhooks from this source are not configured.")
     timestamp = headers.get("x-hub-timestamp", "")
@@ -79,9 +90,15 @@ def verify(
         raise Unauthenticated(f"X-Hub-Timestamp is more than {TOLERANCE_S} s from now.")
     if not hmac.compare_digest(signature(secret, timestamp, body).encode(), given.encode()):
         raise Unauthenticated("X-Hub-Signature-256 does not match the body.")
-    if not event_id or len(event_id) > MAX_EVENT_ID or invalid_text_at(event_id) is not None:
+    if not event_id or len(event_id) > MAX_EVENT_ID or not _storable(event_id):
         raise BadRequest(f"X-Hub-Event-Id must be 1 to {MAX_EVENT_ID} characters of text.")
-    return event_id, datetime.fromtimestamp(int(timestamp), UTC)
+    digest = hashlib.sha256(given.encode()).hexdigest()
+    return Delivery(event_id, datetime.fromtimestamp(int(timestamp), UTC), digest)
+
+
+def _storable(text: str) -> bool:
+    """Text every store keeps: valid Unicode, and no NUL (PostgreSQL refuses it)."""
+    return invalid_text_at(text) is None and "\x00" not in text
 
 
 def social_days(payload: Any) -> list[MetricRecord]:
@@ -89,12 +106,10 @@ def social_days(payload: Any) -> list[MetricRecord]:
     try:
         account = payload["accountId"]
         days = payload["days"]
-        if not isinstance(account, str) or not 0 < len(account) <= 64:
+        if not isinstance(account, str) or not 0 < len(account) <= 64 or not _storable(account):
             raise ValueError("accountId")
         if not isinstance(days, list) or len(days) > MAX_DAYS:
             raise ValueError("days")
-        if "occurredAt" in payload and occurred_at(payload) is None:
-            raise ValueError("occurredAt")
         records = []
         for day in days:
             figures = [day[_camel(name)] for name in COUNTERS]
@@ -107,20 +122,31 @@ def social_days(payload: Any) -> list[MetricRecord]:
             + ", ".join(_camel(name) for name in COUNTERS)
             + f"}}] (at most {MAX_DAYS})."
         ) from None
+    if len({record.day for record in records}) != len(records):
+        raise BadRequest("A metrics.updated event states each day once.")
     return records
 
 
-def occurred_at(payload: dict[str, Any]) -> datetime | None:
-    """When the sender made the statement (`occurredAt`, ISO 8601 with an offset), if it
-    says: a delivery retried or held back is signed later than it was made."""
+def occurred_at(payload: dict[str, Any], sent_at: datetime) -> datetime:
+    """When the sender made the statement: `occurredAt` (ISO 8601 with an offset), which a
+    delivery retried or held back keeps while it is signed again later; else its signing
+    time. `BadRequest` for one that is not a time, or that is after the delivery was signed
+    (a statement from the future would hold its day against every later one)."""
     value = payload.get("occurredAt")
-    if not isinstance(value, str):
-        return None
-    with contextlib.suppress(ValueError):
+    if value is None:
+        return sent_at
+    try:
+        if not isinstance(value, str):
+            raise ValueError(value)
         moment = datetime.fromisoformat(value)
-        if moment.tzinfo is not None:
-            return moment.astimezone(UTC)
-    return None
+        if moment.tzinfo is None:
+            raise ValueError(value)
+        moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise BadRequest("`occurredAt` must be a time with an offset (ISO 8601).") from None
+    if moment > sent_at + timedelta(seconds=TOLERANCE_S):
+        raise BadRequest("`occurredAt` is after the delivery was signed.")
+    return moment
 
 
 def _camel(name: str) -> str:
@@ -128,7 +154,7 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def check_payload(source: str, body: bytes) -> tuple[str, dict[str, Any]]:
+def check_payload(source: str, body: bytes, sent_at: datetime) -> tuple[str, dict[str, Any]]:
     """The event's type and payload, if this hub knows what to do with it (`BadRequest`)."""
     try:
         payload = json.loads(body)
@@ -141,6 +167,7 @@ def check_payload(source: str, body: bytes) -> tuple[str, dict[str, Any]]:
         raise BadRequest(f"Events of type {kind[:100]!r} are not received from {source}.")
     if kind == "metrics.updated":
         social_days(payload)
+        occurred_at(payload, sent_at)
     return kind, payload
 
 
@@ -151,20 +178,21 @@ SOURCES = frozenset(source for source, _ in HANDLED)
 async def keep(
     store: Store,
     source: str,
-    event_id: str,
+    delivery: Delivery,
     kind: str,
     payload: dict[str, Any],
     *,
-    sent_at: datetime,
     now: datetime,
 ) -> bool:
-    """Store the event; False when its id was stored before (nothing changes then)."""
+    """Store the event; False when its id, or its signed delivery under another id, was
+    stored before (nothing changes then)."""
     row = WebhookEventRow(
         source=source,
-        event_id=event_id,
+        event_id=delivery.event_id,
+        signature=delivery.signature,
         type=kind,
         payload=payload,
-        sent_at=sent_at,
+        sent_at=delivery.sent_at,
         received_at=now,
         next_attempt_at=now,
     )
@@ -204,6 +232,7 @@ class Inbox:
                 .where(col(WebhookEventRow.source) == source)
                 .where(col(WebhookEventRow.event_id) == event_id)
                 .where(col(WebhookEventRow.processed_at).is_(None))
+                .where(col(WebhookEventRow.abandoned_at).is_(None))
                 .where(
                     or_(
                         col(WebhookEventRow.claimed_until).is_(None),
@@ -220,6 +249,22 @@ class Inbox:
             await self._handle(event)
         except Exception as error:
             attempts = event.attempts + 1
+            if attempts >= MAX_ATTEMPTS:
+                logger.error(
+                    "webhook event %s/%s abandoned after %d attempts: %s",
+                    source,
+                    event_id,
+                    attempts,
+                    type(error).__name__,
+                )
+                await self._mark(
+                    event,
+                    attempts=attempts,
+                    abandoned_at=self.clock(),
+                    claimed_until=None,
+                    last_error=type(error).__name__,
+                )
+                return False
             delay = RETRY_BACKOFF_S[min(attempts - 1, len(RETRY_BACKOFF_S) - 1)]
             logger.warning(
                 "webhook event %s/%s failed (attempt %d, next in %d s): %s",
@@ -253,6 +298,7 @@ class Inbox:
                 await session.execute(
                     select(col(WebhookEventRow.source), col(WebhookEventRow.event_id))
                     .where(col(WebhookEventRow.processed_at).is_(None))
+                    .where(col(WebhookEventRow.abandoned_at).is_(None))
                     .where(col(WebhookEventRow.next_attempt_at) <= self.clock())
                     .order_by(col(WebhookEventRow.next_attempt_at))
                     .limit(limit)
@@ -297,7 +343,7 @@ class Inbox:
     async def _handle(self, event: WebhookEventRow) -> None:
         if (event.source, event.type) == ("social", "metrics.updated"):
             days = social_days(event.payload)
-            observed_at = occurred_at(event.payload) or event.sent_at
+            observed_at = occurred_at(event.payload, event.sent_at)
             await store_days(self.store, days, observed_at=observed_at, now=self.clock())
             if self.on_days is not None and days:
                 await self.on_days(days[0].external_id, days)

@@ -190,7 +190,13 @@ async def test_an_event_whose_processing_fails_is_processed_once_the_failure_cle
         (updated({"date": "2026-10-01", "impressions": 1}), "accountId and days"),
         (updated(day("2026-10-01", -5)), "accountId and days"),
         (updated(day("not a date")), "accountId and days"),
-        ({**updated(day("2026-10-01")), "occurredAt": "yesterday"}, "accountId and days"),
+        ({**updated(day("2026-10-01")), "occurredAt": "yesterday"}, "occurredAt"),
+        ({**updated(day("2026-10-01")), "occurredAt": "9999-12-31T23:59:59-05:00"}, "occurredAt"),
+        ({**updated(day("2026-10-01")), "occurredAt": "2999-01-01T00:00:00+00:00"}, "after"),
+        ({**updated(day("2026-10-01")), "occurredAt": "2026-10-01T00:00:00"}, "offset"),
+        (updated(day("2026-10-01"), account="\ud800"), "accountId and days"),
+        (updated(day("2026-10-01"), account="acct\u0000x"), "accountId and days"),
+        (updated(day("2026-10-01", 1), day("2026-10-01", 2)), "each day once"),
         ({"type": "account.deleted"}, "not received from social"),
         ([1, 2], "JSON object"),
     ],
@@ -245,3 +251,43 @@ async def test_a_path_or_method_with_no_route_is_a_coded_error(
     wrong = await client.get("/webhooks/social")
     assert wrong.status_code == 405 and codes(wrong.json()) == ["METHOD_NOT_ALLOWED"]
     assert wrong.headers["allow"] == "POST"
+
+
+async def test_a_signed_delivery_replayed_under_another_event_id_changes_nothing(
+    hub: tuple[Starlette, httpx.AsyncClient],
+) -> None:
+    app, client = hub
+    body, headers = delivery(updated(day("2026-10-05", 5555)), event_id="evt-original")
+    first = await client.post("/webhooks/social", content=body, headers=headers)
+    replayed = await client.post(
+        "/webhooks/social", content=body, headers={**headers, "X-Hub-Event-Id": "evt-replayed"}
+    )
+    await _settled(app)
+    assert (first.status_code, replayed.status_code) == (202, 200)
+    assert replayed.json()["status"] == "duplicate"
+    assert await _count(app, WebhookEventRow) == 1
+
+
+async def test_an_event_that_keeps_failing_is_abandoned_and_never_retried_again(
+    hub: tuple[Starlette, httpx.AsyncClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, client = hub
+    inbox = app.state.hub.inbox
+    monkeypatch.setattr(webhooks, "MAX_ATTEMPTS", 3)
+
+    async def store_down(*_args: Any, **_kwargs: Any) -> None:
+        raise ConnectionError("the store is away")
+
+    monkeypatch.setattr(webhooks, "store_days", store_down)
+    body, headers = delivery(updated(day("2026-10-06")), event_id="evt-poison")
+    await client.post("/webhooks/social", content=body, headers=headers)
+    await _settled(app)
+    later = datetime.now(UTC)
+    for _ in range(4):
+        later += timedelta(hours=1)
+        inbox.clock = lambda at=later: at
+        await inbox.run_once()
+    async with app.state.hub.store.sessions() as session:
+        event = await session.get(WebhookEventRow, ("social", "evt-poison"))
+    assert event is not None and event.attempts == 3
+    assert event.abandoned_at is not None and event.processed_at is None

@@ -217,9 +217,13 @@ class WebhookEventRow(SQLModel, table=True):
     until it is processed: its id is unique per source, so a redelivery changes nothing."""
 
     __tablename__ = "webhook_events"
+    __table_args__ = (UniqueConstraint("source", "signature"),)
 
     source: str = Field(primary_key=True, max_length=20)
     event_id: str = Field(primary_key=True, max_length=200)
+    signature: str = Field(max_length=64)
+    """A digest of the delivery's signature: a signed delivery replayed under another event
+    id is the same delivery."""
     type: str = Field(max_length=100)
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     sent_at: datetime
@@ -230,6 +234,8 @@ class WebhookEventRow(SQLModel, table=True):
     next_attempt_at: datetime
     claimed_until: datetime | None = None
     last_error: str | None = Field(default=None, max_length=500)
+    abandoned_at: datetime | None = None
+    """Set when it failed `MAX_ATTEMPTS` times: never retried again."""
 
 
 class MetricDayRow(SQLModel, table=True):

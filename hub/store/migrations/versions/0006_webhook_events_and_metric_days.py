@@ -21,6 +21,7 @@ def upgrade() -> None:
         "webhook_events",
         sa.Column("source", sa.String(length=20), nullable=False),
         sa.Column("event_id", sa.String(length=200), nullable=False),
+        sa.Column("signature", sa.String(length=64), nullable=False),
         sa.Column("type", sa.String(length=100), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
@@ -30,7 +31,9 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.String(length=500), nullable=True),
+        sa.Column("abandoned_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("source", "event_id"),
+        sa.UniqueConstraint("source", "signature"),
     )
     with op.batch_alter_table("webhook_events", schema=None) as batch_op:
         batch_op.create_index(
