@@ -37,7 +37,13 @@ from hub.context import Context
 from hub.engine.batches import BATCHES
 from hub.engine.fallback import QueryEngine
 from hub.erasure import ErasureRetrier
-from hub.errors import BadRequest, HubError, MethodNotAllowed, RequestError
+from hub.errors import (
+    BadRequest,
+    HubError,
+    MethodNotAllowed,
+    PersistedQueryNotFound,
+    RequestError,
+)
 from hub.graphql_http import GraphQLParams
 from hub.idempotency import (
     Claim,
@@ -65,6 +71,7 @@ from hub.persisted import (
     trusted_names,
 )
 from hub.policies import Policies, load_for_schema
+from hub.policy.limits import check_tokens
 from hub.responses import ResponseCache, rules_fingerprint
 from hub.schema.documents import Document
 from hub.schema.root import build_schema
@@ -488,12 +495,24 @@ async def export_file(hub: Hub, request: Request) -> Response:
         variables = export.read_variables(request.query_params.get("variables"))
         principal = await hub.authenticator.authenticate(request.headers.get("authorization"))
         log.note_caller(principal.client_id, principal.subject, principal.tenant)
-        text = hub.manifest.get(digest) or await hub.queries.get(digest)
+        tier = hub.policies.cost.tier_for(principal.client_id)
+        try:
+            text = await resolve_query(
+                None,
+                export.persisted(digest),
+                store=hub.queries,
+                manifest=hub.manifest,
+                trusted_only=tier.trusted_documents_only,
+            )
+        except PersistedQueryNotFound:
+            raise export.UnknownExport() from None
+        limits = hub.policies.cost.limits_for(principal.roles)
         if text is None:
             raise export.UnknownExport()
-        limits = hub.policies.cost.limits_for(principal.roles)
+        check_tokens(text, limits)
         document = hub.schema.documents.prepare(text, max_tokens=limits.max_tokens)
-        assert document is not None
+        if document is None:  # over a limit the pipeline names; never to be exported
+            raise export.UnknownExport()
         first = hub.settings.page_size_cap if "first" in export.declared(document.node) else None
 
         async def page(after: str | None) -> Executed:
@@ -537,16 +556,25 @@ async def export_file(hub: Hub, request: Request) -> Response:
     async def lines() -> AsyncIterator[str]:
         yield writer.header()
         data = executed.body["data"]
+        cursors = export.Cursors()
         while True:
             for item in export.rows_of(data, plan):
                 yield writer.row(item)
             cursor = export.next_cursor(data, plan)
             if cursor is None:
                 return
+            refused = cursors.refuse(cursor)
+            if refused is not None:
+                yield writer.failure(*refused)
+                return
             try:
                 answered = await page(cursor)
             except HubError as error:
                 yield writer.failure(error.code, error.message)
+                return
+            except Exception:
+                logger.exception("unexpected error in export %s", request_id)
+                yield writer.failure(HubError.code, HubError.default_message)
                 return
             failure = export.stopped(answered.status, answered.body)
             if failure is not None:

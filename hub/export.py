@@ -45,6 +45,10 @@ HASH = re.compile(r"[0-9a-f]{64}")
 MAX_THROTTLED_WAIT_S = 30.0
 """The longest a page waits for the client's budget before the export stops."""
 MAX_VARIABLES_BYTES = 64 * 1024
+MAX_PAGES = 10_000
+"""The most pages one export follows (a million rows at the page size cap of 100)."""
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet reads as the start of a formula in a text cell."""
 
 
 class UnknownExport(RequestError):
@@ -226,6 +230,15 @@ def _through_list(item: Any, column: Sequence[str]) -> bool:
     return False
 
 
+def _inert(value: Any) -> str:
+    """A CSV cell: text that a spreadsheet would take for a formula is prefixed with `'`
+    (numbers are left as they are: `-5` is a number, not a formula)."""
+    text = _text(value)
+    if isinstance(value, str) and text.startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -249,7 +262,7 @@ class Writer:
     def row(self, item: dict[str, Any]) -> str:
         values = [cell(item, column) for column in self.plan.columns]
         if self.extension == "csv":
-            return self._line([_text(value) for value in values])
+            return self._line([_inert(value) for value in values])
         record = dict(zip(self.plan.header, values, strict=True))
         return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
 
@@ -301,6 +314,30 @@ def next_cursor(data: Any, plan: ExportPlan) -> str | None:
     return cursor if isinstance(cursor, str) else None
 
 
+def persisted(digest: str) -> dict[str, Any]:
+    """The `extensions` that name a trusted or persisted document by its hash."""
+    return {"persistedQuery": {"version": 1, "sha256Hash": digest}}
+
+
+class Cursors:
+    """The cursors an export followed: a page whose next cursor was seen before, or past
+    `MAX_PAGES`, ends it (a document may select a `pageInfo` its `$after` does not move)."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def refuse(self, cursor: str) -> tuple[str, str] | None:
+        if cursor in self._seen:
+            return (
+                "BAD_REQUEST",
+                "The next page's cursor was followed before: `$after` does not page the rows.",
+            )
+        if len(self._seen) >= MAX_PAGES:
+            return "QUERY_TOO_COMPLEX", f"An export ends after {MAX_PAGES} pages."
+        self._seen.add(cursor)
+        return None
+
+
 def page_params(
     plan_digest: str, variables: dict[str, Any], *, after: str | None, first: int | None
 ) -> GraphQLParams:
@@ -310,10 +347,7 @@ def page_params(
     if first is not None and "first" not in variables:
         values["first"] = first
     return GraphQLParams(
-        query=None,
-        operation_name=None,
-        variables=values,
-        extensions={"persistedQuery": {"version": 1, "sha256Hash": plan_digest}},
+        query=None, operation_name=None, variables=values, extensions=persisted(plan_digest)
     )
 
 

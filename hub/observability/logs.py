@@ -106,7 +106,8 @@ class RequestLog:
         if isinstance(cost, dict):
             actual = cost.get("actualQueryCost")
             if isinstance(actual, int | float) and not isinstance(actual, bool):
-                self.cost = actual
+                # An export's pages each answer: the line gives what they cost together.
+                self.cost = actual if self.cost is None else self.cost + actual
 
     def fields(self) -> dict[str, Any]:
         return {

@@ -217,7 +217,12 @@ def _utc(moment: datetime) -> datetime:
         raise BadUserInput(
             "`updatedSince` needs a time zone offset.", argument="filter.updatedSince"
         )
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise BadUserInput(
+            "`updatedSince` is out of range.", argument="filter.updatedSince"
+        ) from None
 
 
 def row_key(point: Point) -> tuple[str, str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -180,18 +181,22 @@ async def kept_metric_connection(
     key = None
     if after is not None:
         text = unwrap(after)
-        key = text.removeprefix(_KEPT_CURSOR_PREFIX).split("|")
-        if not text.startswith(_KEPT_CURSOR_PREFIX) or len(key) != len(rows.order()):
-            raise BadUserInput("`after` is not a valid cursor.", argument="after")
         try:
+            if not text.startswith(_KEPT_CURSOR_PREFIX):
+                raise ValueError(text)
+            key = json.loads(text.removeprefix(_KEPT_CURSOR_PREFIX))
+            if not isinstance(key, list) or len(key) != len(rows.order()):
+                raise ValueError(text)
+            if not all(isinstance(part, str) for part in key):
+                raise ValueError(text)
             rows.typed(key)
-        except ValueError:
+        except (ValueError, OverflowError, RecursionError):
             raise BadUserInput("`after` is not a valid cursor.", argument="after") from None
     found = await rows.page(store, after=key, first=first + 1)
     page = found[:first]
     edges = [
         Edge(
-            cursor=opaque(_KEPT_CURSOR_PREFIX + "|".join(rows.key(row))),
+            cursor=opaque(_KEPT_CURSOR_PREFIX + json.dumps(rows.key(row))),
             node=MetricPoint.from_point(
                 Point(
                     row.record.day,

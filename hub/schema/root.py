@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from hub import metric_history
 from hub.context import Context
 from hub.errors import BadUserInput
 from hub.metric_history import TenantRows
@@ -151,6 +154,9 @@ class Query:
                 query.until,
                 query.updated_since,
                 query.platform,
+                kept_before=None
+                if query.updated_since is None
+                else datetime.now(UTC) - metric_history.SETTLE,
             )
             return await kept_metric_connection(context.store, rows, first=size, after=after)
         points = await metric_resolvers.metric_rows(context, query, granularity or Granularity.DAY)

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from hub import metric_history
 from hub.ingest import accounts_to_ingest
 from hub.metric_history import store_days
 from hub.settings import Settings
@@ -122,9 +123,32 @@ async def test_updated_since_pulls_only_what_was_kept_after_it(
     assert nothing == []
 
 
+async def test_a_day_kept_this_instant_waits_for_the_next_pull(
+    kept: tuple[Starlette, httpx.AsyncClient], make_token: MakeToken
+) -> None:
+    app, client = kept
+    store = app.state.hub.store
+    account = sorted(await _members(app, "acme"))[0]
+    now = datetime.now(UTC)
+    await store_days(store, [record(account, DAYS[2], 4242)], observed_at=now, now=now)
+    since = (now - timedelta(minutes=1)).isoformat()
+    analyst = make_token(roles=["analyst"])
+    settling, _ = await pull(client, analyst, {"updatedSince": since})
+    assert settling == []  # a write may still be committing with an earlier time
+    await store_days(
+        store,
+        [record(account, DAYS[2], 4343)],
+        observed_at=now,
+        now=now - metric_history.SETTLE - timedelta(seconds=1),
+    )
+    settled, _ = await pull(client, analyst, {"updatedSince": since})
+    assert [row["impressions"] for row in settled] == [4343]
+
+
 @pytest.mark.parametrize(
     ("variables", "argument"),
     [
+        ({"filter": {"updatedSince": "0001-01-01T00:00:00+01:00"}}, "filter.updatedSince"),
         (
             {"filter": {"from": "2026-04-01", "to": "2026-04-03"}, "granularity": "WEEK"},
             "granularity",
