@@ -87,6 +87,7 @@ from hub.sources.upstreams import Upstreams, open_upstreams
 from hub.store import migrate, seed
 from hub.store.engine import create_engine
 from hub.store.leases import Leases
+from hub.sweep import StoreSweeper
 from hub.web import cors
 from hub.web.graphiql import DEMO_QUERY, graphiql_assets_dir
 from hub.webhooks import Inbox
@@ -176,6 +177,7 @@ def create_app(
         retrier: ErasureRetrier | None = None
         inbox: Inbox | None = None
         schedule: IngestSchedule | None = None
+        sweeper: StoreSweeper | None = None
         try:
             upstreams = await open_upstreams(
                 settings, transport=transport, link=link, metrics=metrics
@@ -199,6 +201,14 @@ def create_app(
             )
             inbox.start()
             _demo_deliveries(settings, upstreams)
+            if settings.sweep_interval_s > 0:
+                sweeper = StoreSweeper(
+                    store,
+                    idempotency_ttl_s=settings.idempotency_ttl_s,
+                    interval_s=settings.sweep_interval_s,
+                    leases=Leases(store.sessions),
+                )
+                sweeper.start()
             if settings.ingest_interval_s > 0:
                 schedule = IngestSchedule(
                     store,
@@ -254,6 +264,8 @@ def create_app(
             gc.set_threshold(*GC_THRESHOLDS)
             yield
         finally:
+            if sweeper is not None:
+                await sweeper.aclose()
             if schedule is not None:
                 await schedule.aclose()
             if inbox is not None:

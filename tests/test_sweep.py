@@ -3,6 +3,7 @@ events go, in batches, on one replica at a time; everything younger stays."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +18,7 @@ from hub.store import migrate
 from hub.store.engine import create_engine
 from hub.store.leases import Leases
 from hub.store.tables import IdempotencyRow, IdempotencySubjectRow, WebhookEventRow
+from tests.conftest import running_app
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 TTL_S = 3600.0
@@ -101,3 +103,20 @@ async def test_one_replica_at_a_time_sweeps(store: Store) -> None:
     first = await replicas[0].run_leased()
     assert first is not None and first.idempotency_keys == 5
     assert await replicas[1].run_leased() is None
+
+
+async def test_a_serving_hub_sweeps_on_its_own(sqlite_settings: Settings) -> None:
+    settings = sqlite_settings.model_copy(
+        update={"sweep_interval_s": 0.05, "idempotency_ttl_s": 60}
+    )
+    async with running_app(settings) as (app, _client):
+        store = app.state.hub.store
+        old = datetime.now(UTC) - timedelta(hours=1)
+        async with store.sessions.begin() as session:
+            session.add(IdempotencyRow(key="stale", request_hash="h", created_at=old))
+        for _ in range(100):
+            keys, _subjects, _events = await _left(store)
+            if not keys:
+                break
+            await asyncio.sleep(0.05)
+    assert keys == []
