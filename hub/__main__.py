@@ -216,6 +216,35 @@ def _ingest_metrics(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _tenants(settings: Settings, args: argparse.Namespace) -> int:
+    from hub import tenants
+    from hub.sources.store import Store
+    from hub.store.engine import create_engine
+    from hub.store.migrate import upgrade
+
+    async def run() -> list[str]:
+        engine = create_engine(settings)
+        try:
+            await upgrade(engine)
+            store = Store(engine)
+            if args.action == "create":
+                made = await tenants.create(store, args.id, args.name or args.id)
+                return [f"created tenant {made.id} ({made.name})"]
+            if args.action in ("suspend", "resume"):
+                status = tenants.SUSPENDED if args.action == "suspend" else tenants.ACTIVE
+                await tenants.set_status(store, args.id, status)
+                return [f"tenant {args.id} is {status}"]
+            return [f"{t.id}\t{t.status}\t{t.name}" for t in await tenants.listed(store)]
+        except tenants.TenantError as error:
+            raise CommandError(str(error)) from None
+        finally:
+            await engine.dispose()
+
+    for line in asyncio.run(run()):
+        print(line)
+    return 0
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -383,6 +412,16 @@ def _parser() -> argparse.ArgumentParser:
     metrics.add_argument("--until", type=_date, help="last day (default: today, UTC)")
     metrics.add_argument("--tenant", help="only the accounts of this tenant's campaign members")
     metrics.set_defaults(run=_ingest_metrics)
+
+    tenant_command = commands.add_parser("tenants", help="create, list, suspend, resume tenants")
+    tenant_actions = tenant_command.add_subparsers(dest="action", required=True)
+    created = tenant_actions.add_parser("create", help="a new tenant, usable at once")
+    created.add_argument("id")
+    created.add_argument("--name")
+    tenant_actions.add_parser("list", help="every tenant, its status and name")
+    for action, text in (("suspend", "refuse its tokens everywhere"), ("resume", "serve again")):
+        tenant_actions.add_parser(action, help=text).add_argument("id")
+    tenant_command.set_defaults(run=_tenants)
 
     schema = commands.add_parser("schema", help="print the SDL")
     schema.set_defaults(run=_schema)

@@ -88,6 +88,7 @@ from hub.store import migrate, seed
 from hub.store.engine import create_engine
 from hub.store.leases import Leases
 from hub.sweep import StoreSweeper
+from hub.tenants import TenantStatus
 from hub.web import cors
 from hub.web.graphiql import DEMO_QUERY, graphiql_assets_dir
 from hub.webhooks import Inbox
@@ -160,6 +161,7 @@ def create_app(
         reads = create_engine(settings, reads=True)
         store = Store(engine, reads=reads)
         authenticator = Authenticator(settings, transport=transport)
+        authenticator.tenants = TenantStatus(store, ttl_s=settings.tenant_status_ttl_s)
         audit: AuditLog | None = None
         # One Redis client (or none) for the budgets, the persisted queries and the cache, so
         # that they lose Redis, fall back and come back together.

@@ -11,7 +11,7 @@ import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import jwt
@@ -20,6 +20,9 @@ from jwt.types import Options
 
 from hub.errors import Unauthenticated
 from hub.settings import MIN_JWT_SECRET_BYTES, Settings
+
+if TYPE_CHECKING:
+    from hub.tenants import TenantStatus
 
 logger = logging.getLogger(__name__)
 
@@ -140,12 +143,22 @@ class Authenticator:
         self._lock = asyncio.Lock()
         self._verified: OrderedDict[bytes, _Verified] = OrderedDict()
         self._keys_generation = 0
+        self.tenants: TenantStatus | None = None
+        """Refuses the tokens of suspended tenants, once the store is open."""
 
     async def authenticate(self, authorization: str | None) -> Principal:
-        """None/empty header -> ANONYMOUS; else verify 'Bearer <jwt>' or raise Unauthenticated.
+        """None/empty header -> ANONYMOUS; else verify 'Bearer <jwt>' or raise Unauthenticated;
+        a token of a suspended tenant is `TenantSuspended` (403), on every path that
+        authenticates.
 
         The message of every refusal names the check that failed and nothing internal.
         """
+        principal = await self._verify(authorization)
+        if self.tenants is not None and not principal.is_anonymous:
+            await self.tenants.check(principal.tenant)
+        return principal
+
+    async def _verify(self, authorization: str | None) -> Principal:
         if not authorization:
             return ANONYMOUS
         parts = authorization.split()

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     webhook_retry_interval_s: float = Field(default=10.0, gt=0)
     ingest_interval_s: float = Field(default=3600.0, ge=0)
     sweep_interval_s: float = Field(default=3600.0, ge=0)
+    tenant_status_ttl_s: float = Field(default=5.0, ge=0, le=300)
     demo_webhook_url: str | None = Field(
         default=None, description="where the demo's social simulator sends its webhooks"
     )

@@ -8,9 +8,9 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from hub import metric_history
+from hub import metric_history, tenants
 from hub.context import Context
-from hub.errors import BadUserInput
+from hub.errors import BadUserInput, NotFound
 from hub.metric_history import TenantRows
 from hub.policy.metrics import Granularity
 from hub.resolvers import campaigns as campaign_resolvers
@@ -50,7 +50,7 @@ from hub.schema.pagination import (
 )
 from hub.schema.privacy import AccessEvent, ErasureReport
 from hub.schema.schema import HubSchema
-from hub.schema.viewer import Viewer
+from hub.schema.viewer import Tenant, TenantStatusType, Viewer
 from hub.settings import Settings
 
 
@@ -59,6 +59,19 @@ class Query:
     @strawberry.field(description="The caller, as read from the bearer token.")
     def me(self, info: Info[Context, None]) -> Viewer:
         return Viewer.from_principal(info.context.principal)
+
+    @strawberry.field(description="The caller's tenant.")
+    async def tenant(self, info: Info[Context, None]) -> Tenant:
+        context = info.context
+        scope = context.require_scope()
+        found = await tenants.find(context.store, scope.tenant)
+        if found is None:  # a token's tenant the store does not hold
+            raise NotFound("The caller's tenant is not in the store.")
+        return Tenant(
+            id=strawberry.ID(found.id),
+            name=found.name,
+            status=TenantStatusType(found.status),
+        )
 
     @strawberry.field
     async def influencer(self, info: Info[Context, None], id: strawberry.ID) -> Influencer | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 import strawberry
 
 from hub.auth import Principal
@@ -32,3 +34,22 @@ class Viewer:
             client_id=principal.client_id,
             anonymous=principal.is_anonymous,
         )
+
+
+class TenantStatus(Enum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+TenantStatusType = strawberry.enum(
+    TenantStatus,
+    name="TenantStatus",
+    description="A suspended tenant's tokens are refused on every path.",
+)
+
+
+@strawberry.type(description="The caller's tenant: whose rows it sees.")
+class Tenant:
+    id: strawberry.ID
+    name: str
+    status: TenantStatusType  # type: ignore[valid-type]

@@ -17,6 +17,8 @@ class TenantRow(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
     name: str = Field(max_length=200)
     created_at: datetime
+    status: str = Field(default="active", max_length=20)
+    """`active`, or `suspended`: its tokens are refused on every path."""
 
 
 class InfluencerRow(SQLModel, table=True):
