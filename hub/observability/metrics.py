@@ -45,7 +45,7 @@ MAX_OPERATION_NAME_CHARS = 100
 OUTCOMES = ("ok", "partial", "refused", "error")
 GRAPHQL_CODES = ("GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED")
 DECISIONS = ("allowed", "masked", "redacted")
-COST_REJECTIONS = ("max_query_cost", "client_budget")
+COST_REJECTIONS = ("max_query_cost", "client_budget", "tenant_budget")
 """Why the cost extension refuses an operation: its estimate is over the caller's maximum,
 or the client's bucket cannot pay for it."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from graphql import (
@@ -70,6 +70,14 @@ class Tier:
 
 
 @dataclass(frozen=True, slots=True)
+class TenantBudget:
+    """A tenant's own bucket, drawn on by all its clients besides each client's bucket."""
+
+    bucket_size: int
+    restore_rate_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class CostPolicy:
     """Everything `estimate_cost`, `check_limits` and the cost budget read."""
 
@@ -88,6 +96,7 @@ class CostPolicy:
     tiers: Mapping[str, Tier]
     clients: Mapping[str, str]
     default_tier: str
+    tenants: Mapping[str, TenantBudget] = field(default_factory=dict)
 
     def limits_for(self, roles: Iterable[str]) -> Limits:
         """The defaults, raised by each role's overrides; with several roles, the highest."""
@@ -153,6 +162,10 @@ def parse_cost_policy(
     default_tier = str(top.get("default_tier", ""))
     if default_tier not in tiers:
         raise PolicyError(f"{source}: default_tier: unknown tier {default_tier!r}")
+    tenants = {
+        str(tenant): _tenant_budget(entry, f"{source}: tenants.{tenant}")
+        for tenant, entry in _mapping(top.get("tenants") or {}, f"{source}: tenants").items()
+    }
     list_sizes = {
         str(coordinate): _list_size(entry, f"{source}: list_sizes.{coordinate}")
         for coordinate, entry in _mapping(
@@ -195,6 +208,7 @@ def parse_cost_policy(
         tiers=tiers,
         clients=clients,
         default_tier=default_tier,
+        tenants=tenants,
     )
 
 
@@ -245,6 +259,15 @@ def _tier(name: str, value: Any, where: str) -> Tier:
         # A query the bucket can never hold would be THROTTLED forever, not refused.
         raise PolicyError(f"{where}: max_query_cost is larger than bucket_size")
     return tier
+
+
+def _tenant_budget(value: Any, where: str) -> TenantBudget:
+    if not isinstance(value, dict) or set(value) - {"bucket_size", "restore_rate_per_s"}:
+        raise PolicyError(f"{where} must be a mapping of bucket_size and restore_rate_per_s")
+    rate = value.get("restore_rate_per_s")
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
+        raise PolicyError(f"{where}.restore_rate_per_s must be a number above 0")
+    return TenantBudget(_count(value.get("bucket_size"), f"{where}.bucket_size"), float(rate))
 
 
 def _list_size(value: Any, where: str) -> ListSize:

@@ -14,12 +14,21 @@ from strawberry.extensions import SchemaExtension
 
 from hub.errors import CostTooExpensive, Throttled
 from hub.policy.cost import CostEstimate, FieldWeights, actual_cost, estimate_cost
+from hub.policy.cost_policy import TenantBudget
 from hub.policy.limits import check_shape, measure
 from hub.schema.documents import Document
 
 T = TypeVar("T")
 
 MAX_KEPT_VARIABLES_BYTES = 4096
+
+
+def tenant_key(tenant: str | None) -> str:
+    """The bucket of a tenant's own budget: a control character begins it, which no
+    `client_id` may hold, so that no client's bucket is ever a tenant's."""
+    return f"\x1etenant:{tenant}"
+
+
 """Estimates for larger variables are worked out for their request only."""
 
 
@@ -56,6 +65,8 @@ class QueryCost(SchemaExtension):
         self.actual = 0
         self.available: int | None = None
         self.charged = False
+        self.tenant_budget: TenantBudget | None = None
+        """The tenant's own budget this request drew on, if its tenant has one."""
 
     def on_parse(self) -> Iterator[None]:
         yield
@@ -126,6 +137,34 @@ class QueryCost(SchemaExtension):
                 retryAfter=result.retry_after_s,
             )
         self.charged = True
+        tenant = context.principal.tenant
+        budget = policy.tenants.get(tenant or "")
+        if budget is None:
+            return
+        drawn = await bucket.take(
+            tenant_key(tenant),
+            estimate.total,
+            size=budget.bucket_size,
+            restore_rate_per_s=budget.restore_rate_per_s,
+        )
+        if not drawn.allowed:
+            # Refused as a whole: the client's points go back.
+            self.available = await bucket.refund(
+                context.budget_key,
+                estimate.total,
+                size=tier.bucket_size,
+                restore_rate_per_s=tier.restore_rate_per_s,
+            )
+            self.charged = False
+            if metrics is not None:
+                metrics.record_cost_rejection("tenant_budget")
+            headers["Retry-After"] = str(drawn.retry_after_s)
+            raise Throttled(
+                f"The cost budget of tenant {tenant!r} is used up; "
+                f"retry in {drawn.retry_after_s} s.",
+                retryAfter=drawn.retry_after_s,
+            )
+        self.tenant_budget = budget
 
     async def on_execute(self) -> AsyncIterator[None]:
         yield
@@ -176,6 +215,14 @@ class QueryCost(SchemaExtension):
                 size=tier.bucket_size,
                 restore_rate_per_s=tier.restore_rate_per_s,
             )
+            budget = self.tenant_budget
+            if budget is not None:
+                await context.bucket.refund(
+                    tenant_key(context.principal.tenant),
+                    unused,
+                    size=budget.bucket_size,
+                    restore_rate_per_s=budget.restore_rate_per_s,
+                )
         context.response_headers["X-RateLimit-Remaining"] = str(self.available)
 
     def get_results(self) -> dict[str, Any]:
