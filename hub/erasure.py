@@ -3,8 +3,6 @@ and retry the upstream deletions that failed until they succeed."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
@@ -16,6 +14,7 @@ from sqlmodel import col
 
 from hub.errors import SourceError
 from hub.idempotency import forget_answers_naming
+from hub.jobs import PeriodicJob
 from hub.policy.rows import RowScope
 from hub.sources.crm import CrmLookup
 from hub.sources.store import ContactGone, DuplicateRow, Store
@@ -219,11 +218,11 @@ async def due_tasks(store: Store, *, now: datetime, limit: int = 50) -> list[Era
         return list((await session.scalars(stmt)).all())
 
 
-class ErasureRetrier:
+class ErasureRetrier(PeriodicJob[int]):
     """Retries failed upstream deletions in the background until each succeeds; with
     `leases`, on one replica at a time (the one holding the job's lease)."""
 
-    JOB = "erasure-retrier"
+    name = "erasure-retrier"
 
     def __init__(
         self,
@@ -234,21 +233,10 @@ class ErasureRetrier:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         leases: Leases | None = None,
     ) -> None:
+        super().__init__(interval_s=interval_s, leases=leases)
         self.store = store
         self.crm = crm
-        self.interval_s = interval_s
         self.clock = clock
-        self.leases = leases
-        self._task: asyncio.Task[None] | None = None
-
-    async def run_leased(self) -> int | None:
-        """A round if this replica holds (or takes) the job's lease; None if another does.
-        The lease outlasts a few rounds, so that a replica that dies hands it on soon."""
-        if self.leases is not None and not await self.leases.acquire(
-            self.JOB, ttl_s=3 * self.interval_s
-        ):
-            return None
-        return await self.run_once()
 
     async def run_once(self) -> int:
         await sweep_audit(self.store, since=self.clock() - timedelta(days=1))
@@ -260,26 +248,6 @@ class ErasureRetrier:
             if await delete_upstream(self.store, crm, task, now=self.clock()) == "ERASED":
                 done += 1
         return done
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="erasure-retrier")
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self.leases is not None:
-            with contextlib.suppress(Exception):  # the store may be gone; the lease expires
-                await self.leases.release(self.JOB)
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.run_leased()
-            except Exception:
-                logger.exception("erasure retry round failed; trying again later")
 
 
 async def _report(

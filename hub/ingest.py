@@ -13,7 +13,6 @@ command line or a replica's schedule runs it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import delete, select
 from sqlmodel import col
 
+from hub.jobs import PeriodicJob
 from hub.metric_history import store_days
 from hub.sources.social import MAX_IDS, MetricRecord, SocialSource
 from hub.sources.store import Store
@@ -143,9 +143,12 @@ async def _clear_checkpoint(store: Store) -> None:
         await session.execute(delete(JobCheckpointRow).where(col(JobCheckpointRow.job) == JOB))
 
 
-class IngestSchedule:
+class IngestSchedule(PeriodicJob["IngestReport | None"]):
     """`ingest_metrics` of the last `days` days every `interval_s`, on whichever replica
-    holds the lease when it is due."""
+    holds the ingestion lease when it is due (`ingest_metrics` takes it, as the command line
+    does)."""
+
+    name = "ingest-metrics-schedule"
 
     def __init__(
         self,
@@ -156,13 +159,12 @@ class IngestSchedule:
         days: int = 3,
         on_days: OnDays | None = None,
     ) -> None:
+        super().__init__(interval_s=interval_s)
         self.store = store
         self.social = social
-        self.interval_s = interval_s
         self.days = days
         self.on_days = on_days
-        self.leases = Leases(store.sessions)
-        self._task: asyncio.Task[None] | None = None
+        self.ingest_leases = Leases(store.sessions)
 
     async def run_once(self) -> IngestReport | None:
         social = self.social()
@@ -173,7 +175,7 @@ class IngestSchedule:
             return await ingest_metrics(
                 self.store,
                 social,
-                self.leases,
+                self.ingest_leases,
                 since=until - timedelta(days=self.days - 1),
                 until=until,
                 on_days=self.on_days,
@@ -181,22 +183,6 @@ class IngestSchedule:
         except IngestBusy:
             return None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="ingest-metrics")
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                report = await self.run_once()
-            except Exception:
-                logger.exception("scheduled metrics ingestion failed; trying again later")
-                continue
-            if report is not None:
-                logger.info("ingested %d days of %d accounts", report.days, report.accounts)
+    def report(self, outcome: IngestReport | None) -> None:
+        if outcome is not None:
+            logger.info("ingested %d days of %d accounts", outcome.days, outcome.accounts)

@@ -12,8 +12,6 @@ after days.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, or_, select, tuple_
 from sqlmodel import col
 
+from hub.jobs import PeriodicJob
 from hub.sources.store import Store
 from hub.store.leases import Leases
 from hub.store.tables import IdempotencyRow, IdempotencySubjectRow, WebhookEventRow
@@ -39,7 +38,9 @@ class Swept:
     webhook_events: int
 
 
-class StoreSweeper:
+class StoreSweeper(PeriodicJob[Swept]):
+    name = JOB
+
     def __init__(
         self,
         store: Store,
@@ -49,12 +50,10 @@ class StoreSweeper:
         leases: Leases | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__(interval_s=interval_s, leases=leases)
         self.store = store
         self.idempotency_ttl = timedelta(seconds=idempotency_ttl_s)
-        self.interval_s = interval_s
-        self.leases = leases
         self.clock = clock
-        self._task: asyncio.Task[None] | None = None
 
     async def run_once(self) -> Swept:
         now = self.clock()
@@ -62,23 +61,6 @@ class StoreSweeper:
             await self._idempotency_keys(now - self.idempotency_ttl),
             await self._webhook_events(now - WEBHOOK_EVENTS_KEPT),
         )
-
-    async def run_leased(self) -> Swept | None:
-        """A sweep if this replica holds (or takes) the lease; None if another does."""
-        if self.leases is not None and not await self.leases.acquire(
-            JOB, ttl_s=3 * self.interval_s
-        ):
-            return None
-        return await self.run_once()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name=JOB)
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _idempotency_keys(self, before: datetime) -> int:
         removed = 0
@@ -132,17 +114,10 @@ class StoreSweeper:
                 )
             removed += len(found)
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                swept = await self.run_leased()
-            except Exception:
-                logger.exception("store sweep failed; trying again later")
-                continue
-            if swept is not None and (swept.idempotency_keys or swept.webhook_events):
-                logger.info(
-                    "swept %d idempotency keys and %d webhook events",
-                    swept.idempotency_keys,
-                    swept.webhook_events,
-                )
+    def report(self, outcome: Swept) -> None:
+        if outcome.idempotency_keys or outcome.webhook_events:
+            logger.info(
+                "swept %d idempotency keys and %d webhook events",
+                outcome.idempotency_keys,
+                outcome.webhook_events,
+            )

@@ -16,7 +16,6 @@ at a time runs (a lease), until it succeeds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -31,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from hub.errors import BadRequest, RequestError, Unauthenticated
+from hub.jobs import PeriodicJob
 from hub.metric_history import COUNTERS, store_days
 from hub.sources.social import MetricRecord
 from hub.sources.store import Store
@@ -207,19 +207,26 @@ async def keep(
 Handler = Callable[[WebhookEventRow], Awaitable[None]]
 
 
-@dataclass
-class Inbox:
-    """Processes kept events: right after their answer, and again until each succeeds."""
+class Inbox(PeriodicJob[int]):
+    """Processes kept events: right after their answer, and again until each succeeds (the
+    `webhook-inbox` job). `on_days` is told of each account's days once they are kept
+    (caches to drop, subscribers)."""
 
-    store: Store
-    on_days: Callable[[str, list[MetricRecord]], Awaitable[None]] | None = None
-    """Told of each account's days once they are kept (caches to drop, subscribers)."""
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    leases: Leases | None = None
-    interval_s: float = 10.0
+    name = "webhook-inbox"
 
-    def __post_init__(self) -> None:
-        self._task: asyncio.Task[None] | None = None
+    def __init__(
+        self,
+        store: Store,
+        *,
+        on_days: Callable[[str, list[MetricRecord]], Awaitable[None]] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        leases: Leases | None = None,
+        interval_s: float = 10.0,
+    ) -> None:
+        super().__init__(interval_s=interval_s, leases=leases)
+        self.store = store
+        self.on_days = on_days
+        self.clock = clock
         self._running: set[asyncio.Task[bool]] = set()
 
     async def process(self, source: str, event_id: str) -> bool:
@@ -309,36 +316,11 @@ class Inbox:
             done += await self.process(source, event_id)
         return done
 
-    async def run_leased(self) -> int | None:
-        if self.leases is not None and not await self.leases.acquire(
-            "webhook-inbox", ttl_s=3 * self.interval_s
-        ):
-            return None
-        return await self.run_once()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="webhook-inbox")
-
-    async def aclose(self) -> None:
-        """Stop the job; the events being processed finish first (a shutdown loses none:
-        one cut short is claimed again once its claim expires)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def finish(self) -> None:
+        """The events being processed end first (a shutdown loses none: one cut short is
+        claimed again once its claim expires)."""
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
-        if self.leases is not None:
-            with contextlib.suppress(Exception):
-                await self.leases.release("webhook-inbox")
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.run_leased()
-            except Exception:
-                logger.exception("webhook inbox round failed; trying again later")
 
     async def _handle(self, event: WebhookEventRow) -> None:
         if (event.source, event.type) == ("social", "metrics.updated"):
