@@ -146,8 +146,14 @@ class Authenticator:
 
         The message of every refusal names the check that failed and nothing internal.
         """
+        principal, _expires_at = await self.authenticate_until(authorization)
+        return principal
+
+    async def authenticate_until(self, authorization: str | None) -> tuple[Principal, float | None]:
+        """`authenticate`, and when the token expires (its `exp`, Unix seconds; None without
+        a token): a long-lived connection ends then."""
         if not authorization:
-            return ANONYMOUS
+            return ANONYMOUS, None
         parts = authorization.split()
         if len(parts) != 2 or parts[0].lower() != "bearer":
             raise Unauthenticated("Authorization header must be 'Bearer <token>'.")
@@ -164,7 +170,7 @@ class Authenticator:
             and now < verified.keys_fresh_until
         ):
             self._check_times(verified.claims)
-            return verified.principal
+            return verified.principal, float(verified.claims["exp"])
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -183,7 +189,7 @@ class Authenticator:
         self._verified.move_to_end(digest)
         if len(self._verified) > VERIFIED_KEPT:
             self._verified.popitem(last=False)
-        return principal
+        return principal, float(claims["exp"])
 
     async def aclose(self) -> None:
         if self._client is not None:
