@@ -174,7 +174,6 @@ def create_app(
             await audit.start()
             sources = upstreams.sources
             on_days = _told_of_days(upstreams.forget_account_days, feed.publish)
-            feed.start()
             retrier = ErasureRetrier(
                 store,
                 lambda: sources.crm,

@@ -25,6 +25,8 @@ from hub.sources.social import MetricRecord
 
 logger = logging.getLogger("hub.realtime")
 
+READY_TIMEOUT_S = 1.0
+"""How long a new subscription waits for this replica to hear the others."""
 RESUBSCRIBE_S = 1.0
 """How long a replica waits before subscribing again to a channel it lost."""
 _COUNTERS = len(MetricRecord._fields) - 2  # every field after external_id and day
@@ -108,6 +110,7 @@ class MetricFeed:
     ) -> Listener:
         listener = Listener(self, accounts, max_queued=max_queued, on_overflow=on_overflow)
         self._index(listener)
+        self._start()
         return listener
 
     @property
@@ -127,15 +130,26 @@ class MetricFeed:
         except UNREACHABLE:
             link.failed("metrics feed")
 
-    def start(self) -> None:
-        """Listen to the other replicas' days (with Redis only)."""
+    async def ready(self, *, timeout_s: float = READY_TIMEOUT_S) -> bool:
+        """Whether the other replicas' days are heard, waiting up to `timeout_s` for the
+        subscription to Redis, which starts with the first use: a replica that never serves a
+        subscriber holds no connection for it (a pub/sub connection is one of the pool's)."""
+        link = self._link
+        if link is None:
+            return True
+        self._start()
+        if not link.is_up:
+            return False
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._subscribed.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _start(self) -> None:
         if self._link is not None and self._listener_task is None:
             self._listener_task = asyncio.create_task(self._listen(self._link), name="metric-feed")
-
-    async def wait_subscribed(self) -> None:
-        """Until the other replicas' days are heard (at once without Redis)."""
-        if self._link is not None:
-            await self._subscribed.wait()
 
     async def aclose(self) -> None:
         if self._listener_task is not None:

@@ -88,9 +88,7 @@ async def test_days_reach_the_other_replica_once_through_redis(redis_url: str) -
     one, two = (MetricFeed(link=link, namespace=namespace) for link in links)
     try:
         for feed in (one, two):
-            feed.start()
-            async with asyncio.timeout(5):
-                await feed.wait_subscribed()
+            assert await feed.ready(timeout_s=5)
         here = one.listen(["a"], max_queued=10, on_overflow=never)
         there = two.listen(["a"], max_queued=10, on_overflow=never)
         await one.publish("a", [record("a", 5, impressions=505)])

@@ -35,6 +35,7 @@ class Subscription:
         if subscriber is None:
             raise BadRequest("Subscriptions are served over WebSocket (graphql-transport-ws).")
         followed = await metric_resolvers.followed_accounts(context, campaign_id)
+        await subscriber.feed.ready()  # days kept on other replicas from now on are heard
         return _points(context, subscriber, campaign_id, followed)
 
 
