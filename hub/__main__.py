@@ -89,6 +89,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             log_config=log_config(settings.logs_as),
             log_level="info",
             access_log=settings.access_log,
+            # A WebSocket frame over the limit is refused before it is buffered whole.
+            ws_max_size=settings.ws_max_message_bytes,
         )
     return 0
 

@@ -9,7 +9,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,14 +22,15 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from hub import export, graphql_http, webhooks
+from hub import export, graphql_http, graphql_ws, webhooks
 from hub.audit import AuditLog
 from hub.auth import Authenticator, Principal, issue_demo_token
 from hub.budget import Bucket, create_bucket
@@ -72,6 +73,7 @@ from hub.persisted import (
 )
 from hub.policies import Policies, load_for_schema
 from hub.policy.limits import check_tokens
+from hub.realtime import MetricFeed, Subscriber
 from hub.responses import ResponseCache, rules_fingerprint
 from hub.schema.documents import Document
 from hub.schema.root import build_schema
@@ -81,7 +83,7 @@ from hub.simulators.deliveries import Plan
 from hub.sources.cache import Cache
 from hub.sources.redis_link import RedisLink, is_redis
 from hub.sources.registry import Sources
-from hub.sources.social import SocialSource
+from hub.sources.social import MetricRecord, SocialSource
 from hub.sources.store import Store
 from hub.sources.upstreams import Upstreams, open_upstreams
 from hub.store import migrate, seed
@@ -134,6 +136,7 @@ class Hub:
     inbox: Inbox | None = None
     trusted_names: dict[str, str] = field(default_factory=dict)
     """The trusted documents' hashes by their operations' names."""
+    feed: MetricFeed = field(default_factory=MetricFeed)
 
 
 def create_app(
@@ -176,6 +179,8 @@ def create_app(
             settings.cache_url, namespace=settings.cache_namespace, link=link
         )
         upstreams: Upstreams | None = None
+        # Kept days reach the subscriptions of every replica over the Redis the caches use.
+        feed = MetricFeed(link=link, namespace=settings.cache_namespace)
         retrier: ErasureRetrier | None = None
         inbox: Inbox | None = None
         schedule: IngestSchedule | None = None
@@ -188,6 +193,7 @@ def create_app(
             await prepare_store(engine, demo=settings.demo)
             await audit.start()
             sources = upstreams.sources
+            on_days = _told_of_days(upstreams.forget_account_days, feed.publish)
             retrier = ErasureRetrier(
                 store,
                 lambda: sources.crm,
@@ -197,7 +203,7 @@ def create_app(
             retrier.start()
             inbox = Inbox(
                 store,
-                on_days=upstreams.forget_account_days,
+                on_days=on_days,
                 leases=Leases(store.sessions),
                 interval_s=settings.webhook_retry_interval_s,
             )
@@ -217,7 +223,7 @@ def create_app(
                     lambda: sources.social if isinstance(sources.social, SocialSource) else None,
                     interval_s=settings.ingest_interval_s,
                     days=settings.ingest_days,
-                    on_days=upstreams.forget_account_days,
+                    on_days=on_days,
                 )
                 schedule.start()
             state["hub"] = Hub(
@@ -254,6 +260,7 @@ def create_app(
                     store=store,
                 ),
                 inbox=inbox,
+                feed=feed,
             )
             app.state.hub = state["hub"]
             # What start-up built lives as long as the process: keeping it out of the
@@ -274,6 +281,7 @@ def create_app(
                 await inbox.aclose()
             if retrier is not None:
                 await retrier.aclose()
+            await feed.aclose()
             if "hub" in state and state["hub"].responses is not None:
                 await state["hub"].responses.aclose()
             if audit is not None:
@@ -291,6 +299,14 @@ def create_app(
 
     async def graphql(request: Request) -> Response:
         return await handle_graphql(state["hub"], request)
+
+    async def subscriptions(websocket: WebSocket) -> None:
+        hub = state["hub"]
+
+        def make_context(principal: Principal, request_id: str, subscriber: Subscriber) -> Context:
+            return request_context(hub, principal, request_id=request_id, subscriber=subscriber)
+
+        await graphql_ws.serve(hub, websocket, make_context)
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -312,6 +328,7 @@ def create_app(
 
     routes = [
         Route("/graphql", graphql, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        WebSocketRoute("/graphql", subscriptions),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", exposition, methods=["GET"]),
@@ -447,6 +464,53 @@ async def prepare_store(engine: AsyncEngine, *, demo: bool) -> None:
         if demo and await seed.is_empty(engine):
             await seed.seed(engine, seed.SeedPlan.demo())
             logger.info("demo data loaded")
+
+
+def request_context(
+    hub: Hub,
+    principal: Principal,
+    *,
+    request_id: str,
+    answer_key: str | None = None,
+    client_address: str | None = None,
+    subscriber: Subscriber | None = None,
+) -> Context:
+    """The context one operation runs with, over HTTP or on a WebSocket (`subscriber`)."""
+    granted = hub.policies.access.granted_scopes(
+        principal.roles, principal.scopes, anonymous=principal.is_anonymous
+    )
+    return Context(
+        settings=hub.settings,
+        principal=principal,
+        store=hub.store,
+        granted=granted,
+        denied=hub.policies.field_scopes.denied(granted),
+        consent=hub.policies.consent,
+        cost=hub.policies.cost,
+        bucket=hub.bucket,
+        audit=hub.audit,
+        request_id=request_id,
+        sources=hub.sources,
+        on_subject_change=[] if hub.upstreams is None else [hub.upstreams.forget_subject],
+        responses=hub.responses,
+        answer_key=answer_key,
+        query_engine=hub.query_engine,
+        metrics=hub.metrics,
+        client_address=client_address,
+        subscriber=subscriber,
+    )
+
+
+def _told_of_days(
+    *hooks: Callable[[str, list[MetricRecord]], Awaitable[None]],
+) -> Callable[[str, list[MetricRecord]], Awaitable[None]]:
+    """One `on_days` for ingestion and webhooks that tells each hook in turn."""
+
+    async def told(external_id: str, days: list[MetricRecord]) -> None:
+        for hook in hooks:
+            await hook(external_id, days)
+
+    return told
 
 
 async def handle_graphql(hub: Hub, request: Request) -> Response:
@@ -635,28 +699,13 @@ async def execute_request(
         manifest=hub.manifest,
         trusted_only=tier.trusted_documents_only,
     )
-    granted = hub.policies.access.granted_scopes(
-        principal.roles, principal.scopes, anonymous=principal.is_anonymous
-    )
-    context = Context(
-        settings=hub.settings,
-        principal=principal,
-        store=hub.store,
-        granted=granted,
-        denied=hub.policies.field_scopes.denied(granted),
-        consent=hub.policies.consent,
-        cost=hub.policies.cost,
-        bucket=hub.bucket,
-        audit=hub.audit,
+    context = request_context(
+        hub,
+        principal,
         request_id=request_id,
-        sources=hub.sources,
-        on_subject_change=[] if hub.upstreams is None else [hub.upstreams.forget_subject],
-        responses=hub.responses,
         answer_key=None
         if hub.responses is None or query is None
         else hub.responses.key(principal, query, params.operation_name, params.variables),
-        query_engine=hub.query_engine,
-        metrics=hub.metrics,
         client_address=graphql_http.client_address(request, hub.settings.trusted_proxies)
         if principal.is_anonymous
         else None,
@@ -687,7 +736,9 @@ async def execute_request(
     except InvalidOperationTypeError as error:
         if error.operation_type == OperationType.MUTATION:
             raise MethodNotAllowed("Mutations are sent with POST.") from None
-        raise BadRequest("Subscriptions are not served over HTTP.") from None
+        raise BadRequest(
+            "Subscriptions are served over WebSocket (graphql-transport-ws), not HTTP."
+        ) from None
     except CannotGetOperationTypeError:
         raise BadRequest(
             "The document has no operation of that name; name one with `operationName`."

@@ -153,14 +153,20 @@ class Authenticator:
 
         The message of every refusal names the check that failed and nothing internal.
         """
-        principal = await self._verify(authorization)
-        if self.tenants is not None and not principal.is_anonymous:
-            await self.tenants.check(principal.tenant)
+        principal, _expires_at = await self.authenticate_until(authorization)
         return principal
 
-    async def _verify(self, authorization: str | None) -> Principal:
+    async def authenticate_until(self, authorization: str | None) -> tuple[Principal, float | None]:
+        """`authenticate`, and when the token expires (its `exp`, Unix seconds; None without
+        a token): a long-lived connection ends then."""
+        principal, expires_at = await self._verify(authorization)
+        if self.tenants is not None and not principal.is_anonymous:
+            await self.tenants.check(principal.tenant)
+        return principal, expires_at
+
+    async def _verify(self, authorization: str | None) -> tuple[Principal, float | None]:
         if not authorization:
-            return ANONYMOUS
+            return ANONYMOUS, None
         parts = authorization.split()
         if len(parts) != 2 or parts[0].lower() != "bearer":
             raise Unauthenticated("Authorization header must be 'Bearer <token>'.")
@@ -177,7 +183,7 @@ class Authenticator:
             and now < verified.keys_fresh_until
         ):
             self._check_times(verified.claims)
-            return verified.principal
+            return verified.principal, float(verified.claims["exp"])
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -196,7 +202,7 @@ class Authenticator:
         self._verified.move_to_end(digest)
         if len(self._verified) > VERIFIED_KEPT:
             self._verified.popitem(last=False)
-        return principal
+        return principal, float(claims["exp"])
 
     async def aclose(self) -> None:
         if self._client is not None:

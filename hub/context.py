@@ -20,6 +20,7 @@ from hub.policy.access import Coordinate
 from hub.policy.consent import ConsentPolicy
 from hub.policy.cost import CostPolicy
 from hub.policy.rows import RowScope, row_scope
+from hub.realtime import Subscriber
 from hub.responses import AuditedDecision, ResponseCache
 from hub.schema.documents import Document
 from hub.settings import Settings
@@ -67,6 +68,8 @@ class Context:
     graphql-core's executor ran (the cost used is then read from the answer)."""
     metrics: Metrics | None = None
     """Where the request's cost refusals and consent decisions are counted."""
+    subscriber: Subscriber | None = None
+    """The WebSocket connection a subscription runs on; None over HTTP."""
 
     @property
     def budget_key(self) -> str:

@@ -5,7 +5,8 @@
          days kept in `metric_days` (a later statement of a day is never replaced)
       -> after each batch, the checkpoint (`job_checkpoints`): a run stopped midway and
          started again with the same parameters goes on after the last batch it finished
-      -> the accounts' cached windows dropped (`on_days`), where the caller can reach them
+      -> the accounts' cached windows dropped and their subscribers told of the days kept
+         (`on_days`), where the caller can reach them
 
 One process at a time ingests (the `ingest-metrics` lease, renewed each batch), whether the
 command line or a replica's schedule runs it.
@@ -102,9 +103,9 @@ async def ingest_metrics(
             batch = todo[start : start + MAX_IDS]
             kept: dict[str, list[MetricRecord]] = {}
             async for page in social.metric_pages(batch, since, until):
-                await store_days(store, page, observed_at=clock(), now=clock())
+                kept_days = await store_days(store, page, observed_at=clock(), now=clock())
                 days += len(page)
-                for record in page:
+                for record in kept_days:
                     kept.setdefault(record.external_id, []).append(record)
             await _save_checkpoint(store, parameters, batch[-1], clock())
             if not await leases.acquire(JOB, ttl_s=LEASE_S):

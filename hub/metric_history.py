@@ -32,10 +32,12 @@ a write takes to commit, and than the replicas' clocks differ."""
 
 async def store_days(
     store: Store, records: Sequence[MetricRecord], *, observed_at: datetime, now: datetime
-) -> None:
-    """Keep each record's day, unless the store holds a more recent statement of it."""
+) -> list[MetricRecord]:
+    """Keep each record's day, unless the store holds a more recent statement of it; the
+    records kept (a late, older statement of a day is not)."""
     dialect = store.engine.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    kept: set[tuple[str, date]] = set()
     async with store.sessions.begin() as session:
         for start in range(0, len(records), MAX_DAYS_PER_STATEMENT):
             chunk = records[start : start + MAX_DAYS_PER_STATEMENT]
@@ -45,12 +47,13 @@ async def store_days(
             ]
             statement = insert(MetricDayRow).values(rows)
             excluded = statement.excluded
-            statement = statement.on_conflict_do_update(
+            upsert = statement.on_conflict_do_update(
                 index_elements=["external_id", "day"],
                 set_={name: excluded[name] for name in (*COUNTERS, "observed_at", "updated_at")},
                 where=col(MetricDayRow.observed_at) <= excluded.observed_at,
-            )
-            await session.execute(statement)
+            ).returning(col(MetricDayRow.external_id), col(MetricDayRow.day))
+            kept.update((external_id, day) for external_id, day in await session.execute(upsert))
+    return [record for record in records if (record.external_id, record.day) in kept]
 
 
 async def stored_days(

@@ -79,6 +79,24 @@ class Settings(BaseSettings):
         default=None, description="where the demo's social simulator sends its webhooks"
     )
     ingest_days: int = Field(default=3, ge=1, le=366)
+    ws_init_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long a WebSocket may wait before connection_init"
+    )
+    ws_max_subscriptions: int = Field(
+        default=20, ge=1, le=1000, description="Subscriptions one WebSocket may hold at once"
+    )
+    ws_max_message_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest message a WebSocket client may send",
+    )
+    ws_queue_size: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Events waiting for one subscriber; one that falls further behind is dropped",
+    )
     audit_buffer_max_events: int = Field(
         default=100_000, ge=1, description="Audit events kept in memory while the store is down"
     )

@@ -326,9 +326,9 @@ class Inbox(PeriodicJob[int]):
         if (event.source, event.type) == ("social", "metrics.updated"):
             days = social_days(event.payload)
             observed_at = occurred_at(event.payload, event.sent_at)
-            await store_days(self.store, days, observed_at=observed_at, now=self.clock())
-            if self.on_days is not None and days:
-                await self.on_days(days[0].external_id, days)
+            kept = await store_days(self.store, days, observed_at=observed_at, now=self.clock())
+            if self.on_days is not None and kept:
+                await self.on_days(kept[0].external_id, kept)
 
     async def _mark(self, event: WebhookEventRow, **values: Any) -> None:
         async with self.store.sessions.begin() as session:

@@ -87,9 +87,9 @@ def fill_audit_buffer(audit: AuditLog) -> int:
 
 
 @contextlib.asynccontextmanager
-async def served(app: Any) -> AsyncIterator[str]:
+async def served(app: Any, *, ws: str = "none") -> AsyncIterator[str]:
     """`app` under uvicorn on a free loopback port, with its lifespan: its base URL, for
-    what must reach it over real HTTP (a simulator's webhooks)."""
+    what must reach it over real HTTP (a simulator's webhooks) or WebSocket (`ws="auto"`)."""
     import asyncio
     import socket
 
@@ -98,7 +98,7 @@ async def served(app: Any) -> AsyncIterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(
-        uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, ws="none")
+        uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, ws=ws)
     )
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -1056,3 +1056,18 @@ async def test_new_signing_keys_end_what_was_remembered_of_tokens(
     finally:
         await authenticator.aclose()
     assert len(decoded) == 2
+
+
+async def test_a_verified_token_tells_when_it_expires_checked_or_remembered() -> None:
+    settings = Settings(jwt_secret="s" * 40)
+    token = issue_token(settings, subject="u", tenant="acme", roles=["analyst"], ttl_s=90, now=NOW)
+    authenticator = Authenticator(settings, clock=lambda: NOW)
+    try:
+        first = await authenticator.authenticate_until(f"Bearer {token}")
+        again = await authenticator.authenticate_until(f"Bearer {token}")  # remembered
+        anonymous = await authenticator.authenticate_until(None)
+    finally:
+        await authenticator.aclose()
+    assert first[1] == again[1] == int(NOW) + 90
+    assert first[0].subject == "u" and first[0] == again[0]
+    assert anonymous == (ANONYMOUS, None)

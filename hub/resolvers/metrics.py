@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from hub.context import Context
-from hub.errors import BadUserInput
+from hub.errors import BadUserInput, NotFound
 from hub.memo import Held, IdentityMemo
 from hub.policy.metrics import Counts, Granularity, check_range, roll_up, total
 from hub.resolvers import campaigns as campaign_resolvers
@@ -135,6 +135,39 @@ async def campaign_totals(
     # Summed from the daily roll-up, which the campaign's daily metrics share.
     counts = total(point.counts for point in points_of_series(series, Granularity.DAY, currency))
     return Totals(since, until, counts, currency)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowedAccounts:
+    """The platform accounts of a campaign's members, by external id, and the currency
+    their spend is read in."""
+
+    accounts: dict[str, PlatformAccountRow]
+    currency: str | None
+
+    def point(self, record: MetricRecord) -> Point | None:
+        """The record as a per-account daily point; None for an account not followed."""
+        account = self.accounts.get(record.external_id)
+        if account is None:
+            return None
+        ((day, counts),) = roll_up([record], Granularity.DAY)
+        return Point(
+            day, Granularity.DAY, counts, self.currency, account.influencer_id, account.platform
+        )
+
+
+async def followed_accounts(context: Context, campaign_id: str) -> FollowedAccounts:
+    """The accounts whose days a subscription to the campaign receives; NOT_FOUND for a
+    campaign outside the caller's tenant or `campaigns` claim."""
+    campaign_resolvers.check_campaign_id(campaign_id, argument="campaignId")
+    campaign = await campaign_resolvers.campaign(context, campaign_id)
+    if campaign is None:
+        raise NotFound("No campaign with this id.", argument="campaignId")
+    members = await _members(context, campaign.id)
+    accounts = await _accounts_of(context, [member.influencer_id for member in members])
+    return FollowedAccounts(
+        {account.external_id: account for account in accounts}, currency_of(campaign, members)
+    )
 
 
 def _flat(series: Iterable[list[MetricRecord]]) -> Iterator[MetricRecord]:

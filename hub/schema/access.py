@@ -63,9 +63,10 @@ def refusal(context: Any, coordinate: Coordinate) -> HubError:
 
 class WholeRefusals(SchemaExtension):
     """Operations refused whole, after validation and before anything runs or is charged:
-    a caller without a token that touches a field it may not use (401), and a mutation whose
-    selection asks for a field the caller may not use (nothing of it is written). Queries of
-    callers with a token run, with each denied field refused by `DenyFields`."""
+    a caller without a token that touches a field it may not use (401), and a mutation or a
+    subscription whose selection asks for a field the caller may not use (nothing of it is
+    written; no event is followed). Queries of callers with a token run, with each denied
+    field refused by `DenyFields`."""
 
     def on_validate(self) -> Iterator[None]:
         yield
@@ -77,7 +78,8 @@ class WholeRefusals(SchemaExtension):
             return
         operation = get_operation_ast(document, execution.operation_name)
         anonymous = context.principal.is_anonymous
-        if operation is None or not (anonymous or operation.operation is OperationType.MUTATION):
+        whole = operation is not None and operation.operation is not OperationType.QUERY
+        if operation is None or not (anonymous or whole):
             return
         fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
@@ -91,7 +93,7 @@ class WholeRefusals(SchemaExtension):
         names = [f"{type_name}.{field_name}" for type_name, field_name in sorted(refused)]
         raise Forbidden(
             f"You may not use {', '.join(f'`{name}`' for name in names)}; "
-            "the mutation was not run.",
+            f"the {operation.operation.value} was not run.",
             coordinates=names,
         )
 

@@ -105,6 +105,11 @@ class HubExecutor(StrawberryGraphQLCoreExecutionContext):
         key: str | None = getattr(context, "answer_key", None)
         if self.operation.operation is OperationType.MUTATION:
             return self._write(responses, serially)
+        if self.operation.operation is OperationType.SUBSCRIPTION:
+            # One event of a subscription: its selection on graphql-core's executor, with the
+            # caller's denied fields refused and consent decided for this event's values.
+            self._guard()
+            return super().execute_operation(serially)
         if responses is None:
             return self._query(serially)
         if key is None or not UNCACHEABLE.isdisjoint(self._touched()):

@@ -50,6 +50,7 @@ from hub.schema.pagination import (
 )
 from hub.schema.privacy import AccessEvent, ErasureReport
 from hub.schema.schema import HubSchema
+from hub.schema.subscriptions import Subscription
 from hub.schema.viewer import Tenant, TenantStatusType, Viewer
 from hub.settings import Settings
 
@@ -291,6 +292,7 @@ def build_schema(settings: Settings) -> HubSchema:
     return HubSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         federation_version="2.5",
         # Nested in this order: parsing first; after validation, whole refusals before cost.
         extensions=[Documents, QueryCost, WholeRefusals],

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,6 +73,55 @@ class HubSchema(Schema):
                 return ExecutionResult(data=None, errors=[error], extensions=result.extensions)
         return result
 
+    async def subscribe(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> AsyncGenerator[ExecutionResult, None]:
+        """Strawberry's subscribe, its results as `_execute` leaves a query's: errors coded,
+        suggestions only for callers who may introspect, denials on the audit trail. A refusal
+        before the stream starts (limits, cost, a denied field) is its one `PreExecutionError`."""
+        invalid = _invalid_variables(variable_values)
+        if invalid is not None:
+            return _one(PreExecutionError(data=None, errors=[invalid]))
+        results = await super().subscribe(
+            query,
+            variable_values=variable_values,
+            context_value=context_value,
+            root_value=root_value,
+            operation_name=operation_name,
+            operation_extensions=operation_extensions,
+        )
+        return self._coded_stream(results, context_value)
+
+    async def _coded_stream(
+        self, results: AsyncGenerator[ExecutionResult, None], context: Any
+    ) -> AsyncGenerator[ExecutionResult, None]:
+        try:
+            async with contextlib.aclosing(results):
+                async for result in results:
+                    yield self._coded(result, context)
+        except HubError as refusal:
+            error = GraphQLError(
+                refusal.message, original_error=refusal, extensions=refusal.extensions
+            )
+            yield self._coded(PreExecutionError(data=None, errors=[error]), context)
+
+    def _coded(self, result: ExecutionResult, context: Any) -> ExecutionResult:
+        if result.errors:
+            before = isinstance(result, PreExecutionError)
+            result.errors = [coded(error, before_execution=before) for error in result.errors]
+            if context is not None and "schema:introspect" not in context.granted:
+                result.errors = [_without_suggestions(error) for error in result.errors]
+        if context is not None and context.denials:
+            _audit_denials(context)
+            context.denials.clear()
+        return result
+
     def entities_resolver(
         self, info: Info, representations: list[FederationAny]
     ) -> list[FederationAny]:
@@ -103,6 +154,10 @@ class HubSchema(Schema):
                 logger.error("unexpected error at %s", error.path, exc_info=original)
             elif original is None and error.path:
                 logger.error("unexpected error at %s: %s", error.path, error.message)
+
+
+async def _one(result: ExecutionResult) -> AsyncGenerator[ExecutionResult, None]:
+    yield result
 
 
 def _operation_of(context: Any, name: Any) -> tuple[str | None, str | None]:
