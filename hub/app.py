@@ -42,8 +42,10 @@ from hub.errors import (
     BadRequest,
     HubError,
     MethodNotAllowed,
+    NoSuchRoute,
     PersistedQueryNotFound,
-    RequestError,
+    UnknownExport,
+    UnknownWebhookSource,
 )
 from hub.graphql_http import GraphQLParams
 from hub.idempotency import (
@@ -90,7 +92,7 @@ from hub.store import migrate, seed
 from hub.store.engine import create_engine
 from hub.store.leases import Leases
 from hub.sweep import StoreSweeper
-from hub.tenants import TenantStatus
+from hub.tenants import TenantGate
 from hub.web import cors
 from hub.web.graphiql import DEMO_QUERY, graphiql_assets_dir
 from hub.webhooks import Inbox
@@ -164,7 +166,7 @@ def create_app(
         reads = create_engine(settings, reads=True)
         store = Store(engine, reads=reads)
         authenticator = Authenticator(settings, transport=transport)
-        authenticator.tenants = TenantStatus(store, ttl_s=settings.tenant_status_ttl_s)
+        authenticator.tenants = TenantGate(store, ttl_s=settings.tenant_status_ttl_s)
         audit: AuditLog | None = None
         # One Redis client (or none) for the budgets, the persisted queries and the cache, so
         # that they lose Redis, fall back and come back together.
@@ -208,7 +210,7 @@ def create_app(
                 interval_s=settings.webhook_retry_interval_s,
             )
             inbox.start()
-            _demo_deliveries(settings, upstreams)
+            await _demo_deliveries(settings, upstreams)
             if settings.sweep_interval_s > 0:
                 sweeper = StoreSweeper(
                     store,
@@ -355,12 +357,6 @@ def create_app(
     return app
 
 
-class NoSuchRoute(RequestError):
-    code = "NOT_FOUND"
-    default_message = "There is nothing at this path."
-    http_status = 404
-
-
 async def no_such_route(request: Request, error: Exception) -> Response:
     """Starlette's own refusals (no route, a method a route does not take), as coded errors."""
     request_id: str = request.scope.get("state", {}).get("request_id", "")
@@ -381,7 +377,7 @@ async def receive_webhook(hub: Hub, request: Request) -> Response:
     source = request.path_params["source"]
     try:
         if source not in webhooks.SOURCES or hub.inbox is None:
-            raise webhooks.UnknownWebhookSource()
+            raise UnknownWebhookSource()
         body = await graphql_http.read_body(request, hub.settings.max_body_bytes)
         delivery = webhooks.verify(
             hub.settings.webhook_secret(source), dict(request.headers), body, now=time.time()
@@ -431,7 +427,7 @@ async def readiness(hub: Hub) -> Response:
     return JSONResponse(body, code)
 
 
-def _demo_deliveries(settings: Settings, upstreams: Upstreams) -> None:
+async def _demo_deliveries(settings: Settings, upstreams: Upstreams) -> None:
     """In the demo, the in-process social simulator sends its webhooks to this hub: a new
     statement of today's figures every 10 s, with its faults (duplicates, reordering, lateness)."""
     simulators = upstreams.simulators
@@ -448,7 +444,8 @@ def _demo_deliveries(settings: Settings, upstreams: Upstreams) -> None:
         reorder_rate=0.1,
         late_s=2,
     )
-    asyncio.get_running_loop().create_task(apps["social"].state.deliveries.start(plan))
+    # Stopped with the simulators, when the upstreams close.
+    await apps["social"].state.deliveries.start(plan)
 
 
 async def prepare_store(engine: AsyncEngine, *, demo: bool) -> None:
@@ -461,6 +458,8 @@ async def prepare_store(engine: AsyncEngine, *, demo: bool) -> None:
             logger.info("store created at the newest migration")
         elif state == "behind":
             raise StoreNotMigrated("the store is behind the newest migration: run `hub migrate`")
+        elif state == "ahead":
+            logger.warning("the store was migrated by a newer release; serving as this one")
         if demo and await seed.is_empty(engine):
             await seed.seed(engine, seed.SeedPlan.demo())
             logger.info("demo data loaded")
@@ -583,17 +582,22 @@ async def export_file(hub: Hub, request: Request) -> Response:
                 trusted_only=tier.trusted_documents_only,
             )
         except PersistedQueryNotFound:
-            raise export.UnknownExport() from None
+            raise UnknownExport() from None
         limits = hub.policies.cost.limits_for(principal.roles)
         if text is None:
-            raise export.UnknownExport()
+            raise UnknownExport()
         check_tokens(text, limits)
         document = hub.schema.documents.prepare(text, max_tokens=limits.max_tokens)
         if document is None:  # over a limit the pipeline names; never to be exported
-            raise export.UnknownExport()
+            raise UnknownExport()
         first = hub.settings.page_size_cap if "first" in export.declared(document.node) else None
 
         async def page(after: str | None) -> Executed:
+            if after is not None:
+                # Each page is an operation of its own: a token that expired or a tenant
+                # suspended since the first page ends the export here.
+                await hub.authenticator.authenticate(request.headers.get("authorization"))
+            waited_s = 0.0
             while True:
                 executed = await execute_request(
                     hub,
@@ -605,8 +609,12 @@ async def export_file(hub: Hub, request: Request) -> Response:
                     allowed=graphql_http.GET_OPERATIONS,
                 )
                 log.note_answer(executed.body)
-                if not await export.waited_for_budget(executed.status, executed.body):
+                waited = await export.waited_for_budget(
+                    executed.status, executed.body, waited_s=waited_s
+                )
+                if not waited:
                     return executed
+                waited_s += waited
 
         executed = await page(None)
         codes = [e.get("extensions", {}).get("code", "") for e in executed.body.get("errors", ())]
@@ -629,6 +637,11 @@ async def export_file(hub: Hub, request: Request) -> Response:
     except HubError as error:
         log.note_code(error.code)
         return _refused(hub, error, log.operation_of(None), started, graphql_http.JSON, request_id)
+    except Exception:
+        logger.exception("unexpected error in export %s", request_id)
+        log.note_code(HubError.code)
+        operation = log.operation_of(None)
+        return _refused(hub, HubError(), operation, started, graphql_http.JSON, request_id)
     writer = export.Writer(extension, plan)
 
     async def lines() -> AsyncIterator[str]:

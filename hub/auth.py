@@ -22,7 +22,7 @@ from hub.errors import Unauthenticated
 from hub.settings import MIN_JWT_SECRET_BYTES, Settings
 
 if TYPE_CHECKING:
-    from hub.tenants import TenantStatus
+    from hub.tenants import TenantGate
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class Authenticator:
         self._lock = asyncio.Lock()
         self._verified: OrderedDict[bytes, _Verified] = OrderedDict()
         self._keys_generation = 0
-        self.tenants: TenantStatus | None = None
+        self.tenants: TenantGate | None = None
         """Refuses the tokens of suspended tenants, once the store is open."""
 
     async def authenticate(self, authorization: str | None) -> Principal:

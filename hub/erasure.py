@@ -245,6 +245,8 @@ class ErasureRetrier(PeriodicJob[int]):
             return 0
         done = 0
         for task in await due_tasks(self.store, now=self.clock()):
+            if not await self.still_held():
+                break  # another replica took the job over: it goes on from here
             if await delete_upstream(self.store, crm, task, now=self.clock()) == "ERASED":
                 done += 1
         return done

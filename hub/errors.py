@@ -184,3 +184,27 @@ class SourceTimeout(SourceError):
 
     def __init__(self, source: str, message: str | None = None, **extensions: Any) -> None:
         super().__init__(source, message or f"The {source} source timed out.", **extensions)
+
+
+class TenantSuspended(HubError):
+    code = "FORBIDDEN"
+    default_message = "This tenant is suspended."
+    http_status = 403
+
+
+class UnknownExport(RequestError):
+    code = "NOT_FOUND"
+    default_message = "No document of that id can be exported."
+    http_status = 404
+
+
+class UnknownWebhookSource(RequestError):
+    code = "NOT_FOUND"
+    default_message = "No webhooks are received from that source."
+    http_status = 404
+
+
+class NoSuchRoute(RequestError):
+    code = "NOT_FOUND"
+    default_message = "There is nothing at this path."
+    http_status = 404

@@ -37,24 +37,18 @@ from graphql import (
 )
 from starlette.responses import Response, StreamingResponse
 
-from hub.errors import BadRequest, HubError, RequestError
+from hub.errors import BadRequest, HubError, UnknownExport
 from hub.graphql_http import GraphQLParams
 
 FORMATS = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
 HASH = re.compile(r"[0-9a-f]{64}")
 MAX_THROTTLED_WAIT_S = 30.0
-"""The longest a page waits for the client's budget before the export stops."""
+"""The longest a page waits, in all, for the budget before the export stops."""
 MAX_VARIABLES_BYTES = 64 * 1024
 MAX_PAGES = 10_000
 """The most pages one export follows (a million rows at the page size cap of 100)."""
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """What a spreadsheet reads as the start of a formula in a text cell."""
-
-
-class UnknownExport(RequestError):
-    code = "NOT_FOUND"
-    default_message = "No document of that id can be exported."
-    http_status = 404
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,16 +345,19 @@ def page_params(
     )
 
 
-async def waited_for_budget(status: int, body: dict[str, Any]) -> bool:
-    """Wait out a THROTTLED page when its `retryAfter` is short; False when it is not one."""
+async def waited_for_budget(status: int, body: dict[str, Any], *, waited_s: float) -> float:
+    """Wait out a THROTTLED page while the page's waits stay within `MAX_THROTTLED_WAIT_S`
+    in all: the seconds waited now, 0 when the page is not one to wait for."""
     if status != 429:
-        return False
+        return 0.0
     errors = body.get("errors") or [{}]
     retry_after = errors[0].get("extensions", {}).get("retryAfter")
-    if not isinstance(retry_after, int | float) or not 0 < retry_after <= MAX_THROTTLED_WAIT_S:
-        return False
+    if not isinstance(retry_after, int | float) or retry_after <= 0:
+        return 0.0
+    if waited_s + retry_after > MAX_THROTTLED_WAIT_S:
+        return 0.0
     await asyncio.sleep(retry_after)
-    return True
+    return float(retry_after)
 
 
 def stopped(status: int, body: dict[str, Any]) -> tuple[str, str] | None:

@@ -115,7 +115,7 @@ async def ingest_metrics(
                     await on_days(account, records)
             if progress is not None:
                 progress("metrics", done_before + start + len(batch), len(accounts))
-        await _clear_checkpoint(store)
+        await _clear_checkpoint(store, parameters)
         return IngestReport(len(accounts), days, after)
     finally:
         with contextlib.suppress(Exception):
@@ -139,9 +139,15 @@ async def _save_checkpoint(store: Store, parameters: str, position: str, now: da
             row.parameters, row.position, row.updated_at = parameters, position, now
 
 
-async def _clear_checkpoint(store: Store) -> None:
+async def _clear_checkpoint(store: Store, parameters: str) -> None:
+    """The run is done: its checkpoint goes, not another run's (a command stopped midway
+    keeps its own while the schedule runs)."""
     async with store.sessions.begin() as session:
-        await session.execute(delete(JobCheckpointRow).where(col(JobCheckpointRow.job) == JOB))
+        await session.execute(
+            delete(JobCheckpointRow)
+            .where(col(JobCheckpointRow.job) == JOB)
+            .where(col(JobCheckpointRow.parameters) == parameters)
+        )
 
 
 class IngestSchedule(PeriodicJob["IngestReport | None"]):

@@ -38,11 +38,16 @@ class PeriodicJob(Generic[T]):
 
     async def run_leased(self) -> T | None:
         """A round if this replica holds (or takes) the lease; None if another does."""
-        if self.leases is not None and not await self.leases.acquire(
-            self.name, ttl_s=3 * self.interval_s
-        ):
+        if not await self.still_held():
             return None
         return await self.run_once()
+
+    async def still_held(self) -> bool:
+        """Renew the lease (or take it); False when another replica holds it. A round that
+        may outlast the lease renews it between its items, and stops when it is gone."""
+        return self.leases is None or await self.leases.acquire(
+            self.name, ttl_s=3 * self.interval_s
+        )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=self.name)

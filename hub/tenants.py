@@ -20,19 +20,13 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from hub.errors import HubError
+from hub.errors import TenantSuspended
 from hub.sources.store import Store
 from hub.store.tables import TenantRow
 
 ACTIVE, SUSPENDED = "active", "suspended"
 TENANT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 MAX_KEPT = 10_000
-
-
-class TenantSuspended(HubError):
-    code = "FORBIDDEN"
-    default_message = "This tenant is suspended."
-    http_status = 403
 
 
 class TenantError(Exception):
@@ -47,7 +41,7 @@ class Tenant:
     created_at: datetime
 
 
-class TenantStatus:
+class TenantGate:
     """Whether a tenant's tokens may be served, read from the store and kept `ttl_s`."""
 
     def __init__(

@@ -29,7 +29,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from hub.errors import BadRequest, RequestError, Unauthenticated
+from hub.errors import BadRequest, Unauthenticated
 from hub.jobs import PeriodicJob
 from hub.metric_history import COUNTERS, store_days
 from hub.sources.social import MetricRecord
@@ -48,15 +48,11 @@ MAX_DAYS = 400
 CLAIM_S = 60.0
 """How long a processor holds an event before another may take it over."""
 RETRY_BACKOFF_S = (5, 30, 120, 600, 1800)
+MAX_PROCESSING = 32
+"""Events processed at once right after their answer; the rest wait for the inbox job."""
 MAX_ATTEMPTS = 20
 """After this many failures (about eight hours of retries) an event is abandoned: kept
 (`abandoned_at`) and logged, never retried again."""
-
-
-class UnknownWebhookSource(RequestError):
-    code = "NOT_FOUND"
-    default_message = "No webhooks are received from that source."
-    http_status = 404
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -293,7 +289,11 @@ class Inbox(PeriodicJob[int]):
         return True
 
     def process_soon(self, source: str, event_id: str) -> None:
-        """Process after the answer went out; what fails waits for the inbox job."""
+        """Process after the answer went out; what fails waits for the inbox job, as does
+        an event past `MAX_PROCESSING` at once (a burst of deliveries must not take every
+        store connection from the requests)."""
+        if len(self._running) >= MAX_PROCESSING:
+            return
         task = asyncio.get_running_loop().create_task(self.process(source, event_id))
         self._running.add(task)
         task.add_done_callback(self._running.discard)

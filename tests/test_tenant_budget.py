@@ -47,3 +47,16 @@ async def test_the_clients_of_a_tenant_share_its_budget_besides_their_own(
     # The refused request took nothing from the client's own bucket: of its 100 points, 7
     # went to acme's first request and 7 to globex's (the same client id), none to the third.
     assert left == 100 - 7 - 7
+
+
+async def test_a_query_larger_than_its_tenants_whole_budget_is_refused_not_throttled(
+    tmp_path: Path, sqlite_settings: Settings, make_token: MakeToken
+) -> None:
+    settings = sqlite_settings.model_copy(update={"policies_dir": _policies(tmp_path)})
+    async with running_app(settings) as (_app, client):
+        status, answer = await gql(
+            client, "{ campaigns(first: 30) { edges { node { name } } } }", token=make_token()
+        )
+    assert codes(answer) == ["COST_ESTIMATED_TOO_EXPENSIVE"]
+    assert answer["errors"][0]["extensions"]["cost"] == {"estimated": 32, "max": 20}
+    assert status == 400

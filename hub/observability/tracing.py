@@ -48,6 +48,9 @@ _QUIET = {"record_exception": False, "set_status_on_exception": False}
 _W3C = TraceContextTextMapPropagator()
 """W3C trace context only: a caller's `baggage` is neither read nor passed on upstream."""
 
+MAX_STATEMENT_CHARS = 2048
+"""A store statement as a span records it: the start of a long `IN (?, ?, …)` is enough."""
+
 
 # -- the provider -----------------------------------------------------------------------------
 
@@ -339,7 +342,11 @@ def trace_statements(engine: Engine) -> None:
         span = start_span(
             f"{operation} {system}".strip(),
             kind=SpanKind.CLIENT,
-            attributes={**attributes, "db.operation": operation, "db.statement": statement},
+            attributes={
+                **attributes,
+                "db.operation": operation,
+                "db.statement": statement[:MAX_STATEMENT_CHARS],
+            },
         )
         setattr(context, _STATEMENT_SPAN, span)
 

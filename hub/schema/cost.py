@@ -21,15 +21,13 @@ from hub.schema.documents import Document
 T = TypeVar("T")
 
 MAX_KEPT_VARIABLES_BYTES = 4096
+"""Estimates for larger variables are worked out for their request only."""
 
 
 def tenant_key(tenant: str | None) -> str:
     """The bucket of a tenant's own budget: a control character begins it, which no
     `client_id` may hold, so that no client's bucket is ever a tenant's."""
     return f"\x1etenant:{tenant}"
-
-
-"""Estimates for larger variables are worked out for their request only."""
 
 
 def _variables_key(document: Document, name: str | None, variables: Any) -> str | None:
@@ -141,6 +139,22 @@ class QueryCost(SchemaExtension):
         budget = policy.tenants.get(tenant or "")
         if budget is None:
             return
+        if estimate.total > budget.bucket_size:
+            # More than the tenant's bucket ever holds: refused, not THROTTLED for ever.
+            await bucket.refund(
+                context.budget_key,
+                estimate.total,
+                size=tier.bucket_size,
+                restore_rate_per_s=tier.restore_rate_per_s,
+            )
+            self.charged = False
+            if metrics is not None:
+                metrics.record_cost_rejection("max_query_cost")
+            raise CostTooExpensive(
+                f"The query costs {estimate.total}; tenant {tenant!r} has a budget of "
+                f"{budget.bucket_size}.",
+                cost={"estimated": estimate.total, "max": budget.bucket_size},
+            )
         drawn = await bucket.take(
             tenant_key(tenant),
             estimate.total,

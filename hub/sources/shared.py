@@ -155,24 +155,27 @@ class SharedCircuits:
         """Tell the others, in order: one writer per source, writing its latest state."""
         self._desired[source] = opened
         if source not in self._writers:
-            task = asyncio.get_running_loop().create_task(self._write(source))
-            self._writers[source] = task
-            task.add_done_callback(lambda _task: self._writers.pop(source, None))
+            self._writers[source] = asyncio.get_running_loop().create_task(self._write(source))
 
     async def _write(self, source: str) -> None:
         key = self.key(source)
-        while source in self._desired:
-            opened = self._desired.pop(source)
-            if not self.link.is_up:
-                continue
-            try:
-                if opened:
-                    reset_ms = max(1, int(self._breakers[source][1] * 1000))
-                    await self.link.redis.set(key, "open", px=reset_ms)
-                else:
-                    await self.link.redis.delete(key)
-            except UNREACHABLE:
-                self.link.failed("the shared circuits")
+        try:
+            while source in self._desired:
+                opened = self._desired.pop(source)
+                if not self.link.is_up:
+                    continue
+                try:
+                    if opened:
+                        reset_ms = max(1, int(self._breakers[source][1] * 1000))
+                        await self.link.redis.set(key, "open", px=reset_ms)
+                    else:
+                        await self.link.redis.delete(key)
+                except UNREACHABLE:
+                    self.link.failed("the shared circuits")
+        finally:
+            # Leaves the writers with no await between its last look at `_desired` and here:
+            # a change told meanwhile starts a writer of its own.
+            del self._writers[source]
 
     async def _poll(self) -> None:
         while True:

@@ -47,7 +47,8 @@ def alembic_config() -> Config:
 
 
 async def status(engine: AsyncEngine) -> str:
-    """`new` (no revision yet), `current` or `behind` the newest migration."""
+    """`new` (no revision yet), `current`, `behind` the newest migration, or `ahead` of it
+    (migrated by a newer release: this one still serves while the release rolls out)."""
     async with engine.connect() as connection:
         return await connection.run_sync(_status)
 
@@ -56,8 +57,12 @@ def _status(connection: Connection) -> str:
     current = MigrationContext.configure(connection).get_current_revision()
     if current is None:
         return "new"
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    return "current" if current == head else "behind"
+    scripts = ScriptDirectory.from_config(alembic_config())
+    if current == scripts.get_current_head():
+        return "current"
+    known = {script.revision for script in scripts.walk_revisions()}
+    # A revision this code does not know was applied by a newer release, during its roll.
+    return "behind" if current in known else "ahead"
 
 
 async def upgrade(engine: AsyncEngine) -> bool:

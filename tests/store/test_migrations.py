@@ -99,3 +99,17 @@ async def test_the_migrated_contacts_table_is_the_declared_one(engine: AsyncEngi
     async with engine.connect() as connection:
         differences = await connection.run_sync(_differences)
     assert [d for d in differences if "contacts" in repr(d)] == []
+
+
+async def test_a_store_is_behind_or_ahead_of_this_code_by_its_revision(
+    engine: AsyncEngine,
+) -> None:
+    await migrate.upgrade(engine)
+    assert await migrate.status(engine) == "current"
+    async with engine.begin() as connection:
+        await connection.execute(text("UPDATE alembic_version SET version_num = '0004'"))
+    assert await migrate.status(engine) == "behind"
+    async with engine.begin() as connection:
+        # A revision this code does not know: a newer release migrated the store.
+        await connection.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+    assert await migrate.status(engine) == "ahead"
