@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -14,6 +14,8 @@ from redis.exceptions import RedisError
 logger = logging.getLogger("hub.redis")
 
 SOCKET_TIMEOUT_S = 1.0
+MAX_CONNECTIONS = 64
+"""Connections to Redis one process holds at most (pub/sub subscriptions included)."""
 HEALTH_CHECK_S = 10.0
 PROBE_INTERVAL_S = 1.0
 """How often a link that is down pings Redis."""
@@ -32,14 +34,21 @@ def is_redis(url: str) -> bool:
 def connect_redis(url: str) -> Redis:
     """A client that gives up on a hung server in a second, retries a command once on a fresh
     connection (a restarted server leaves the pooled ones dead), and pings idle connections
-    (the purge subscription included) so that a dead one is noticed."""
-    return Redis.from_url(
+    (the purge subscription included) so that a dead one is noticed. At most
+    `MAX_CONNECTIONS` at once: a command past them waits for one (as long as a command may
+    take) rather than failing, which would send the process to its local fallbacks."""
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=SOCKET_TIMEOUT_S,
         socket_timeout=SOCKET_TIMEOUT_S,
         socket_connect_timeout=SOCKET_TIMEOUT_S,
         health_check_interval=HEALTH_CHECK_S,
         retry=Retry(NoBackoff(), 1),
     )
+    client = Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # closing the client closes its pool
+    return client
 
 
 class RedisLink:

@@ -12,7 +12,7 @@ import pytest
 from hub.errors import SourceUnavailable
 from hub.sources.breaker import CircuitBreaker
 from hub.sources.ratelimit import RateLimiter
-from hub.sources.redis_link import RedisLink, connect_redis
+from hub.sources.redis_link import MAX_CONNECTIONS, RedisLink, connect_redis
 from hub.sources.shared import SharedCircuits, SharedRateLimiter, SharedState
 from tests.sources.fakes import FakeClock
 
@@ -119,3 +119,17 @@ async def test_a_replica_whose_own_calls_opened_its_circuit_keeps_it_open_to_its
         assert breaker.state == "open"
     finally:
         await circuits.aclose()
+
+
+async def test_more_commands_at_once_than_the_pool_holds_wait_their_turn(
+    links: list[RedisLink],
+) -> None:
+    key = f"test-{uuid.uuid4().hex[:12]}:burst"
+    redis = links[0].redis
+    # Each holds its connection for a moment: more of them than the pool has connections.
+    script = "redis.call('INCR', KEYS[1]) return 1"
+    burst = 3 * MAX_CONNECTIONS
+    results = await asyncio.gather(*(redis.eval(script, 1, key) for _ in range(burst)))
+    assert sum(results) == burst
+    assert int(await redis.get(key) or 0) == burst
+    await redis.delete(key)
