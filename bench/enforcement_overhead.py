@@ -125,8 +125,8 @@ async def measure(rounds: int) -> None:
             demo=True,
         )
         app = create_app(settings)
-        async with LifespanManager(app) as manager:
-            transport = httpx.ASGITransport(app=manager.app)
+        async with LifespanManager(app) as lifespan:
+            transport = httpx.ASGITransport(app=lifespan.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
                 hub = app.state.hub
 
