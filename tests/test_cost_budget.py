@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import math
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +203,7 @@ async def test_two_replicas_sharing_redis_admit_exactly_the_budget(
     headers = {"Authorization": f"Bearer {token}"}
     try:
         async with running_app(one) as (_a, first), running_app(two) as (_b, second):
+            started = time.monotonic()
             responses = await asyncio.gather(
                 *(
                     (first if i % 2 else second).post(
@@ -209,6 +212,7 @@ async def test_two_replicas_sharing_redis_admit_exactly_the_budget(
                     for i in range(200)
                 )
             )
+            elapsed_s = time.monotonic() - started
     finally:
         connection = redis.from_url(redis_url)
         await connection.delete(*[k async for k in connection.scan_iter(f"*{client_id}*")] or ["x"])
@@ -217,8 +221,10 @@ async def test_two_replicas_sharing_redis_admit_exactly_the_budget(
     assert statuses.count(200) == 100
     assert statuses.count(429) == 100
     retry_after = {int(r.headers["retry-after"]) for r in responses if r.status_code == 429}
-    # One point at 0.01 per second: 100 seconds until the next request fits.
-    assert retry_after == {100}
+    # One point at 0.01 per second: 100 seconds until the next request fits, less the
+    # hundredths of a point refilled while the burst ran.
+    assert max(retry_after) == 100
+    assert min(retry_after) >= 100 - math.ceil(elapsed_s)
 
 
 async def test_nothing_is_refunded_when_errors_nulled_part_of_the_answer(

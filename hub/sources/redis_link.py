@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 logger = logging.getLogger("hub.redis")
 
 SOCKET_TIMEOUT_S = 1.0
-MAX_CONNECTIONS = 64
+MAX_CONNECTIONS = 128
 """Connections to Redis one process holds at most (pub/sub subscriptions included)."""
 HEALTH_CHECK_S = 10.0
 PROBE_INTERVAL_S = 1.0
