@@ -64,7 +64,7 @@ from hub.observability.logs import (
     log_request,
     start_request,
 )
-from hub.observability.metrics import CONTENT_TYPE, Metrics, operation_names
+from hub.observability.metrics import CONTENT_TYPE, Metrics
 from hub.observability.tracing import REQUEST_ID, TracingMiddleware, setup_tracing
 from hub.persisted import (
     QueryStore,
@@ -153,8 +153,9 @@ def create_app(
     manifest = load_manifest(
         settings.trusted_documents or settings.policies_dir / "trusted-documents.json"
     )
+    registered = trusted_names(manifest)
     metrics = Metrics(
-        registered_operations=operation_names(manifest.values()),
+        registered_operations=set(registered),
         max_operations=settings.metrics_max_operations,
         consent_fields=policies.consent.fields,
     )
@@ -239,7 +240,7 @@ def create_app(
                 bucket=bucket,
                 queries=queries,
                 manifest=manifest,
-                trusted_names=trusted_names(manifest),
+                trusted_names=registered,
                 idempotency=IdempotencyKeys(store, ttl_s=settings.idempotency_ttl_s),
                 sources=upstreams.sources,
                 cache=upstreams.cache,
@@ -546,13 +547,7 @@ async def handle_graphql(hub: Hub, request: Request) -> Response:
         operation = log.operation_of(params)
         return _refused(hub, HubError(), operation, started, media_type, request_id)
     status, body = executed.status, executed.body
-    hub.metrics.record_request(
-        log.operation_of(params),
-        status=status,
-        answered="data" in body,
-        codes=[e.get("extensions", {}).get("code", "") for e in body.get("errors", ())],
-        seconds=time.perf_counter() - started,
-    )
+    _record_answer(hub, log.operation_of(params), executed, started)
     log.note_answer(body)
     return graphql_http.json_response(
         body, status, media_type=media_type, request_id=request_id, headers=executed.headers
@@ -617,14 +612,7 @@ async def export_file(hub: Hub, request: Request) -> Response:
                 waited_s += waited
 
         executed = await page(None)
-        codes = [e.get("extensions", {}).get("code", "") for e in executed.body.get("errors", ())]
-        hub.metrics.record_request(
-            log.operation_of(None),
-            status=executed.status,
-            answered="data" in executed.body,
-            codes=codes,
-            seconds=time.perf_counter() - started,
-        )
+        _record_answer(hub, log.operation_of(None), executed, started)
         if export.stopped(executed.status, executed.body) is not None:
             return graphql_http.json_response(
                 executed.body,
@@ -777,6 +765,18 @@ async def execute_request(
             answer = StoredAnswer(status, kept)
             await hub.idempotency.finish(claim.key, answer, subjects=claim.subjects)
     return Executed(status, body, headers)
+
+
+def _record_answer(hub: Hub, operation: str | None, executed: Executed, started: float) -> None:
+    """Count an answered request (for an export, its first page) in the request metrics."""
+    body = executed.body
+    hub.metrics.record_request(
+        operation,
+        status=executed.status,
+        answered="data" in body,
+        codes=[e.get("extensions", {}).get("code", "") for e in body.get("errors", ())],
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _refused(

@@ -199,29 +199,22 @@ def _at(value: Any, path: Sequence[str]) -> Any:
 def cell(item: Any, column: Sequence[str]) -> Any:
     """The value at `column` in a row: a leaf as it is, values under lists flattened."""
     values = [item]
+    listed = False
     for key in column:
         step: list[Any] = []
         for value in values:
             inner = value.get(key) if isinstance(value, dict) else None
             if isinstance(inner, list):
+                listed = True
                 step.extend(inner)
             elif inner is not None:
                 step.append(inner)
         values = step
     if not values:
         return None
-    if len(values) == 1 and not _through_list(item, column):
+    if len(values) == 1 and not listed:
         return values[0]
     return ";".join(_text(value) for value in values)
-
-
-def _through_list(item: Any, column: Sequence[str]) -> bool:
-    value = item
-    for key in column:
-        value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, list):
-            return True
-    return False
 
 
 def _inert(value: Any) -> str:

@@ -20,7 +20,6 @@ import os
 import re
 from collections.abc import Collection, Iterable
 
-from graphql import GraphQLError, OperationDefinitionNode, parse
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
     CollectorRegistry,
@@ -67,21 +66,6 @@ def known_codes() -> frozenset[str]:
         found.add(kind.code)
         pending.extend(kind.__subclasses__())
     return frozenset(found)
-
-
-def operation_names(documents: Iterable[str]) -> set[str]:
-    """The names of the operations in `documents` (the trusted documents' texts); a text
-    that does not parse names none."""
-    found = set()
-    for text in documents:
-        try:
-            node = parse(text)
-        except GraphQLError:
-            continue
-        for definition in node.definitions:
-            if isinstance(definition, OperationDefinitionNode) and definition.name is not None:
-                found.add(definition.name.value)
-    return found
 
 
 class OperationLabels:

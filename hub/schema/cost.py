@@ -116,6 +116,17 @@ class QueryCost(SchemaExtension):
                 f"The query costs {estimate.total}; your maximum is {tier.max_query_cost}.",
                 cost={"estimated": estimate.total, "max": tier.max_query_cost},
             )
+        tenant = context.principal.tenant
+        budget = policy.tenants.get(tenant or "")
+        if budget is not None and estimate.total > budget.bucket_size:
+            # More than the tenant's bucket ever holds: refused, not THROTTLED for ever.
+            if metrics is not None:
+                metrics.record_cost_rejection("max_query_cost")
+            raise CostTooExpensive(
+                f"The query costs {estimate.total}; tenant {tenant!r} has a budget of "
+                f"{budget.bucket_size}.",
+                cost={"estimated": estimate.total, "max": budget.bucket_size},
+            )
         bucket = context.bucket
         result = await bucket.take(
             context.budget_key,
@@ -135,26 +146,8 @@ class QueryCost(SchemaExtension):
                 retryAfter=result.retry_after_s,
             )
         self.charged = True
-        tenant = context.principal.tenant
-        budget = policy.tenants.get(tenant or "")
         if budget is None:
             return
-        if estimate.total > budget.bucket_size:
-            # More than the tenant's bucket ever holds: refused, not THROTTLED for ever.
-            await bucket.refund(
-                context.budget_key,
-                estimate.total,
-                size=tier.bucket_size,
-                restore_rate_per_s=tier.restore_rate_per_s,
-            )
-            self.charged = False
-            if metrics is not None:
-                metrics.record_cost_rejection("max_query_cost")
-            raise CostTooExpensive(
-                f"The query costs {estimate.total}; tenant {tenant!r} has a budget of "
-                f"{budget.bucket_size}.",
-                cost={"estimated": estimate.total, "max": budget.bucket_size},
-            )
         drawn = await bucket.take(
             tenant_key(tenant),
             estimate.total,

@@ -9,7 +9,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hub.observability.metrics import Metrics, OperationLabels, known_codes, operation_names
+from hub.observability.metrics import Metrics, OperationLabels, known_codes
+from hub.persisted import trusted_names
 from hub.settings import Settings
 from tests.conftest import MakeToken, running_app
 from tests.helpers import codes, gql
@@ -73,7 +74,8 @@ def test_long_or_malformed_names_never_take_a_place_among_the_first_names() -> N
 
 def test_registered_operations_are_the_named_operations_of_the_trusted_documents() -> None:
     documents = ["query A { me { subject } } query B { me { tenant } }", "{ me { subject } }"]
-    assert operation_names([*documents, "query Broken {"]) == {"A", "B"}
+    manifest = {str(n): text for n, text in enumerate([*documents, "query Broken {"])}
+    assert set(trusted_names(manifest)) == {"A", "B"}
 
 
 def test_codes_and_consent_labels_outside_their_vocabulary_are_other() -> None:
