@@ -274,3 +274,26 @@ async def test_a_client_of_registered_operations_only_exports_registered_ones(
     allowed = await _export(sqlite_client, "InfluencerContacts.csv", partner)
     assert codes(refused.json()) == ["PERSISTED_QUERY_NOT_ALLOWED"]
     assert allowed.status_code == 200 and len(rows(allowed)) > 100
+
+
+async def test_an_export_keeps_to_the_callers_fields_and_tenant(
+    sqlite_client: httpx.AsyncClient, make_token: MakeToken
+) -> None:
+    acme = rows(await _export(sqlite_client, "InfluencerContacts.csv", make_token()))
+    globex = rows(
+        await _export(sqlite_client, "InfluencerContacts.csv", make_token(tenant="globex"))
+    )
+    # Influencer.contacts is denied to analysts: refused before any row, as on /graphql.
+    analyst = await _export(sqlite_client, "InfluencerContacts.csv", make_token(roles=["analyst"]))
+
+    def shown(exported: list[dict[str, str]]) -> set[str]:
+        """The emails shown whole (masked ones look alike across tenants)."""
+        found = {e for row in exported for e in row["contacts.email"].split(";")}
+        return {e for e in found if e and "***" not in e}
+
+    acme_emails, globex_emails = shown(acme), shown(globex)
+    assert acme_emails and globex_emails
+    assert acme_emails.isdisjoint(globex_emails)  # each tenant sees its own contacts only
+    assert all(".acme" in email for email in acme_emails)
+    assert analyst.headers["content-type"].startswith("application/json")
+    assert codes(analyst.json()) == ["FORBIDDEN"]
