@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -218,6 +219,72 @@ def _ingest_metrics(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _sync_crm(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.crm_url is None:
+        raise CommandError("HUB_CRM_URL is not set: there is no CRM to sync with")
+
+    from hub import tenants
+    from hub.crm_sync import CrmOutbox, SyncBusy, sync_crm
+    from hub.sources.crm import CrmSource
+    from hub.sources.registry import build_sources
+    from hub.sources.store import Store
+    from hub.store.engine import create_engine
+    from hub.store.leases import Leases
+    from hub.store.migrate import upgrade
+
+    policy = _checked_policies(settings).sync
+
+    async def run() -> list[str]:
+        engine = create_engine(settings)
+        sources = build_sources(settings, transport=None, cache=None, metrics=None)
+        lines = []
+        try:
+            await upgrade(engine)
+            store = Store(engine)
+            crm = sources.crm
+            assert isinstance(crm, CrmSource)
+            known = {t.id: t for t in await tenants.listed(store)}
+            if args.tenant is not None and args.tenant not in known:
+                raise CommandError(f"no tenant {args.tenant}")
+            chosen = [args.tenant] if args.tenant else sorted(known)
+            for tenant in chosen:
+                if known[tenant].status != tenants.ACTIVE:
+                    lines.append(f"{tenant}: skipped ({known[tenant].status})")
+                    continue
+                report = await sync_crm(
+                    store,
+                    crm,
+                    policy,
+                    Leases(store.sessions),
+                    tenant=tenant,
+                    full=args.full,
+                    progress=functools.partial(_progress_count, f"crm {tenant}"),
+                )
+                _progress_count(f"crm {tenant}", report.tally.seen, done_all=True)
+                t = report.tally
+                lines.append(
+                    f"{tenant}: {t.seen} records, {t.imported} imported, {t.updated} updated, "
+                    f"{t.conflicts} conflicts, {t.skipped_erased} erased people skipped, "
+                    f"{t.failures} failures" + (" (resumed)" if report.resumed else "")
+                )
+            written = await CrmOutbox(store, lambda: crm, interval_s=1).run_once(limit=10_000)
+            lines.append(f"{written} changes written back to the CRM")
+        except SyncBusy as busy:
+            raise CommandError(f"{busy}: try again once it is done") from None
+        except SourceError as error:
+            raise CommandError(
+                f"{error.message} What was synced is kept; run the same command again to go on."
+            ) from None
+        finally:
+            await sources.aclose()
+            await engine.dispose()
+        return lines
+
+    for line in asyncio.run(run()):
+        print(line)
+    return 0
+
+
 def _tenants(settings: Settings, args: argparse.Namespace) -> int:
     from hub import tenants
     from hub.sources.store import Store
@@ -260,6 +327,13 @@ def _progress_bar(stage: str, done: int, total: int) -> None:
     end = "\n" if done >= total else ""
     bar = "#" * filled + "." * (width - filled)
     print(f"\r{stage:<12} [{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
+def _progress_count(stage: str, done: int, *, done_all: bool = False) -> None:
+    """A count of what a job of unknown size went through so far."""
+    print(
+        f"\r{stage:<12} {done} records", end="\n" if done_all else "", file=sys.stderr, flush=True
+    )
 
 
 def _schema(settings: Settings, _args: argparse.Namespace) -> int:
@@ -414,6 +488,13 @@ def _parser() -> argparse.ArgumentParser:
     metrics.add_argument("--until", type=_date, help="last day (default: today, UTC)")
     metrics.add_argument("--tenant", help="only the accounts of this tenant's campaign members")
     metrics.set_defaults(run=_ingest_metrics)
+
+    sync = commands.add_parser("sync", help="keep the store alike with a source")
+    synced = sync.add_subparsers(dest="what", required=True)
+    crm = synced.add_parser("crm", help="contacts, both ways, by policies/sync.yaml")
+    crm.add_argument("--full", action="store_true", help="every record, not only the changed")
+    crm.add_argument("--tenant", help="only this tenant (default: every active one)")
+    crm.set_defaults(run=_sync_crm)
 
     tenant_command = commands.add_parser("tenants", help="create, list, suspend, resume tenants")
     tenant_actions = tenant_command.add_subparsers(dest="action", required=True)

@@ -35,6 +35,7 @@ from hub.audit import AuditLog
 from hub.auth import Authenticator, Principal, issue_demo_token
 from hub.budget import Bucket, create_bucket
 from hub.context import Context
+from hub.crm_sync import CrmOutbox, CrmSyncSchedule, apply_change
 from hub.engine.batches import BATCHES
 from hub.engine.fallback import QueryEngine
 from hub.erasure import ErasureRetrier
@@ -83,6 +84,7 @@ from hub.schema.schema import HubSchema
 from hub.settings import Settings, check_serving_secrets
 from hub.simulators.deliveries import Plan
 from hub.sources.cache import Cache
+from hub.sources.crm import CrmSource
 from hub.sources.redis_link import RedisLink, is_redis
 from hub.sources.registry import Sources
 from hub.sources.social import MetricRecord, SocialSource
@@ -188,6 +190,8 @@ def create_app(
         inbox: Inbox | None = None
         schedule: IngestSchedule | None = None
         sweeper: StoreSweeper | None = None
+        outbox: CrmOutbox | None = None
+        crm_schedule: CrmSyncSchedule | None = None
         try:
             upstreams = await open_upstreams(
                 settings, transport=transport, link=link, metrics=metrics
@@ -204,13 +208,43 @@ def create_app(
                 leases=Leases(store.sessions),
             )
             retrier.start()
+            forget_contact = upstreams.forget_contact
+
+            def crm_source() -> CrmSource | None:
+                return sources.crm if isinstance(sources.crm, CrmSource) else None
+
+            async def on_crm_change(tenant: str, crm_id: str) -> None:
+                crm = crm_source()
+                if crm is None:
+                    raise RuntimeError("the CRM is not configured")
+                await apply_change(
+                    store, crm, policies.sync, tenant, crm_id, on_contact=forget_contact
+                )
+
             inbox = Inbox(
                 store,
                 on_days=on_days,
+                on_crm_change=on_crm_change,
                 leases=Leases(store.sessions),
                 interval_s=settings.webhook_retry_interval_s,
             )
             inbox.start()
+            outbox = CrmOutbox(
+                store,
+                crm_source,
+                interval_s=settings.crm_outbox_interval_s,
+                leases=Leases(store.sessions),
+            )
+            outbox.start()
+            if settings.crm_sync_interval_s > 0:
+                crm_schedule = CrmSyncSchedule(
+                    store,
+                    crm_source,
+                    policies.sync,
+                    interval_s=settings.crm_sync_interval_s,
+                    on_contact=forget_contact,
+                )
+                crm_schedule.start()
             await _demo_deliveries(settings, upstreams)
             if settings.sweep_interval_s > 0:
                 sweeper = StoreSweeper(
@@ -280,6 +314,10 @@ def create_app(
                 await sweeper.aclose()
             if schedule is not None:
                 await schedule.aclose()
+            if crm_schedule is not None:
+                await crm_schedule.aclose()
+            if outbox is not None:
+                await outbox.aclose()
             if inbox is not None:
                 await inbox.aclose()
             if retrier is not None:
@@ -486,6 +524,7 @@ def request_context(
         granted=granted,
         denied=hub.policies.field_scopes.denied(granted),
         consent=hub.policies.consent,
+        sync=hub.policies.sync,
         cost=hub.policies.cost,
         bucket=hub.bucket,
         audit=hub.audit,

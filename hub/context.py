@@ -20,6 +20,7 @@ from hub.policy.access import Coordinate
 from hub.policy.consent import ConsentPolicy
 from hub.policy.cost import CostPolicy
 from hub.policy.rows import RowScope, row_scope
+from hub.policy.sync import SyncPolicy
 from hub.realtime import Subscriber
 from hub.responses import AuditedDecision, ResponseCache
 from hub.schema.documents import Document
@@ -39,6 +40,8 @@ class Context:
     denied: frozenset[Coordinate] = frozenset()
     audit: AuditLog | None = None
     consent: ConsentPolicy | None = None
+    sync: SyncPolicy | None = None
+    """Which contact fields a write sends on to the CRM (`policies/sync.yaml`)."""
     cost: CostPolicy | None = None
     bucket: Bucket | None = None
     request_id: str = ""

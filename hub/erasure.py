@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlmodel import col
 
 from hub.errors import SourceError
@@ -23,6 +23,7 @@ from hub.store.tables import (
     AuditEventRow,
     ConsentRow,
     ContactRow,
+    CrmOutboxRow,
     ErasureRow,
     ErasureTaskRow,
 )
@@ -103,6 +104,10 @@ async def _erase(
             "role",
             "company",
             "crm_id",
+            "phone_e164",
+            "job_title",
+            "crm_base",
+            "crm_synced_at",
         ):
             setattr(row, name, None)
         row.erased_at = now
@@ -122,6 +127,10 @@ async def _erase(
             .values(subject=pseudonym(scope.tenant, contact_id))
         )
         await forget_answers_naming(session, contact_id)
+        # Write-backs still queued hold the person's values, and would put them back.
+        await session.execute(
+            delete(CrmOutboxRow).where(col(CrmOutboxRow.contact_id) == contact_id)
+        )
         if crm_id and crm_configured:
             session.add(
                 ErasureTaskRow(
@@ -276,12 +285,23 @@ async def is_tombstoned(
     store: Store, tenant: str, *, email: str | None, crm_id: str | None
 ) -> bool:
     """Whether an email or CRM id belongs to a person this tenant erased."""
-    hashes = [fingerprint(tenant, value) for value in (email, crm_id) if value]
-    if not hashes:
-        return False
-    stmt = select(col(ErasureRow.contact_id)).where(
-        col(ErasureRow.tenant_id) == tenant,
-        or_(col(ErasureRow.email_hash).in_(hashes), col(ErasureRow.crm_hash).in_(hashes)),
-    )
+    return bool(await tombstoned(store, tenant, [value for value in (email, crm_id) if value]))
+
+
+async def tombstoned(store: Store, tenant: str, values: list[str]) -> set[str]:
+    """Those of `values` (emails, CRM ids) that belong to people this tenant erased."""
+    by_hash = {fingerprint(tenant, value): value for value in values}
+    if not by_hash:
+        return set()
+    found: set[str] = set()
+    every = list(by_hash)
     async with store.sessions() as session:
-        return (await session.scalar(stmt.limit(1))) is not None
+        for start in range(0, len(every), 500):
+            hashes = every[start : start + 500]
+            stmt = select(col(ErasureRow.email_hash), col(ErasureRow.crm_hash)).where(
+                col(ErasureRow.tenant_id) == tenant,
+                or_(col(ErasureRow.email_hash).in_(hashes), col(ErasureRow.crm_hash).in_(hashes)),
+            )
+            for email_hash, crm_hash in (await session.execute(stmt)).all():
+                found.update(by_hash[h] for h in (email_hash, crm_hash) if h in by_hash)
+    return found

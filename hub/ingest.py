@@ -20,18 +20,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlmodel import col
 
 from hub.jobs import PeriodicJob
 from hub.metric_history import store_days
 from hub.sources.social import MAX_IDS, MetricRecord, SocialSource
 from hub.sources.store import Store
+from hub.store import checkpoints
 from hub.store.leases import Leases
 from hub.store.tables import (
     CampaignMemberRow,
     CampaignRow,
-    JobCheckpointRow,
     PlatformAccountRow,
 )
 
@@ -93,7 +93,7 @@ async def ingest_metrics(
     try:
         parameters = f"{since.isoformat()}..{until.isoformat()} tenant={tenant or '*'}"
         accounts = await accounts_to_ingest(store, tenant)
-        after = await _checkpoint(store, parameters)
+        after = await checkpoints.position(store, JOB, parameters)
         todo = [account for account in accounts if after is None or account > after]
         done_before = len(accounts) - len(todo)
         days = 0
@@ -107,7 +107,7 @@ async def ingest_metrics(
                 days += len(page)
                 for record in kept_days:
                     kept.setdefault(record.external_id, []).append(record)
-            await _save_checkpoint(store, parameters, batch[-1], clock())
+            await checkpoints.save(store, JOB, parameters, batch[-1], clock())
             if not await leases.acquire(JOB, ttl_s=LEASE_S):
                 raise IngestBusy("the ingestion lease was lost; another process goes on")
             if on_days is not None:
@@ -115,39 +115,11 @@ async def ingest_metrics(
                     await on_days(account, records)
             if progress is not None:
                 progress("metrics", done_before + start + len(batch), len(accounts))
-        await _clear_checkpoint(store, parameters)
+        await checkpoints.clear(store, JOB, parameters)
         return IngestReport(len(accounts), days, after)
     finally:
         with contextlib.suppress(Exception):
             await leases.release(JOB)
-
-
-async def _checkpoint(store: Store, parameters: str) -> str | None:
-    async with store.sessions() as session:
-        row = await session.get(JobCheckpointRow, JOB)
-    return row.position if row is not None and row.parameters == parameters else None
-
-
-async def _save_checkpoint(store: Store, parameters: str, position: str, now: datetime) -> None:
-    async with store.sessions.begin() as session:
-        row = await session.get(JobCheckpointRow, JOB)
-        if row is None:
-            session.add(
-                JobCheckpointRow(job=JOB, parameters=parameters, position=position, updated_at=now)
-            )
-        else:
-            row.parameters, row.position, row.updated_at = parameters, position, now
-
-
-async def _clear_checkpoint(store: Store, parameters: str) -> None:
-    """The run is done: its checkpoint goes, not another run's (a command stopped midway
-    keeps its own while the schedule runs)."""
-    async with store.sessions.begin() as session:
-        await session.execute(
-            delete(JobCheckpointRow)
-            .where(col(JobCheckpointRow.job) == JOB)
-            .where(col(JobCheckpointRow.parameters) == parameters)
-        )
 
 
 class IngestSchedule(PeriodicJob["IngestReport | None"]):

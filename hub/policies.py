@@ -21,6 +21,7 @@ from hub.policy.access import (
 )
 from hub.policy.consent import ConsentPolicy, parse_consent_policy
 from hub.policy.cost import CostPolicy, parse_cost_policy
+from hub.policy.sync import SyncPolicy, parse_sync_policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,7 @@ class Policies:
     field_scopes: FieldScopes
     cost: CostPolicy
     consent: ConsentPolicy
+    sync: SyncPolicy
 
 
 def load_policies(
@@ -38,7 +40,7 @@ def load_policies(
     personal_fields: Iterable[str] = (),
     graphql_schema: GraphQLSchema | None = None,
 ) -> Policies:
-    """Parse the three files and check them against the schema's types and fields (and its
+    """Parse the four files and check them against the schema's types and fields (and its
     personal-data fields, which consent.yaml must cover exactly); a problem is `PolicyError`
     naming the file, the line and the entry."""
     access_document, lines = _read(directory / "access.yaml", sections=("roles", "fields"))
@@ -57,6 +59,7 @@ def load_policies(
         field_scopes=access.field_scopes(coordinates),
         cost=parse_cost_policy(_read(directory / "cost.yaml")[0], schema=graphql_schema),
         consent=_consent(directory, set(personal_fields)),
+        sync=parse_sync_policy(_read(directory / "sync.yaml")[0], source="sync.yaml"),
     )
 
 

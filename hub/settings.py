@@ -24,6 +24,7 @@ SECRET_NAMES = (
     "jwt_secret",
     *(f"{name}_credential" for name in SOURCE_NAMES),
     "social_webhook_secret",
+    "crm_webhook_secret",
 )
 """Settings that also read from a file, `HUB_<NAME>_FILE`, and never show in a `repr`."""
 MIN_JWT_SECRET_BYTES = 32
@@ -71,6 +72,14 @@ class Settings(BaseSettings):
     erasure_retry_interval_s: float = Field(default=30.0, gt=0)
     social_webhook_secret: str | None = Field(default=None, repr=False)
     social_webhook_secret_file: Path | None = None
+    crm_webhook_secret: str | None = Field(default=None, repr=False)
+    crm_webhook_secret_file: Path | None = None
+    crm_sync_interval_s: float = Field(
+        default=900.0, ge=0, description="Sync each tenant's contacts with the CRM; 0: never"
+    )
+    crm_outbox_interval_s: float = Field(
+        default=2.0, gt=0, description="How often changes queued for the CRM are sent"
+    )
     webhook_retry_interval_s: float = Field(default=10.0, gt=0)
     ingest_interval_s: float = Field(default=3600.0, ge=0)
     sweep_interval_s: float = Field(default=3600.0, ge=0)
@@ -291,10 +300,12 @@ def check_serving_secrets(settings: Settings) -> None:
         raise SettingsError("no HUB_JWT_SECRET and no HUB_JWT_JWKS_URL: no token could be verified")
     if secret is not None and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
         raise SettingsError(f"HUB_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes")
-    if settings.social_webhook_secret == DEV_WEBHOOK_SECRET:
-        raise SettingsError(
-            "HUB_SOCIAL_WEBHOOK_SECRET is the development secret: set the one the sender uses"
-        )
+    for source in ("social", "crm"):
+        if getattr(settings, f"{source}_webhook_secret") == DEV_WEBHOOK_SECRET:
+            raise SettingsError(
+                f"HUB_{source.upper()}_WEBHOOK_SECRET is the development secret: "
+                "set the one the sender uses"
+            )
     for name in SOURCE_NAMES:
         if getattr(settings, f"{name}_url") and (
             getattr(settings, f"{name}_credential") == DEV_SOURCE_CREDENTIAL

@@ -1,6 +1,6 @@
 """Signed webhooks in: `POST /webhooks/{source}`, kept before they are answered, processed after.
 
-sender ── POST /webhooks/social ──▶ verify: X-Hub-Timestamp within 300 s,
+sender ── POST /webhooks/{social,crm} ▶ verify: X-Hub-Timestamp within 300 s,
                                     X-Hub-Signature-256 = HMAC-SHA256(secret,
                                     "{timestamp}.{body}"), compared in constant time
                                     (401, nothing stored, otherwise)
@@ -8,9 +8,10 @@ sender ── POST /webhooks/social ──▶ verify: X-Hub-Timestamp within 300
                               ──▶ INSERT webhook_events (source, X-Hub-Event-Id): the
                                   same id again is 200 and changes nothing
        ◀── 202 accepted ──────
-after the answer: the event is claimed and processed (metric days kept, caches of the
-account dropped); a failure is retried with backoff by the inbox job, which one replica
-at a time runs (a lease), until it succeeds.
+after the answer: the event is claimed and processed (social: metric days kept, caches
+of the account dropped; crm: the record read fresh and applied by `hub.crm_sync`); a
+failure is retried with backoff by the inbox job, which one replica at a time runs (a
+lease), until it succeeds.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from hub.sources.social import MetricRecord
 from hub.sources.store import Store
 from hub.store.leases import Leases
 from hub.store.tables import WebhookEventRow
+from hub.tenants import TENANT_ID
 from hub.text import invalid_text_at
 
 logger = logging.getLogger("hub.webhooks")
@@ -164,10 +166,23 @@ def check_payload(source: str, body: bytes, sent_at: datetime) -> tuple[str, dic
     if kind == "metrics.updated":
         social_days(payload)
         occurred_at(payload, sent_at)
+    elif kind == "contact.updated":
+        crm_change(payload)
     return kind, payload
 
 
-HANDLED = frozenset({("social", "metrics.updated")})
+def crm_change(payload: Any) -> tuple[str, str]:
+    """The tenant (the CRM's workspace) and CRM id of a `contact.updated` event, or
+    `BadRequest`. The event names the record only: its data is read from the CRM."""
+    tenant, crm_id = payload.get("workspace"), payload.get("contactId")
+    if not (isinstance(tenant, str) and TENANT_ID.fullmatch(tenant)):
+        raise BadRequest("A contact.updated event needs the `workspace` it belongs to.")
+    if not (isinstance(crm_id, str) and 0 < len(crm_id) <= 64 and _storable(crm_id)):
+        raise BadRequest("A contact.updated event needs the `contactId` (at most 64 characters).")
+    return tenant, crm_id
+
+
+HANDLED = frozenset({("social", "metrics.updated"), ("crm", "contact.updated")})
 SOURCES = frozenset(source for source, _ in HANDLED)
 
 
@@ -215,6 +230,7 @@ class Inbox(PeriodicJob[int]):
         store: Store,
         *,
         on_days: Callable[[str, list[MetricRecord]], Awaitable[None]] | None = None,
+        on_crm_change: Callable[[str, str], Awaitable[None]] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         leases: Leases | None = None,
         interval_s: float = 10.0,
@@ -222,6 +238,8 @@ class Inbox(PeriodicJob[int]):
         super().__init__(interval_s=interval_s, leases=leases)
         self.store = store
         self.on_days = on_days
+        self.on_crm_change = on_crm_change
+        """Told (tenant, CRM id) of a CRM record that changed; applies it."""
         self.clock = clock
         self._running: set[asyncio.Task[bool]] = set()
 
@@ -329,6 +347,10 @@ class Inbox(PeriodicJob[int]):
             kept = await store_days(self.store, days, observed_at=observed_at, now=self.clock())
             if self.on_days is not None and kept:
                 await self.on_days(kept[0].external_id, kept)
+        elif (event.source, event.type) == ("crm", "contact.updated"):
+            if self.on_crm_change is None:
+                raise RuntimeError("CRM changes cannot be applied: the CRM is not configured")
+            await self.on_crm_change(*crm_change(event.payload))
 
     async def _mark(self, event: WebhookEventRow, **values: Any) -> None:
         async with self.store.sessions.begin() as session:

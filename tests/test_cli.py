@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
 import pytest
+import uvicorn
 
 from hub.__main__ import _metrics_shared_by, main
 from hub.settings import DEV_JWT_SECRET
+from hub.simulators import SimulatorConfig, create_crm_app
 from tests.conftest import ROOT, TEST_SECRET
 
 # `main` configures logging for its process; each test gets the suite's set-up back.
@@ -223,3 +231,60 @@ def test_one_worker_keeps_metrics_in_process_and_a_named_directory_is_left_alone
     with _metrics_shared_by(2):
         assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path)
     assert tmp_path.is_dir()
+
+
+@contextlib.contextmanager
+def _crm_simulator() -> Iterator[str]:
+    """The CRM simulator under uvicorn on a thread of its own: a URL a command can reach."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        create_crm_app(SimulatorConfig()), lifespan="off", log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    thread = threading.Thread(target=asyncio.run, args=(server.serve(sockets=[sock]),))
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join()
+        sock.close()
+
+
+def test_sync_crm_imports_each_tenants_contacts_and_then_only_what_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in _env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert main(["sync", "crm"]) == 1
+    assert "HUB_CRM_URL is not set" in capsys.readouterr().err
+    assert main(["seed", "--influencers", "150", "--campaigns", "9", "--tenants", "3"]) == 0
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        seeded = db.execute("select count(*) from contacts where tenant_id = 'acme'").fetchone()[0]
+    capsys.readouterr()
+    with _crm_simulator() as url:
+        monkeypatch.setenv("HUB_CRM_URL", url)
+        assert main(["sync", "crm", "--tenant", "nope"]) == 1
+        assert "no tenant nope" in capsys.readouterr().err
+        assert main(["sync", "crm", "--full", "--tenant", "acme"]) == 0
+        out, err = capsys.readouterr()
+        assert f"acme: 100 records, {100 - seeded} imported" in out
+        assert "crm acme     100 records" in err
+        # The seeded people's names and emails (hub-owned) went to the CRM after the run.
+        assert out.splitlines()[-1] == f"{seeded} changes written back to the CRM"
+        assert main(["sync", "crm"]) == 0
+        out, _err = capsys.readouterr()
+        # acme again lists only what changed since (what it wrote back, and what the overlap
+        # reads again), and finds both sides agree; the others' first runs import theirs.
+        lines = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+        listed, rest = lines["acme"].split(" records, ")
+        assert seeded <= int(listed) <= seeded + 1
+        assert rest.startswith("0 imported, 0 updated, 0 conflicts")
+        assert lines["globex"].startswith("100 records, ")
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        counts = dict(db.execute("select tenant_id, count(*) from contacts group by tenant_id"))
+    assert counts == {"acme": 100, "globex": 100, "initech": 100}

@@ -219,12 +219,33 @@ async def test_a_signed_event_we_cannot_read_is_400_and_keeps_nothing(
     assert await _count(app, WebhookEventRow) == 0
 
 
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"type": "contact.updated", "contactId": "crm-acme-00001"}, "workspace"),
+        ({"type": "contact.updated", "workspace": "../acme", "contactId": "x"}, "workspace"),
+        ({"type": "contact.updated", "workspace": "acme", "contactId": "x" * 65}, "contactId"),
+        ({"type": "metrics.updated", "accountId": "a", "days": []}, "not received from crm"),
+    ],
+)
+async def test_a_signed_crm_event_we_cannot_read_is_400_and_keeps_nothing(
+    hub: tuple[Starlette, httpx.AsyncClient], payload: Any, message: str
+) -> None:
+    app, client = hub
+    body, headers = delivery(payload)
+    response = await client.post("/webhooks/crm", content=body, headers=headers)
+    assert response.status_code == 400
+    assert codes(response.json()) == ["BAD_REQUEST"]
+    assert message in response.json()["errors"][0]["message"]
+    assert await _count(app, WebhookEventRow) == 0
+
+
 async def test_a_source_that_sends_no_webhooks_is_404(
     hub: tuple[Starlette, httpx.AsyncClient],
 ) -> None:
     _app, client = hub
     body, headers = delivery(updated(day("2026-10-01")))
-    for source in ("crm", "nope", "social%2F..%2Fx"):
+    for source in ("discovery", "nope", "social%2F..%2Fx"):
         response = await client.post(f"/webhooks/{source}", content=body, headers=headers)
         assert response.status_code == 404
         assert codes(response.json()) == ["NOT_FOUND"]

@@ -7,10 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from hub.context import Context
+from hub.crm_sync import queue_write_back
 from hub.erasure import is_tombstoned
 from hub.errors import BadUserInput, Forbidden, NotFound
 from hub.ids import is_id
+from hub.phones import e164
 from hub.policy.rows import RowScope
 from hub.resolvers.campaigns import has_control_characters, text
 from hub.resolvers.influencers import check_influencer_id
@@ -113,7 +117,16 @@ async def upsert_contact(context: Context, fields: ContactFields) -> ContactRow:
     ):
         raise _unavailable(scope, None)
     try:
-        row = await context.store.upsert_contact(scope, fields.id, values, now=datetime.now(UTC))
+        now = datetime.now(UTC)
+        sync = context.sync
+
+        def write_back(session: AsyncSession, row: ContactRow, before: dict[str, Any]) -> None:
+            if sync is not None:
+                queue_write_back(session, sync, row, before, now)
+
+        row = await context.store.upsert_contact(
+            scope, fields.id, values, now=now, on_written=write_back
+        )
     except DuplicateRow as clash:
         raise _unavailable(scope, clash.key) from None
     except MissingParent:
@@ -174,4 +187,5 @@ def _contact_values(fields: ContactFields) -> dict[str, Any]:
         if not _PHONE.fullmatch(phone):
             raise BadUserInput("`phone` is not a phone number.", argument="input.phone")
         values["phone"] = phone
+        values["phone_e164"] = e164(phone)
     return values

@@ -11,13 +11,14 @@ from sqlmodel import col
 from hub.audit import AuditEvent
 from hub.context import Context
 from hub.erasure import delete_upstream, erase_in_store, pseudonym
-from hub.errors import Forbidden, NotFound, SourceUnavailable
+from hub.errors import Forbidden, NotFound, SourceError, SourceUnavailable
 from hub.policy.access import Coordinate
 from hub.resolvers.contacts import check_contact_id, contact
+from hub.sources.crm import CrmSource
 from hub.sources.store import Page
 from hub.store.tables import AuditEventRow, ErasureRow, ErasureTaskRow
 
-PERSONAL = ("full_name", "email", "phone")
+PERSONAL = ("full_name", "email", "phone", "job_title")
 # What the export holds, column by column, and the schema field whose access rule governs
 # each column: the export gives nothing that the same caller could not read field by field.
 # Columns with no field of their own (ids, times, the CRM link) go with the row's `id`; the
@@ -31,6 +32,7 @@ CONTACT_COLUMNS: dict[str, Coordinate] = {
     "full_name": ("Contact", "fullName"),
     "email": ("Contact", "email"),
     "phone": ("Contact", "phone"),
+    "job_title": ("Contact", "jobTitle"),
     "created_at": ("Contact", "id"),
     "updated_at": ("Contact", "id"),
     "erased_at": ("Contact", "id"),
@@ -126,6 +128,7 @@ async def export_contact(context: Context, contact_id: str) -> dict[str, Any]:
     found = row[contact_id]
     consents = (await context.store.consents_by_contact(scope, [contact_id])).get(contact_id, [])
     log = await access_log(context, contact_id, first=100_000, after=None)
+    crm_copy = await _crm_copy(context, scope.tenant, found.crm_id)
     now = datetime.now(UTC)
     exported = [
         AuditEvent.by(
@@ -137,6 +140,16 @@ async def export_contact(context: Context, contact_id: str) -> dict[str, Any]:
         )
         for name in PERSONAL
         if getattr(found, name) is not None
+    ] + [
+        AuditEvent.by(
+            context.principal,
+            at=now,
+            coordinate=f"Query.exportContactData.crm.{name}",
+            decision="exported",
+            subject=contact_id,
+        )
+        for name, value in (crm_copy or {}).get("record", {}).items()
+        if name in CRM_PERSONAL and value is not None
     ]
     if context.audit is not None and not context.audit.record(*exported):
         raise SourceUnavailable(
@@ -146,8 +159,31 @@ async def export_contact(context: Context, contact_id: str) -> dict[str, Any]:
         "exportedAt": now.isoformat(),
         "contact": _json(found, CONTACT_COLUMNS),
         "consents": [_json(c, CONSENT_COLUMNS) for c in consents],
+        "crm": crm_copy,
         "accessLog": [_json(e, EVENT_COLUMNS) for e in log.rows],
     }
+
+
+CRM_PERSONAL = frozenset({"fullName", "email", "phone", "jobTitle"})
+
+
+async def _crm_copy(context: Context, tenant: str, crm_id: str | None) -> dict[str, Any] | None:
+    """The CRM's own copy of the person, read fresh and attributed to it; None when no CRM
+    record is linked. A CRM that cannot answer is said so in the copy's place."""
+    if crm_id is None:
+        return None
+    copy: dict[str, Any] = {"source": "crm", "crmId": crm_id}
+    crm = context.sources.crm
+    if not isinstance(crm, CrmSource):
+        return {**copy, "unavailable": "The CRM source is not configured."}
+    try:
+        found = await crm.current(tenant, [crm_id])
+    except SourceError as error:
+        return {**copy, "unavailable": error.message}
+    record = found.get(crm_id)
+    if record is None:
+        return {**copy, "record": None}
+    return {**copy, "record": {**record.fields, "updatedAt": record.updated_at.isoformat()}}
 
 
 async def erase_contact(context: Context, contact_id: str) -> ErasureRow:

@@ -82,6 +82,7 @@ class Contact:
     personal_name: strawberry.Private[str | None]
     personal_email: strawberry.Private[str | None]
     personal_phone: strawberry.Private[str | None]
+    stored_job_title: strawberry.Private[str | None]
     crm_id: strawberry.Private[str | None]
     influencer_id: strawberry.Private[str | None]
 
@@ -107,8 +108,12 @@ class Contact:
         record = await resolvers.crm_record(info.context, self.crm_id, self.id)
         return None if record is None else record.company
 
-    @strawberry.field(extensions=[PersonalData()], description="From the CRM.")
+    @strawberry.field(
+        extensions=[PersonalData()], description="The own store's value, else the CRM's."
+    )
     async def job_title(self, info: Info[Context, None]) -> str | None:
+        if self.stored_job_title is not None:
+            return self.stored_job_title
         record = await resolvers.crm_record(info.context, self.crm_id, self.id)
         return None if record is None else record.job_title
 
@@ -121,6 +126,7 @@ class Contact:
             personal_name=row.full_name,
             personal_email=row.email,
             personal_phone=row.phone,
+            stored_job_title=row.job_title,
             crm_id=row.crm_id,
             influencer_id=row.influencer_id,
         )

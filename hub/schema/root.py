@@ -51,6 +51,7 @@ from hub.schema.pagination import (
 from hub.schema.privacy import AccessEvent, ErasureReport
 from hub.schema.schema import HubSchema
 from hub.schema.subscriptions import Subscription
+from hub.schema.sync import SyncStatus, sync_status
 from hub.schema.viewer import Tenant, TenantStatusType, Viewer
 from hub.settings import Settings
 
@@ -60,6 +61,11 @@ class Query:
     @strawberry.field(description="The caller, as read from the bearer token.")
     def me(self, info: Info[Context, None]) -> Viewer:
         return Viewer.from_principal(info.context.principal)
+
+    @strawberry.field(description="Where the caller's tenant's contacts stand with the CRM.")
+    async def sync_status(self, info: Info[Context, None]) -> SyncStatus | None:
+        context = info.context
+        return await sync_status(context.store, context.require_scope().tenant)
 
     @strawberry.field(description="The caller's tenant.")
     async def tenant(self, info: Info[Context, None]) -> Tenant:

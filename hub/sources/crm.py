@@ -1,11 +1,12 @@
-"""The CRM adapter: contact enrichment (company, job title, phone) by CRM id, and deletion."""
+"""The CRM adapter: contact enrichment (company, job title, phone) by CRM id, deletion, and
+what the sync needs: the listing of what changed since a time, fresh reads, and updates."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -24,6 +25,23 @@ class CrmRecord:
     job_title: str | None
     phone: str | None
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CrmContact:
+    """A CRM record as the sync sees it: its synchronised fields by their name in
+    `policies/sync.yaml`."""
+
+    crm_id: str
+    fields: dict[str, str | None]
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CrmPage:
+    contacts: list[CrmContact]
+    cursor: str | None
+    """Where the next page starts; None on the last page."""
 
 
 class CrmLookup(Protocol):
@@ -77,6 +95,43 @@ class CrmSource:
         await self.client.delete(f"/v1/contacts/{quote(crm_id, safe='')}")
         return True
 
+    async def changed_since(
+        self, tenant: str, since: datetime | None, *, cursor: str | None, limit: int = MAX_IDS
+    ) -> CrmPage:
+        """One page of the tenant's records changed at or after `since` (every record when
+        None), oldest change first."""
+        params = {"tenant": tenant, "limit": str(limit)}
+        if since is not None:
+            params["updated_since"] = since.isoformat()
+        if cursor is not None:
+            params["cursor"] = cursor
+        page: CrmPage = await self.client.get_json("/v1/contacts", params, parse=_page(tenant))
+        return page
+
+    async def current(self, tenant: str, crm_ids: Sequence[str]) -> dict[str, CrmContact]:
+        """The tenant's records as they are now, never from a cache (unknown ids left out)."""
+        answers = await asyncio.gather(
+            *(
+                self.client.get_json("/v1/contacts", {"ids": ",".join(batch)}, parse=_page(tenant))
+                for batch in shapes.chunks(list(crm_ids), MAX_IDS)
+            )
+        )
+        return {c.crm_id: c for answer in answers for c in answer.contacts}
+
+    async def write(self, crm_id: str, fields: Mapping[str, str | None], *, key: str) -> bool:
+        """Change the record's synchronised `fields`; the CRM applies one `key` once. False
+        when the CRM has no such record. The CRM does not scope an update by workspace: the
+        caller makes sure the record is its tenant's first (`current`)."""
+        body: dict[str, Any] = {}
+        for name, value in fields.items():
+            if name == "company":
+                body["organisation"] = {"name": value}
+            else:
+                body[_CRM_NAMES[name]] = value
+        return await self.client.patch_json(
+            f"/v1/contacts/{quote(crm_id, safe='')}", body, idempotency_key=key
+        )
+
     async def _fetch_any(self, ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         answer: dict[str, tuple[str, dict[str, Any]]] = await self.client.get_json(
             "/v1/contacts", {"ids": ",".join(ids)}, parse=_contacts
@@ -126,3 +181,41 @@ def _from_json(value: Mapping[str, Any]) -> CrmRecord:
         phone=value["phone"],
         updated_at=datetime.fromisoformat(value["updated_at"]),
     )
+
+
+_CRM_NAMES = {"fullName": "name", "email": "email_address", "phone": "tel", "jobTitle": "title"}
+
+
+def _page(tenant: str) -> Callable[[Any], CrmPage]:
+    """A listing's parser that keeps the tenant's records only, whatever the CRM answers."""
+
+    def parse(payload: Any) -> CrmPage:
+        contacts = []
+        for item in shapes.items(payload, "contacts"):
+            if shapes.text(item, "workspace") != tenant:
+                continue
+            organisation = shapes.obj(item).get("organisation")
+            fields = {
+                ours: shapes.optional_text(item, theirs) for ours, theirs in _CRM_NAMES.items()
+            }
+            fields["company"] = (
+                None if organisation is None else shapes.optional_text(organisation, "name")
+            )
+            contacts.append(
+                CrmContact(
+                    crm_id=shapes.text(item, "contact_id"),
+                    fields=fields,
+                    updated_at=_utc(shapes.timestamp(item, "updated")),
+                )
+            )
+        cursor = shapes.obj(payload).get("next_cursor")
+        if cursor is not None and not isinstance(cursor, str):
+            raise TypeError("next_cursor: expected a string")
+        return CrmPage(contacts, cursor)
+
+    return parse
+
+
+def _utc(moment: datetime) -> datetime:
+    """A time the CRM gave without an offset is UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

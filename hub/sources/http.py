@@ -188,6 +188,15 @@ class SourceClient:
         request = {"json": json, "headers": headers}
         return await self._call("POST", path, request, idempotent=idempotent, parse=parse)
 
+    async def patch_json(self, path: str, json: Any, *, idempotency_key: str) -> bool:
+        """PATCH a JSON body under an `Idempotency-Key` (so it is retried: the upstream
+        applies a key once); False when the upstream answers 404 (nothing to change)."""
+        request = {"json": json, "headers": {"Idempotency-Key": idempotency_key}}
+        status: int = await self._call(
+            "PATCH", path, request, idempotent=True, parse=None, absent_ok=True
+        )
+        return status != 404
+
     async def delete(self, path: str, *, headers: Headers | None = None) -> bool:
         """DELETE `path` (retried: deleting twice deletes once); False when the upstream answers
         404, i.e. the thing is already gone."""

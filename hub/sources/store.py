@@ -19,6 +19,7 @@ from hub.ids import new_id
 from hub.policy.rows import RowScope
 from hub.sources.scoping import campaign_scope, contact_scope, scoped_campaign_ids
 from hub.store.tables import (
+    SYNCED_COLUMNS,
     CampaignMemberRow,
     CampaignRow,
     ConsentRow,
@@ -293,11 +294,14 @@ class Store:
         values: dict[str, Any],
         *,
         now: datetime,
+        on_written: Callable[[AsyncSession, ContactRow, dict[str, Any]], None] | None = None,
     ) -> ContactRow | None:
         """Update the contact `contact_id`, else the tenant's contact with the same normalised
         email, else insert one; None when `contact_id` is not in scope or was erased.
         `DuplicateRow` (with its `key`) when another contact has the email or the CRM id, or
-        when the contact with the email is outside the caller's scope."""
+        when the contact with the email is outside the caller's scope. `on_written(session,
+        row, before)` runs in the write's transaction, with the synchronised fields as they
+        were (`SYNCED_COLUMNS`; empty for a new contact)."""
         email = values.get("email_normalized")
         for _attempt in range(3):
             try:
@@ -322,11 +326,15 @@ class Store:
                             updated_at=now,
                         )
                         session.add(row)
+                        before: dict[str, Any] = {}
                     else:
                         row = await session.get_one(ContactRow, target)
+                        before = {n: getattr(row, c) for n, c in SYNCED_COLUMNS.items()}
                     for key, value in values.items():
                         setattr(row, key, value)
                     row.updated_at = now
+                    if on_written is not None:
+                        on_written(session, row, before)
                 return row
             except IntegrityError as exc:
                 error = _integrity_error(exc)

@@ -42,6 +42,11 @@ class Upstreams:
             return
         logger.info("purged %d cached entries of a subject", purged)
 
+    async def forget_contact(self, contact_id: str, crm_id: str) -> None:
+        """A sync changed the contact: what is cached of it, and of its CRM record, goes."""
+        await self.forget_subject(contact_id)
+        await self.forget_subject(crm_id)
+
     async def forget_account_days(self, external_id: str, _days: object) -> None:
         """Drop every cached window of an account's metrics, on every replica: its days in
         the store changed (a webhook, ingestion)."""

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 from hub.ids import new_id
+from hub.phones import e164
 from hub.store.tables import (
     AuditEventRow,
     CampaignMemberRow,
@@ -267,18 +268,21 @@ def _contacts(
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
         email = f"{first}.{last}.{tenant_id}{position}@example.com".lower()
         contact_id = new_id("contact", at_ms=created_ms, random_bits=rng.getrandbits(24))
+        role = rng.choice(_ROLES)
+        phone = f"+48 600 {rng.randrange(100, 999)} {rng.randrange(100, 999)}"
         contacts.append(
             {
                 "id": contact_id,
                 "tenant_id": tenant_id,
                 "influencer_id": influencer_id,
                 "crm_id": f"crm-{tenant_id}-{position:05d}",
-                "role": rng.choice(_ROLES),
+                "role": role,
                 "company": None,
                 "full_name": f"{first} {last}",
                 "email": email,
                 "email_normalized": email,
-                "phone": f"+48 600 {rng.randrange(100, 999)} {rng.randrange(100, 999)}",
+                "phone": phone,
+                "phone_e164": e164(phone),
                 "created_at": created,
                 "updated_at": created,
                 "erased_at": None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
 from typing import Any
 
@@ -81,6 +82,7 @@ class ContactRow(SQLModel, table=True):
         UniqueConstraint("tenant_id", "email_normalized"),
         # One contact per CRM record in a tenant: the record's data is that person's alone.
         Index("uq_contacts_tenant_crm_id", "tenant_id", "crm_id", unique=True),
+        Index("ix_contacts_tenant_phone_e164", "tenant_id", "phone_e164"),
     )
 
     id: str = Field(primary_key=True, max_length=40)
@@ -95,9 +97,28 @@ class ContactRow(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=320)
     email_normalized: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=40)
+    phone_e164: str | None = Field(default=None, max_length=20)
+    """`phone` in E.164 (`+48221234567`), what two numbers are compared in; None when
+    `phone` is not a number."""
+    job_title: str | None = Field(default=None, max_length=200)
+    crm_base: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """The synchronised fields as the hub and the CRM last agreed on them (None before the
+    first sync): a field that differs from it here changed in the hub, one that differs
+    at the CRM changed there, and both is a conflict."""
+    crm_synced_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
     erased_at: datetime | None = None
+
+
+SYNCED_COLUMNS = {
+    "fullName": "full_name",
+    "email": "email",
+    "phone": "phone",
+    "company": "company",
+    "jobTitle": "job_title",
+}
+"""The contact columns a CRM sync keeps alike, by their field names in `policies/sync.yaml`."""
 
 
 class ConsentRow(SQLModel, table=True):
@@ -272,3 +293,62 @@ class JobCheckpointRow(SQLModel, table=True):
     parameters: str = Field(max_length=500)
     position: str = Field(max_length=200)
     updated_at: datetime
+
+
+class CrmOutboxRow(SQLModel, table=True):
+    """A change the hub owns, still to be written to the CRM; kept in the transaction that
+    made it, sent (`Idempotency-Key: <key>`) until the CRM takes it, then deleted."""
+
+    __tablename__ = "crm_outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(default_factory=lambda: uuid.uuid4().hex, max_length=40, unique=True)
+    """Never used for another change (ids of deleted rows may come back; keys do not)."""
+    tenant_id: str = Field(index=True, max_length=64)
+    contact_id: str = Field(index=True, max_length=40)
+    crm_id: str = Field(max_length=64)
+    fields: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    """The synchronised fields to write, by their name in `policies/sync.yaml`."""
+    created_at: datetime
+    attempts: int = 0
+    next_attempt_at: datetime = Field(index=True)
+    claimed_until: datetime | None = None
+    last_error: str | None = Field(default=None, max_length=500)
+
+
+class SyncStateRow(SQLModel, table=True):
+    """Where a tenant's sync with a source stands, and what it has done so far."""
+
+    __tablename__ = "sync_states"
+
+    tenant_id: str = Field(primary_key=True, max_length=64)
+    source: str = Field(primary_key=True, max_length=20)
+    watermark: datetime | None = None
+    """The source's `updated` of the newest change applied by a complete run: the next
+    incremental run lists from there."""
+    last_run_at: datetime | None = None
+    last_success_at: datetime | None = None
+    """When the last complete run started: the hub holds every change made before it."""
+    last_error: str | None = Field(default=None, max_length=500)
+    imported: int = 0
+    updated: int = 0
+    conflicts: int = 0
+    failures: int = 0
+    skipped_erased: int = 0
+
+
+class SyncConflictRow(SQLModel, table=True):
+    """A field both systems changed since they last agreed, and which side won by
+    `policies/sync.yaml`; no value is kept (they are personal data)."""
+
+    __tablename__ = "sync_conflicts"
+    __table_args__ = (Index("ix_sync_conflicts_tenant_at", "tenant_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(max_length=64)
+    contact_id: str = Field(max_length=40, index=True)
+    source: str = Field(max_length=20)
+    field: str = Field(max_length=40)
+    rule: str = Field(max_length=10)
+    winner: str = Field(max_length=10)
+    at: datetime

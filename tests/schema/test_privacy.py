@@ -82,6 +82,12 @@ async def test_the_export_holds_data_consents_and_log_and_is_audited(
     assert "@" in export["contact"]["email"]
     assert export["consents"] and all(c["contact_id"] == contact_id for c in export["consents"])
     assert any(e["coordinate"] == "Contact.email" for e in export["accessLog"])
+    # The CRM's own copy of the person, read from the CRM and attributed to it.
+    crm_copy = export["crm"]
+    assert crm_copy["source"] == "crm" and crm_copy["crmId"] == export["contact"]["crm_id"]
+    record = crm_copy["record"]
+    assert set(record) == {"fullName", "email", "phone", "company", "jobTitle", "updatedAt"}
+    assert "@" in record["email"] and record["email"] != export["contact"]["email"]
     _, again = await gql(sqlite_client, query, token=dpo)
     exported = [
         e for e in again["data"]["exportContactData"]["accessLog"] if e["decision"] == "exported"
@@ -90,6 +96,10 @@ async def test_the_export_holds_data_consents_and_log_and_is_audited(
         "Query.exportContactData.full_name",
         "Query.exportContactData.email",
         "Query.exportContactData.phone",
+        "Query.exportContactData.crm.fullName",
+        "Query.exportContactData.crm.email",
+        "Query.exportContactData.crm.phone",
+        "Query.exportContactData.crm.jobTitle",
     }
 
 
@@ -328,7 +338,7 @@ async def test_erasure_never_deletes_another_workspaces_crm_record(
 async def test_the_export_is_refused_while_the_audit_trail_cannot_keep_its_events(
     sqlite_settings: Settings, make_token: MakeToken
 ) -> None:
-    settings = sqlite_settings.model_copy(update={"audit_buffer_max_events": 5})
+    settings = sqlite_settings.model_copy(update={"audit_buffer_max_events": 10})
     async with running_app(settings) as (app, client):
         hub = app.state.hub
         contact_id = await _a_contact_with_consent(client, make_token)

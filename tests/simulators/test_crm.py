@@ -31,6 +31,7 @@ async def test_batch_lookup_answers_in_request_order_and_leaves_out_malformed_id
     assert set(first) == {
         "contact_id",
         "workspace",
+        "name",
         "title",
         "tel",
         "email_address",
@@ -151,3 +152,42 @@ async def test_a_malformed_id_is_not_found(open_client: OpenClient) -> None:
     response = await client.get("/v1/contacts/crm-acme-12")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_the_listing_of_changes_is_oldest_first_and_only_since_the_time_asked(
+    open_client: OpenClient,
+) -> None:
+    client = open_client(create_crm_app(SimulatorConfig()))
+    everything, _ = await _walk(client, {"limit": "100", "tenant": "acme"})
+    since = "2026-06-01T00:00:00Z"  # after every seeded record's `updated`
+    assert (await _walk(client, {"tenant": "acme", "updated_since": since}))[0] == []
+    for crm_id in ("crm-acme-00042", "crm-acme-00007", "crm-globex-00001"):
+        edited = await client.post(f"/_control/contacts/{crm_id}", json={"title": "Edited"})
+        assert edited.status_code == 200
+    changed, pages = await _walk(client, {"tenant": "acme", "updated_since": since, "limit": "1"})
+    assert changed == ["crm-acme-00042", "crm-acme-00007"] and pages == 2
+    # Every record, by a time before them all, comes in the order of its change.
+    walked, _ = await _walk(client, {"tenant": "acme", "updated_since": "2000-01-01T00:00:00Z"})
+    assert sorted(walked) == everything and walked[-2:] == changed
+    response = await client.get("/v1/contacts", params={"updated_since": "yesterday"})
+    assert response.status_code == 400
+
+
+async def test_an_update_with_a_key_seen_before_changes_nothing(open_client: OpenClient) -> None:
+    client = open_client(create_crm_app(SimulatorConfig()))
+    path = "/v1/contacts/crm-acme-00003"
+    first = await client.patch(
+        path, json={"name": "Ada Keller"}, headers={"Idempotency-Key": "k-1"}
+    )
+    assert first.status_code == 200 and first.json()["name"] == "Ada Keller"
+    again = await client.patch(path, json={"name": "Other"}, headers={"Idempotency-Key": "k-1"})
+    assert again.json() == first.json()
+    assert (await client.get(path)).json()["name"] == "Ada Keller"
+    company = await client.patch(path, json={"organisation": {"name": "New Co"}})
+    assert company.json()["organisation"]["name"] == "New Co"
+    assert company.json()["updated"] > first.json()["updated"]
+    refused = await client.patch(path, json={"workspace": "globex"})
+    assert refused.status_code == 400
+    assert (await client.get(path)).json()["workspace"] == "acme"
+    missing = await client.patch("/v1/contacts/crm-acme-99999-x", json={"name": "x"})
+    assert missing.status_code == 404

@@ -1,0 +1,716 @@
+"""CRM sync: the CRM's contacts imported into the hub and kept alike with it, field by field,
+by `policies/sync.yaml`.
+
+    `hub sync crm [--full]`, or its schedule (one process per tenant at a time: a lease)
+      -> GET /v1/contacts?tenant=…&updated_since=<watermark - 5 s>, page by page; the CRM's
+         cursor kept after each page (`job_checkpoints`): a run stopped midway goes on
+      -> each record in its own transaction (`apply_record`):
+           a person erased here (tombstone of the CRM id or email)  -> skipped, never imported
+           a contact with the CRM id, else one not linked to another record with the same
+           normalised email, else with the same E.164 phone        -> each field decided by
+           its rule (`hub.policy.sync.decide`):
+               the hub's value to change -> the contact updated; audited (`updated`)
+               the CRM's value to change -> a write-back queued (`crm_outbox`)
+               both changed since agreed -> a conflict recorded (`sync_conflicts`)
+           none                                                    -> a new contact;
+                                                                      audited (`imported`)
+      -> the watermark: the newest `updated` the run saw; `sync_states` counts what it did
+    POST /webhooks/crm (`contact.updated`) -> that record read fresh and applied the same way
+    upsertContact on a linked contact     -> its write-back queued in the write's transaction
+    the outbox job -> PATCH /v1/contacts/{id} with the row's own `Idempotency-Key` (the CRM
+                      applies a key once), retried with backoff until it is taken; then the
+                      row is deleted (it holds personal values)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from hub.erasure import tombstoned
+from hub.errors import SourceError
+from hub.ids import new_id
+from hub.jobs import PeriodicJob
+from hub.phones import e164
+from hub.policy.sync import FIELDS, SyncPolicy, decide
+from hub.sources.crm import CrmContact, CrmSource
+from hub.sources.store import Store
+from hub.store import checkpoints
+from hub.store.leases import Leases
+from hub.store.tables import (
+    SYNCED_COLUMNS,
+    AuditEventRow,
+    ContactRow,
+    CrmOutboxRow,
+    SyncConflictRow,
+    SyncStateRow,
+)
+from hub.tenants import ACTIVE, find, listed
+
+logger = logging.getLogger("hub.crm_sync")
+
+SOURCE = "crm"
+PRINCIPAL = "sync:crm"
+"""Who the audit trail names for what a sync writes."""
+OVERLAP = timedelta(seconds=5)
+"""An incremental run lists from this long before the watermark: a change the CRM stamped
+while the last run read is not missed (applying a record twice changes nothing)."""
+LEASE_S = 300.0
+OUTBOX_BACKOFF_S = (5, 30, 120, 600, 1800)
+OUTBOX_CLAIM_S = 60.0
+MAX_SENDING = 8
+"""Write-backs in flight at once (each contact's one at a time, in order)."""
+LIMITS = {"fullName": 200, "email": 320, "phone": 40, "company": 200, "jobTitle": 200}
+"""The longest value the store keeps of each field; a longer one fails its record."""
+Clock = Callable[[], datetime]
+OnContact = Callable[[str, str], Awaitable[None]]
+"""Told (contact id, CRM id) of each contact a sync changed: caches to drop."""
+
+
+class SyncBusy(Exception):
+    """Another process syncs this tenant."""
+
+
+@dataclass
+class Tally:
+    """What a run (or a webhook) did."""
+
+    seen: int = 0
+    imported: int = 0
+    updated: int = 0
+    conflicts: int = 0
+    failures: int = 0
+    skipped_erased: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    tally: Tally
+    resumed: bool
+    full: bool
+
+
+def _normalised(email: str | None) -> str | None:
+    return email.strip().lower() if email else None
+
+
+def _set(row: ContactRow, name: str, value: str | None) -> None:
+    setattr(row, SYNCED_COLUMNS[name], value)
+    if name == "email":
+        row.email_normalized = _normalised(value)
+    elif name == "phone":
+        row.phone_e164 = e164(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one record did: `imported`, `updated`, `unchanged` or `failed`."""
+
+    kind: str
+    conflicts: int = 0
+    changed: str | None = None
+    """The contact whose values in the hub changed, if one did."""
+
+
+async def apply_records(
+    store: Store,
+    policy: SyncPolicy,
+    tenant: str,
+    records: list[CrmContact],
+    tally: Tally,
+    *,
+    now: datetime,
+    on_contact: OnContact | None = None,
+) -> None:
+    """Bring a page of CRM records into the hub (see the module's drawing) in one
+    transaction; should it clash with a concurrent write of the same person (a webhook beside
+    a run), each record again in a transaction of its own. `tally` counts what committed."""
+    tally.seen += len(records)
+    admitted = await _admitted(store, tenant, records, tally)
+    if not admitted:
+        return
+    try:
+        async with store.sessions.begin() as session:
+            outcomes = [await _apply(session, policy, tenant, r, now=now) for r in admitted]
+    except (IntegrityError, DBAPIError):
+        outcomes = [await _apply_alone(store, policy, tenant, r, now=now) for r in admitted]
+    for record, outcome in zip(admitted, outcomes, strict=True):
+        if outcome.kind == "failed":
+            tally.failures += 1
+        elif outcome.kind == "imported":
+            tally.imported += 1
+        elif outcome.kind == "updated":
+            tally.updated += 1
+        tally.conflicts += outcome.conflicts
+        if outcome.changed is not None and on_contact is not None:
+            await on_contact(outcome.changed, record.crm_id)
+
+
+async def _admitted(
+    store: Store, tenant: str, records: list[CrmContact], tally: Tally
+) -> list[CrmContact]:
+    """The records that may come in: not an erased person's (a tombstone of its CRM id or
+    email), and with values the store can keep."""
+    emails = [_normalised(r.fields.get("email")) for r in records]
+    erased = await tombstoned(
+        store, tenant, [r.crm_id for r in records] + [e for e in emails if e is not None]
+    )
+    admitted = []
+    for record, email in zip(records, emails, strict=True):
+        if record.crm_id in erased or (email is not None and email in erased):
+            tally.skipped_erased += 1
+            continue
+        values = record.fields
+        too_long = [n for n in FIELDS if len(values.get(n) or "") > LIMITS[n]]
+        if too_long:
+            logger.warning("CRM record %s: %s too long to keep", record.crm_id, ", ".join(too_long))
+            tally.failures += 1
+            continue
+        admitted.append(record)
+    return admitted
+
+
+async def _apply_alone(
+    store: Store, policy: SyncPolicy, tenant: str, record: CrmContact, *, now: datetime
+) -> Applied:
+    for attempt in range(3):
+        try:
+            async with store.sessions.begin() as session:
+                return await _apply(session, policy, tenant, record, now=now)
+        except (IntegrityError, DBAPIError) as error:
+            if attempt == 2:
+                logger.warning(
+                    "CRM record %s could not be applied: %s", record.crm_id, type(error).__name__
+                )
+    return Applied("failed")
+
+
+async def _apply(
+    session: AsyncSession, policy: SyncPolicy, tenant: str, record: CrmContact, *, now: datetime
+) -> Applied:
+    crm = {name: record.fields.get(name) for name in FIELDS}
+    email = _normalised(crm["email"])
+    row = await _match(session, tenant, record.crm_id, email, crm["phone"])
+    if row is None and email is not None:
+        clash = await session.scalar(
+            select(col(ContactRow.id)).where(
+                col(ContactRow.tenant_id) == tenant, col(ContactRow.email_normalized) == email
+            )
+        )
+        if clash is not None:
+            # The email is another CRM record's person here: the CRM holds a duplicate.
+            logger.warning("CRM record %s: its email is another record's", record.crm_id)
+            return Applied("failed")
+    if row is None:
+        row = ContactRow(
+            id=new_id("contact"),
+            tenant_id=tenant,
+            crm_id=record.crm_id,
+            created_at=now,
+            updated_at=now,
+        )
+        for name in FIELDS:
+            _set(row, name, crm[name])
+        row.crm_base, row.crm_synced_at = dict(crm), now
+        session.add(row)
+        _audit(session, tenant, row.id, [n for n in FIELDS if crm[n] is not None], "imported", now)
+        return Applied("imported", 0, row.id)
+    base = dict(row.crm_base or {})
+    hub = {name: getattr(row, SYNCED_COLUMNS[name]) for name in FIELDS}
+    queued = list(
+        (
+            await session.scalars(
+                select(CrmOutboxRow)
+                .where(col(CrmOutboxRow.contact_id) == row.id)
+                .order_by(col(CrmOutboxRow.id))
+            )
+        ).all()
+    )
+    in_flight = {name: value for entry in queued for name, value in entry.fields.items()}
+    changed: list[str] = []
+    write_back: dict[str, Any] = {}
+    settled: set[str] = set()
+    conflicts = 0
+    for name in FIELDS:
+        agreed = name in base
+        if in_flight.get(name, crm[name]) == hub[name] != crm[name] and (
+            not agreed or crm[name] == base[name]
+        ):
+            continue  # the hub's value is on its way to the CRM, which has not changed since
+        rule = policy.fields[name]
+        outcome = decide(
+            rule,
+            base=base.get(name),
+            agreed=agreed,
+            hub=hub[name],
+            crm=crm[name],
+            hub_changed_at=row.updated_at,
+            crm_changed_at=record.updated_at,
+        )
+        if outcome.value != hub[name]:
+            _set(row, name, outcome.value)
+            changed.append(name)
+        if outcome.value == crm[name]:
+            base[name] = outcome.value
+            settled.add(name)
+        elif in_flight.get(name, crm[name]) != outcome.value:
+            write_back[name] = outcome.value
+        if outcome.conflict:
+            conflicts += 1
+            session.add(
+                SyncConflictRow(
+                    tenant_id=tenant,
+                    contact_id=row.id,
+                    source=SOURCE,
+                    field=name,
+                    rule=rule,
+                    winner=outcome.winner,
+                    at=now,
+                )
+            )
+    # A queued write-back of a field the CRM now agrees on (it won, or got there) would
+    # undo that: it is taken out.
+    for entry in queued:
+        if settled & set(entry.fields):
+            kept = {k: v for k, v in entry.fields.items() if k not in settled}
+            if kept:
+                entry.fields = kept
+            else:
+                await session.delete(entry)
+    row.crm_id = record.crm_id
+    row.crm_base, row.crm_synced_at = base, now
+    if changed:
+        row.updated_at = now
+        _audit(session, tenant, row.id, changed, "updated", now)
+    if write_back:
+        session.add(_outbox(row, write_back, now))
+    kind = "updated" if changed or write_back else "unchanged"
+    return Applied(kind, conflicts, row.id if changed else None)
+
+
+async def _match(
+    session: AsyncSession, tenant: str, crm_id: str, email: str | None, phone: str | None
+) -> ContactRow | None:
+    """The tenant's contact of this CRM record: linked to it, else not linked to another
+    record and with its email, else with its phone."""
+    mine = col(ContactRow.tenant_id) == tenant
+    unlinked = col(ContactRow.crm_id).is_(None)
+    alive = col(ContactRow.erased_at).is_(None)
+    tries = [col(ContactRow.crm_id) == crm_id]
+    if email is not None:
+        tries.append(unlinked & (col(ContactRow.email_normalized) == email))
+    number = e164(phone)
+    if number is not None:
+        tries.append(unlinked & (col(ContactRow.phone_e164) == number))
+    for condition in tries:
+        statement = select(ContactRow).where(mine, alive, condition).order_by(col(ContactRow.id))
+        row = (await session.scalars(statement.limit(1).with_for_update())).first()
+        if row is not None:
+            return row
+    return None
+
+
+def _audit(
+    session: AsyncSession, tenant: str, contact_id: str, fields: list[str], what: str, now: datetime
+) -> None:
+    """A written personal value on the audit trail, like any other write of one."""
+    for name in fields:
+        session.add(
+            AuditEventRow(
+                at=now,
+                tenant_id=tenant,
+                principal=PRINCIPAL,
+                subject=contact_id,
+                coordinate=f"Contact.{name}",
+                decision=what,
+                reason="CRM sync",
+            )
+        )
+
+
+def _outbox(row: ContactRow, fields: dict[str, Any], now: datetime) -> CrmOutboxRow:
+    assert row.crm_id is not None
+    return CrmOutboxRow(
+        tenant_id=row.tenant_id,
+        contact_id=row.id,
+        crm_id=row.crm_id,
+        fields=fields,
+        created_at=now,
+        next_attempt_at=now,
+    )
+
+
+def queue_write_back(
+    session: AsyncSession,
+    policy: SyncPolicy,
+    row: ContactRow,
+    before: dict[str, Any],
+    now: datetime,
+) -> None:
+    """In a write's transaction: the hub-owned fields it changed on a linked contact, queued
+    for the CRM (`before`: the fields' values before the write)."""
+    if row.crm_id is None or row.erased_at is not None:
+        return
+    owned = policy.written_back()
+    fields = {
+        name: getattr(row, column)
+        for name, column in SYNCED_COLUMNS.items()
+        if name in owned and getattr(row, column) != before.get(name)
+    }
+    if fields:
+        session.add(_outbox(row, fields, now))
+
+
+def synced_values(row: ContactRow) -> dict[str, Any]:
+    """A contact's synchronised fields, by their names in `policies/sync.yaml`."""
+    return {name: getattr(row, column) for name, column in SYNCED_COLUMNS.items()}
+
+
+async def sync_crm(
+    store: Store,
+    crm: CrmSource,
+    policy: SyncPolicy,
+    leases: Leases,
+    *,
+    tenant: str,
+    full: bool = False,
+    progress: Callable[[int], None] | None = None,
+    on_contact: OnContact | None = None,
+    clock: Clock = lambda: datetime.now(UTC),
+) -> SyncReport:
+    """One run for `tenant`: every record (`full`), else those changed since the last
+    complete run. `SyncBusy` if another process syncs the tenant; a `SourceError` ends the
+    run (what was applied stays, and the next run goes on from the last page kept)."""
+    job = f"crm-sync:{tenant}"
+    if not await leases.acquire(job, ttl_s=LEASE_S):
+        raise SyncBusy(f"another process syncs tenant {tenant}")
+    started = clock()
+    tally = Tally()
+    newest: datetime | None = None
+    try:
+        state = await sync_state(store, tenant)
+        watermark = None if full or state is None else state.watermark
+        since = None if watermark is None else watermark - OVERLAP
+        parameters = f"since={'*' if since is None else since.isoformat()}"
+        cursor = await checkpoints.position(store, job, parameters)
+        resumed = cursor is not None
+        while True:
+            page = await crm.changed_since(tenant, since, cursor=cursor)
+            await apply_records(
+                store, policy, tenant, page.contacts, tally, now=clock(), on_contact=on_contact
+            )
+            for record in page.contacts:
+                newest = record.updated_at if newest is None else max(newest, record.updated_at)
+            if progress is not None:
+                progress(tally.seen)
+            if page.cursor is None:
+                break
+            cursor = page.cursor
+            await checkpoints.save(store, job, parameters, cursor, clock())
+            if not await leases.acquire(job, ttl_s=LEASE_S):
+                raise SyncBusy("the sync lease was lost; another process goes on")
+        await checkpoints.clear(store, job, parameters)
+        await _count(store, tenant, tally, run_at=started, newest=newest, error=None)
+        return SyncReport(tally, resumed, full)
+    except SyncBusy:
+        raise
+    except Exception as error:
+        tally.failures += 1
+        await _count(store, tenant, tally, run_at=started, newest=None, error=type(error).__name__)
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            await leases.release(job)
+
+
+async def apply_change(
+    store: Store,
+    crm: CrmSource,
+    policy: SyncPolicy,
+    tenant: str,
+    crm_id: str,
+    *,
+    on_contact: OnContact | None = None,
+    clock: Clock = lambda: datetime.now(UTC),
+) -> Tally:
+    """A change the CRM announced: its record read as it is now (a late or reordered
+    announcement brings nothing older back), and applied; nothing for a tenant that is not
+    active (a suspended tenant's data stays as it is)."""
+    tally = Tally()
+    known = await find(store, tenant)
+    if known is None or known.status != ACTIVE:
+        return tally
+    found = await crm.current(tenant, [crm_id])
+    if crm_id in found:
+        await apply_records(
+            store, policy, tenant, [found[crm_id]], tally, now=clock(), on_contact=on_contact
+        )
+        await _count(store, tenant, tally, run_at=None, newest=None, error=None)
+    return tally
+
+
+async def sync_state(store: Store, tenant: str) -> SyncStateRow | None:
+    async with store.sessions() as session:
+        return await session.get(SyncStateRow, (tenant, SOURCE))
+
+
+async def pending_write_backs(store: Store, tenant: str) -> tuple[int, datetime | None]:
+    """How many changes still wait for the CRM, and since when the oldest has."""
+    statement = select(func.count(), func.min(col(CrmOutboxRow.created_at))).where(
+        col(CrmOutboxRow.tenant_id) == tenant
+    )
+    async with store.sessions() as session:
+        count, oldest = (await session.execute(statement)).one()
+    return int(count), oldest
+
+
+async def _count(
+    store: Store,
+    tenant: str,
+    tally: Tally,
+    *,
+    run_at: datetime | None,
+    newest: datetime | None,
+    error: str | None,
+) -> None:
+    """Add a run's (or a webhook's, `run_at` None) counts to the tenant's sync state."""
+    for attempt in range(3):
+        try:
+            async with store.sessions.begin() as session:
+                state = await session.get(SyncStateRow, (tenant, SOURCE), with_for_update=True)
+                if state is None:
+                    state = SyncStateRow(tenant_id=tenant, source=SOURCE)
+                    session.add(state)
+                state.imported += tally.imported
+                state.updated += tally.updated
+                state.conflicts += tally.conflicts
+                state.failures += tally.failures
+                state.skipped_erased += tally.skipped_erased
+                if run_at is not None:
+                    state.last_run_at = run_at
+                    state.last_error = error
+                    if error is None:
+                        state.last_success_at = run_at
+                        if newest is not None and (
+                            state.watermark is None or newest > state.watermark
+                        ):
+                            state.watermark = newest
+            return
+        except (IntegrityError, DBAPIError):
+            if attempt == 2:
+                raise
+
+
+class CrmSyncSchedule(PeriodicJob[Tally]):
+    """An incremental run for every active tenant, every `interval_s`, on whichever process
+    holds each tenant's lease."""
+
+    name = "crm-sync-schedule"
+
+    def __init__(
+        self,
+        store: Store,
+        crm: Callable[[], CrmSource | None],
+        policy: SyncPolicy,
+        *,
+        interval_s: float,
+        on_contact: OnContact | None = None,
+    ) -> None:
+        super().__init__(interval_s=interval_s)
+        self.store = store
+        self.crm = crm
+        self.policy = policy
+        self.on_contact = on_contact
+        self.sync_leases = Leases(store.sessions)
+
+    async def run_once(self) -> Tally:
+        total = Tally()
+        crm = self.crm()
+        if crm is None:
+            return total
+        for tenant in await listed(self.store):
+            if tenant.status != ACTIVE:
+                continue
+            try:
+                report = await sync_crm(
+                    self.store,
+                    crm,
+                    self.policy,
+                    self.sync_leases,
+                    tenant=tenant.id,
+                    on_contact=self.on_contact,
+                )
+            except SyncBusy:
+                continue
+            for name in vars(total):
+                setattr(total, name, getattr(total, name) + getattr(report.tally, name))
+        return total
+
+    def report(self, outcome: Tally) -> None:
+        if outcome.seen:
+            logger.info(
+                "CRM sync: %d records, %d imported, %d updated, %d conflicts, %d failures",
+                outcome.seen,
+                outcome.imported,
+                outcome.updated,
+                outcome.conflicts,
+                outcome.failures,
+            )
+
+
+class CrmOutbox(PeriodicJob[int]):
+    """Sends the queued write-backs (`crm_outbox`), oldest first, each until the CRM takes it."""
+
+    name = "crm-outbox"
+
+    def __init__(
+        self,
+        store: Store,
+        crm: Callable[[], CrmSource | None],
+        *,
+        interval_s: float,
+        leases: Leases | None = None,
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
+        super().__init__(interval_s=interval_s, leases=leases)
+        self.store = store
+        self.crm = crm
+        self.clock = clock
+
+    async def run_once(self, limit: int = 1000) -> int:
+        """Send what is due now, up to `limit`; how many the CRM took. A contact's changes
+        go in the order they were made: only its oldest is sent at a time."""
+        crm = self.crm()
+        if crm is None:
+            return 0
+        taken = 0
+        while taken < limit:
+            rows = await self._claim_heads(min(limit - taken, 100))
+            if not rows:
+                break
+            # Each row claimed is then sent, dropped or put off: none comes back this run.
+            taken += sum(await self._send(crm, rows))
+        return taken
+
+    async def _claim_heads(self, limit: int) -> list[CrmOutboxRow]:
+        """The oldest queued change of each contact that is due, claimed for this process."""
+        now = self.clock()
+        heads = select(func.min(col(CrmOutboxRow.id))).group_by(col(CrmOutboxRow.contact_id))
+        async with self.store.sessions() as session:
+            due = (
+                await session.scalars(
+                    select(col(CrmOutboxRow.id))
+                    .where(col(CrmOutboxRow.id).in_(heads))
+                    .where(col(CrmOutboxRow.next_attempt_at) <= now)
+                    .where(
+                        or_(
+                            col(CrmOutboxRow.claimed_until).is_(None),
+                            col(CrmOutboxRow.claimed_until) < now,
+                        )
+                    )
+                    .order_by(col(CrmOutboxRow.id))
+                    .limit(limit)
+                )
+            ).all()
+        claimed = []
+        for outbox_id in due:
+            async with self.store.sessions.begin() as session:
+                won = await session.execute(
+                    update(CrmOutboxRow)
+                    .where(col(CrmOutboxRow.id) == outbox_id)
+                    .where(
+                        or_(
+                            col(CrmOutboxRow.claimed_until).is_(None),
+                            col(CrmOutboxRow.claimed_until) < now,
+                        )
+                    )
+                    .values(claimed_until=now + timedelta(seconds=OUTBOX_CLAIM_S))
+                )
+                row = (
+                    await session.get(CrmOutboxRow, outbox_id)
+                    if getattr(won, "rowcount", 0)
+                    else None
+                )
+            if row is not None:
+                claimed.append(row)
+        return claimed
+
+    async def _send(self, crm: CrmSource, rows: list[CrmOutboxRow]) -> list[bool]:
+        """Each row's change to the CRM, `MAX_SENDING` at once, once the CRM says each
+        record is the row's tenant's (a CRM id given by one tenant may name another's record:
+        that change is dropped, never written there)."""
+        owned: set[tuple[str, str]] = set()
+        reachable: set[str] = set()
+        for tenant in sorted({row.tenant_id for row in rows}):
+            ids = sorted({row.crm_id for row in rows if row.tenant_id == tenant})
+            try:
+                owned.update((tenant, crm_id) for crm_id in await crm.current(tenant, ids))
+                reachable.add(tenant)
+            except SourceError as error:
+                for row in rows:
+                    if row.tenant_id == tenant:
+                        await self._failed(row, error)
+        gate = asyncio.Semaphore(MAX_SENDING)
+
+        async def send(row: CrmOutboxRow) -> bool:
+            if (row.tenant_id, row.crm_id) not in owned:
+                logger.warning("CRM write-back %s: the tenant has no such CRM record", row.id)
+                await self._sent(row, taken=False)
+                return False
+            async with gate:
+                try:
+                    taken = await crm.write(row.crm_id, row.fields, key=row.key)
+                except SourceError as error:
+                    await self._failed(row, error)
+                    return False
+            await self._sent(row, taken=taken)
+            return taken
+
+        return list(
+            await asyncio.gather(*(send(row) for row in rows if row.tenant_id in reachable))
+        )
+
+    async def _failed(self, row: CrmOutboxRow, error: Exception) -> None:
+        attempts = row.attempts + 1
+        delay = OUTBOX_BACKOFF_S[min(attempts - 1, len(OUTBOX_BACKOFF_S) - 1)]
+        logger.warning(
+            "CRM write-back %s failed (attempt %d, next in %d s): %s",
+            row.id,
+            attempts,
+            delay,
+            type(error).__name__,
+        )
+        async with self.store.sessions.begin() as session:
+            await session.execute(
+                update(CrmOutboxRow)
+                .where(col(CrmOutboxRow.id) == row.id)
+                .values(
+                    attempts=attempts,
+                    next_attempt_at=self.clock() + timedelta(seconds=delay),
+                    claimed_until=None,
+                    last_error=type(error).__name__,
+                )
+            )
+
+    async def _sent(self, row: CrmOutboxRow, *, taken: bool) -> None:
+        """The row is done with (sent, or dropped); what the CRM took, both sides now hold."""
+        async with self.store.sessions.begin() as session:
+            done = await session.get(CrmOutboxRow, row.id)
+            if done is not None:
+                await session.delete(done)
+            contact = await session.get(ContactRow, row.contact_id, with_for_update=True)
+            if taken and contact is not None and contact.crm_id == row.crm_id:
+                held = synced_values(contact)
+                agreed = {k: v for k, v in row.fields.items() if held.get(k) == v}
+                if agreed:
+                    contact.crm_base = {**(contact.crm_base or {}), **agreed}
