@@ -37,6 +37,7 @@ from tests.conftest import ROOT, TEST_SECRET, MakeToken, running_app
 from tests.helpers import codes, gql
 
 ROLE = "hub_rls_test"
+SERVING_ROLE = "hub_rls_serve"
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 TENANT_OWNED = {
     "campaigns",
@@ -382,6 +383,54 @@ async def test_the_hub_serves_tenants_and_runs_system_work_as_a_bound_role(
             assert hub.audit.buffered == 0
             assert {"acme", "globex"} <= audited
     assert not [r for r in caplog.records if "does not bind" in r.getMessage()]
+
+
+async def test_a_role_granted_as_the_readme_says_serves_what_the_owner_migrated(
+    admin: AsyncEngine,
+    store: Store,
+    role_settings: Settings,
+    make_token: MakeToken,
+) -> None:
+    schema = role_settings.database_schema
+    async with admin.begin() as connection:
+        await connection.execute(
+            text(
+                f"DO $$ BEGIN CREATE ROLE {SERVING_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS; "
+                "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+            )
+        )
+        await connection.execute(text(f'GRANT USAGE ON SCHEMA "{schema}" TO {SERVING_ROLE}'))
+    async with store.engine.begin() as connection:  # as the owner
+        for what, objects in (
+            ("SELECT, INSERT, UPDATE, DELETE", "TABLES"),
+            ("USAGE, SELECT", "SEQUENCES"),
+        ):
+            await connection.execute(
+                text(
+                    f'ALTER DEFAULT PRIVILEGES IN SCHEMA "{schema}" '
+                    f"GRANT {what} ON {objects} TO {SERVING_ROLE}"
+                )
+            )
+            await connection.execute(
+                text(f'GRANT {what} ON ALL {objects} IN SCHEMA "{schema}" TO {SERVING_ROLE}')
+            )
+    url = make_url(role_settings.database_url).set(username=SERVING_ROLE)
+    serving = role_settings.model_copy(
+        update={"database_url": url.render_as_string(hide_password=False)}
+    )
+    query = """{ campaigns { edges { node { id } } } influencers(first: 100) { edges { node {
+      contacts { id email consents { status } } } } } }"""
+    async with running_app(serving) as (_app, client):
+        _, payload = await gql(client, query, token=make_token(tenant="globex"))
+        assert codes(payload) == [], payload
+    # The audit writer, as the serving role, wrote the request's decisions at shutdown.
+    assert await _tenants_seen(store.engine, "audit_events") == {"globex"}
+    data = payload["data"]
+    contacts = [c for e in data["influencers"]["edges"] for c in e["node"]["contacts"]]
+    assert sorted(e["node"]["id"] for e in data["campaigns"]["edges"]) == sorted(
+        await _ids(store.engine, "globex")
+    )
+    assert contacts and all(contact["consents"] for contact in contacts)
 
 
 async def _a_contact(client: Any, make_token: MakeToken) -> str:
