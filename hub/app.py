@@ -93,6 +93,7 @@ from hub.sources.upstreams import Upstreams, open_upstreams
 from hub.store import migrate, seed
 from hub.store.engine import create_engine
 from hub.store.leases import Leases
+from hub.store.tenancy import warn_if_unbound
 from hub.sweep import StoreSweeper
 from hub.tenants import TenantGate
 from hub.web import cors
@@ -198,6 +199,7 @@ def create_app(
             )
             audit = AuditLog(engine, metrics=metrics, max_events=settings.audit_buffer_max_events)
             await prepare_store(engine, demo=settings.demo)
+            await warn_if_unbound(engine)
             await audit.start()
             sources = upstreams.sources
             on_days = _told_of_days(upstreams.forget_account_days, feed.publish)

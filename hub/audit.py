@@ -18,6 +18,7 @@ from sqlmodel import col
 
 from hub.observability.metrics import Metrics
 from hub.store.tables import AuditEventRow, ErasureRow
+from hub.store.tenancy import as_system
 
 if TYPE_CHECKING:
     from hub.auth import Principal
@@ -127,7 +128,14 @@ class AuditLog:
 
     async def flush(self) -> int:
         """Write the buffered events a batch at a time and return how many were written. An
-        event the store refuses is dropped; while the store takes nothing, the rest stay."""
+        event the store refuses is dropped; while the store takes nothing, the rest stay.
+
+        In system mode (`hub.store.tenancy`), whoever asks: the buffer holds every tenant's
+        events, and every tenant's erasures are read to pseudonymise them."""
+        with as_system():
+            return await self._flush()
+
+    async def _flush(self) -> int:
         async with self._lock:
             written = 0
             while self._buffer:

@@ -20,6 +20,7 @@ from jwt.types import Options
 
 from hub.errors import Unauthenticated
 from hub.settings import MIN_JWT_SECRET_BYTES, Settings
+from hub.store.tenancy import bind_tenant
 
 if TYPE_CHECKING:
     from hub.tenants import TenantGate
@@ -158,10 +159,17 @@ class Authenticator:
 
     async def authenticate_until(self, authorization: str | None) -> tuple[Principal, float | None]:
         """`authenticate`, and when the token expires (its `exp`, Unix seconds; None without
-        a token): a long-lived connection ends then."""
+        a token): a long-lived connection ends then.
+
+        Every path that serves a caller comes here: the rest of the caller's context (its
+        task, and the tasks it starts) is bound to the caller's tenant, whose rows alone the
+        store shows on PostgreSQL (`hub.store.tenancy`); to no tenant's rows until the token
+        is verified, and for an anonymous caller or a refused token."""
+        bind_tenant(None)
         principal, expires_at = await self._verify(authorization)
         if self.tenants is not None and not principal.is_anonymous:
             await self.tenants.check(principal.tenant)
+        bind_tenant(principal.tenant)
         return principal, expires_at
 
     async def _verify(self, authorization: str | None) -> tuple[Principal, float | None]:

@@ -12,6 +12,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from hub.observability.tracing import trace_statements
 from hub.settings import Settings
+from hub.store.tenancy import bind_connections
 
 
 def create_engine(settings: Settings, *, reads: bool = False) -> AsyncEngine:
@@ -20,7 +21,10 @@ def create_engine(settings: Settings, *, reads: bool = False) -> AsyncEngine:
     `reads`: an engine for single statements that read, outside any transaction: on SQLite
     its connections are not rolled back when handed back (a read opens no transaction, and
     each rollback is one more trip to the connection's thread), on PostgreSQL it runs in
-    autocommit (no BEGIN and ROLLBACK around each read)."""
+    autocommit (no BEGIN and ROLLBACK around each read).
+
+    On PostgreSQL every connection is bound to the current context's tenant before its
+    statements run (`hub.store.tenancy`): row-level security does the rest."""
     url = make_url(settings.database_url)
     if settings.is_sqlite:
         if url.database and url.database != ":memory:":
@@ -41,6 +45,7 @@ def create_engine(settings: Settings, *, reads: bool = False) -> AsyncEngine:
         connect_args=connect_args,
         **({"isolation_level": "AUTOCOMMIT"} if reads else {}),
     )
+    bind_connections(engine.sync_engine, per_checkout=reads)
     trace_statements(engine.sync_engine)
     return engine
 

@@ -1,7 +1,7 @@
 """CRM sync: synchronised contact fields, the outbox, sync state and conflicts
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-06 08:00:00.000000
 """
 
@@ -11,9 +11,17 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
+
+SYNCED = ("crm_outbox", "sync_states", "sync_conflicts")
+"""Tenant-owned: row-level security as in 0008 (its conditions, repeated: a migration stays
+as it was written)."""
+VISIBLE = (
+    "current_setting('hub.system', true) = 'on' "
+    "OR tenant_id = NULLIF(current_setting('hub.tenant', true), '')"
+)
 
 
 def upgrade() -> None:
@@ -75,6 +83,14 @@ def upgrade() -> None:
     with op.batch_alter_table("sync_conflicts", schema=None) as batch_op:
         batch_op.create_index("ix_sync_conflicts_tenant_at", ["tenant_id", "at"], unique=False)
         batch_op.create_index("ix_sync_conflicts_contact_id", ["contact_id"], unique=False)
+    if op.get_context().dialect.name == "postgresql":
+        for table in SYNCED:
+            op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+            op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+            op.execute(
+                f"CREATE POLICY tenant_isolation ON {table} FOR ALL "
+                f"USING ({VISIBLE}) WITH CHECK ({VISIBLE})"
+            )
 
 
 def downgrade() -> None:
