@@ -18,8 +18,11 @@ from tests.test_webhooks import day, delivery, updated
 TENANT = """{ tenant { id name status } me { tenant } }"""
 
 
-async def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """`hub tenants …` in a process of its own, on the test's store."""
+async def _cli(
+    settings: Settings, *args: str, sources: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`hub tenants …` in a process of its own, on the test's store (and `sources`: the base
+    URL of each source by name)."""
     env = {
         **os.environ,
         "HUB_DATABASE_URL": settings.database_url,
@@ -29,6 +32,7 @@ async def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[st
     }
     if not settings.database_schema:
         del env["HUB_DATABASE_SCHEMA"]
+    env.update({f"HUB_{name.upper()}_URL": url for name, url in (sources or {}).items()})
     return await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "hub", "tenants", *args],
