@@ -19,10 +19,10 @@ TENANT = """{ tenant { id name status } me { tenant } }"""
 
 
 async def _cli(
-    settings: Settings, *args: str, sources: dict[str, str] | None = None
+    settings: Settings, *args: str, environment: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`hub tenants …` in a process of its own, on the test's store (and `sources`: the base
-    URL of each source by name)."""
+    """`hub tenants …` in a process of its own, on the test's store (and with `environment`
+    added to its environment)."""
     env = {
         **os.environ,
         "HUB_DATABASE_URL": settings.database_url,
@@ -32,7 +32,7 @@ async def _cli(
     }
     if not settings.database_schema:
         del env["HUB_DATABASE_SCHEMA"]
-    env.update({f"HUB_{name.upper()}_URL": url for name, url in (sources or {}).items()})
+    env.update(environment or {})
     return await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "hub", "tenants", *args],
