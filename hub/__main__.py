@@ -291,6 +291,11 @@ def _tenants(settings: Settings, args: argparse.Namespace) -> int:
     from hub.store.engine import create_engine
     from hub.store.migrate import upgrade
 
+    if args.action == "export":
+        return _tenants_export(settings, args)
+    if args.action == "delete":
+        return _tenants_delete(settings, args)
+
     async def run() -> list[str]:
         engine = create_engine(settings)
         try:
@@ -312,6 +317,121 @@ def _tenants(settings: Settings, args: argparse.Namespace) -> int:
     for line in asyncio.run(run()):
         print(line)
     return 0
+
+
+def _tenants_export(settings: Settings, args: argparse.Namespace) -> int:
+    """The tenant's rows as NDJSON on stdout or in `--output`, written a page at a time."""
+    from hub.sources.store import Store
+    from hub.store.engine import create_engine
+    from hub.store.migrate import upgrade
+    from hub.store.tables import AuditEventRow
+    from hub.tenant_export import export_tenant
+    from hub.tenants import TenantError, find
+
+    async def run() -> dict[str, int]:
+        engine = create_engine(settings)
+        try:
+            await upgrade(engine)
+            store = Store(engine)
+            if await find(store, args.id) is None:
+                raise CommandError(f"no tenant {args.id}")
+            async with store.sessions.begin() as session:
+                session.add(
+                    AuditEventRow(
+                        at=datetime.now(UTC),
+                        tenant_id=args.id,
+                        principal="cli",
+                        coordinate="tenant.export",
+                        decision="exported",
+                    )
+                )
+            with contextlib.ExitStack() as files:
+                out = (
+                    files.enter_context(args.output.open("w", encoding="utf-8"))
+                    if args.output is not None
+                    else sys.stdout
+                )
+
+                def write(chunk: str) -> None:
+                    out.write(chunk)
+                    out.flush()
+
+                return await export_tenant(store, args.id, write)
+        except TenantError as error:
+            raise CommandError(str(error)) from None
+        except OSError as error:
+            raise CommandError(f"cannot write the export: {error}") from None
+        finally:
+            await engine.dispose()
+
+    counts = asyncio.run(run())
+    summary = ", ".join(f"{count} {kind}" for kind, count in counts.items())
+    print(f"exported tenant {args.id}: {summary}", file=sys.stderr)
+    return 0
+
+
+def _tenants_delete(settings: Settings, args: argparse.Namespace) -> int:
+    """Without `--yes`, what would go (exit 2); with it, the tenant erased and deleted."""
+    from hub.errors import SourceUnavailable
+    from hub.responses import ANSWERS_TAG
+    from hub.sources.cache import Cache, create_cache, subject_tag
+    from hub.sources.registry import build_sources
+    from hub.sources.store import Store
+    from hub.store.engine import create_engine
+    from hub.store.migrate import upgrade
+    from hub.tenant_deletion import delete_tenant, holdings
+    from hub.tenants import TenantError
+
+    async def run() -> tuple[int, list[str]]:
+        engine = create_engine(settings)
+        # Only a shared cache holds what a running hub cached; an in-process one is the hub's.
+        cache: Cache | None = None
+        if settings.cache_url.startswith(("redis://", "rediss://")):
+            cache = create_cache(
+                settings.cache_url, namespace=settings.cache_namespace, local_ttl_s=0
+            )
+        sources = build_sources(settings, transport=None, cache=None, metrics=None)
+
+        async def purge(tag: str) -> bool:
+            if cache is None:
+                return True
+            try:
+                await cache.purge_tag(tag)
+            except SourceUnavailable:
+                return False
+            return True
+
+        async def forget(subject: str) -> bool:
+            return await purge(subject_tag(subject))
+
+        try:
+            await upgrade(engine)
+            store = Store(engine)
+            if not args.yes:
+                held = await holdings(store, args.id)
+                return 2, [
+                    f"tenant {args.id} holds {held.describe()}: "
+                    "pass --yes to erase and delete them all"
+                ]
+            report = await delete_tenant(store, args.id, crm=sources.crm, forget=forget)
+            if report.cache_purged:  # kept answers may hold what was just erased
+                report.cache_purged = await purge(ANSWERS_TAG)
+        except TenantError as error:
+            raise CommandError(str(error)) from None
+        finally:
+            await sources.aclose()
+            if cache is not None:
+                await cache.aclose()
+            await engine.dispose()
+        lines = [f"tenant {args.id} is deleted", *report.lines()]
+        if sources.crm is None:
+            lines.append("crm: HUB_CRM_URL is not set: no CRM record was deleted")
+        return (0 if report.cache_purged else 1), lines
+
+    code, lines = asyncio.run(run())
+    for line in lines:
+        print(line, file=sys.stderr if code == 2 else sys.stdout)
+    return code
 
 
 def _date(text: str) -> date:
@@ -496,7 +616,9 @@ def _parser() -> argparse.ArgumentParser:
     crm.add_argument("--tenant", help="only this tenant (default: every active one)")
     crm.set_defaults(run=_sync_crm)
 
-    tenant_command = commands.add_parser("tenants", help="create, list, suspend, resume tenants")
+    tenant_command = commands.add_parser(
+        "tenants", help="create, list, suspend, resume, export, delete tenants"
+    )
     tenant_actions = tenant_command.add_subparsers(dest="action", required=True)
     created = tenant_actions.add_parser("create", help="a new tenant, usable at once")
     created.add_argument("id")
@@ -504,6 +626,12 @@ def _parser() -> argparse.ArgumentParser:
     tenant_actions.add_parser("list", help="every tenant, its status and name")
     for action, text in (("suspend", "refuse its tokens everywhere"), ("resume", "serve again")):
         tenant_actions.add_parser(action, help=text).add_argument("id")
+    exported = tenant_actions.add_parser("export", help="every row of the tenant as NDJSON")
+    exported.add_argument("id")
+    exported.add_argument("--output", type=Path, help="a file (default: standard output)")
+    deleted = tenant_actions.add_parser("delete", help="erase the tenant everywhere, for good")
+    deleted.add_argument("id")
+    deleted.add_argument("--yes", action="store_true", help="do it (without: what would go)")
     tenant_command.set_defaults(run=_tenants)
 
     schema = commands.add_parser("schema", help="print the SDL")

@@ -192,6 +192,14 @@ class TenantSuspended(HubError):
     http_status = 403
 
 
+class TenantClosed(HubError):
+    """A token of a deleted tenant: refused like a suspended one's, saying no more."""
+
+    code = "FORBIDDEN"
+    default_message = "This tenant's tokens are not accepted."
+    http_status = 403
+
+
 class UnknownExport(RequestError):
     code = "NOT_FOUND"
     default_message = "No document of that id can be exported."

@@ -1,5 +1,5 @@
 """Tenants as the operator manages them: created, listed, suspended and resumed; a suspended
-tenant's tokens are refused on every path.
+or deleted tenant's tokens are refused on every path.
 
 The check sits in the authenticator (`Authenticator.tenants`), the one place every path
 (`/graphql`, exports, subscriptions) turns a token into a caller, so that no path can skip
@@ -20,11 +20,11 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from hub.errors import TenantSuspended
+from hub.errors import TenantClosed, TenantSuspended
 from hub.sources.store import Store
 from hub.store.tables import TenantRow
 
-ACTIVE, SUSPENDED = "active", "suspended"
+ACTIVE, SUSPENDED, DELETED = "active", "suspended", "deleted"
 TENANT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 MAX_KEPT = 10_000
 
@@ -53,11 +53,15 @@ class TenantGate:
         self._kept: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
 
     async def check(self, tenant: str | None) -> None:
-        """`TenantSuspended` when `tenant` is; a tenant the store does not know is not."""
+        """`TenantSuspended` when `tenant` is, `TenantClosed` when it was deleted; a tenant the
+        store does not know is neither."""
         if tenant is None:
             return
-        if await self.status(tenant) == SUSPENDED:
+        status = await self.status(tenant)
+        if status == SUSPENDED:
             raise TenantSuspended()
+        if status == DELETED:
+            raise TenantClosed()
 
     async def status(self, tenant: str) -> str | None:
         now = self.clock()
@@ -100,11 +104,17 @@ async def listed(store: Store) -> list[Tenant]:
 
 
 async def set_status(store: Store, tenant_id: str, status: str) -> None:
+    """Suspend or resume a tenant; a deleted one stays deleted (`hub tenants delete` is the
+    only way there, and there is none back)."""
     async with store.sessions.begin() as session:
         changed = await session.execute(
-            update(TenantRow).where(col(TenantRow.id) == tenant_id).values(status=status)
+            update(TenantRow)
+            .where(col(TenantRow.id) == tenant_id, col(TenantRow.status) != DELETED)
+            .values(status=status)
         )
     if not getattr(changed, "rowcount", 0):
+        if await find(store, tenant_id) is not None:
+            raise TenantError(f"tenant {tenant_id} is deleted: it cannot be suspended or resumed")
         raise TenantError(f"no tenant {tenant_id}")
 
 

@@ -18,8 +18,11 @@ from tests.test_webhooks import day, delivery, updated
 TENANT = """{ tenant { id name status } me { tenant } }"""
 
 
-async def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """`hub tenants …` in a process of its own, on the test's store."""
+async def _cli(
+    settings: Settings, *args: str, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`hub tenants …` in a process of its own, on the test's store (and with `environment`
+    added to its environment)."""
     env = {
         **os.environ,
         "HUB_DATABASE_URL": settings.database_url,
@@ -29,6 +32,7 @@ async def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[st
     }
     if not settings.database_schema:
         del env["HUB_DATABASE_SCHEMA"]
+    env.update(environment or {})
     return await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "hub", "tenants", *args],

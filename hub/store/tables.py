@@ -19,7 +19,8 @@ class TenantRow(SQLModel, table=True):
     name: str = Field(max_length=200)
     created_at: datetime
     status: str = Field(default="active", max_length=20)
-    """`active`, or `suspended`: its tokens are refused on every path."""
+    """`active`, `suspended` (its tokens are refused on every path) or `deleted` (refused too,
+    its data erased: `hub tenants delete`)."""
 
 
 class InfluencerRow(SQLModel, table=True):
