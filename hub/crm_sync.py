@@ -141,7 +141,7 @@ async def apply_records(
         return
     try:
         async with store.sessions.begin() as session:
-            outcomes = [await _apply(session, policy, tenant, r, now=now) for r in admitted]
+            outcomes = await _apply(session, policy, tenant, admitted, now=now)
     except (IntegrityError, DBAPIError):
         outcomes = [await _apply_alone(store, policy, tenant, r, now=now) for r in admitted]
     for record, outcome in zip(admitted, outcomes, strict=True):
@@ -186,7 +186,8 @@ async def _apply_alone(
     for attempt in range(3):
         try:
             async with store.sessions.begin() as session:
-                return await _apply(session, policy, tenant, record, now=now)
+                (applied,) = await _apply(session, policy, tenant, [record], now=now)
+            return applied
         except (IntegrityError, DBAPIError) as error:
             if attempt == 2:
                 logger.warning(
@@ -196,46 +197,130 @@ async def _apply_alone(
 
 
 async def _apply(
-    session: AsyncSession, policy: SyncPolicy, tenant: str, record: CrmContact, *, now: datetime
-) -> Applied:
-    crm = {name: record.fields.get(name) for name in FIELDS}
-    email = _normalised(crm["email"])
-    row = await _match(session, tenant, record.crm_id, email, crm["phone"])
-    if row is None and email is not None:
-        clash = await session.scalar(
-            select(col(ContactRow.id)).where(
-                col(ContactRow.tenant_id) == tenant, col(ContactRow.email_normalized) == email
-            )
-        )
-        if clash is not None:
-            # The email is another CRM record's person here: the CRM holds a duplicate.
-            logger.warning("CRM record %s: its email is another record's", record.crm_id)
-            return Applied("failed")
-    if row is None:
-        row = ContactRow(
-            id=new_id("contact"),
-            tenant_id=tenant,
-            crm_id=record.crm_id,
-            created_at=now,
-            updated_at=now,
-        )
-        for name in FIELDS:
-            _set(row, name, crm[name])
-        row.crm_base, row.crm_synced_at = dict(crm), now
-        session.add(row)
-        _audit(session, tenant, row.id, [n for n in FIELDS if crm[n] is not None], "imported", now)
-        return Applied("imported", 0, row.id)
-    base = dict(row.crm_base or {})
-    hub = {name: getattr(row, SYNCED_COLUMNS[name]) for name in FIELDS}
-    queued = list(
-        (
+    session: AsyncSession,
+    policy: SyncPolicy,
+    tenant: str,
+    records: list[CrmContact],
+    *,
+    now: datetime,
+) -> list[Applied]:
+    """The records in one transaction: the contacts they may match, and the write-backs
+    queued for those, read (and on PostgreSQL locked) in two statements, not per record."""
+    known = await _Known.load(session, tenant, records)
+    applied = []
+    for record in records:
+        row = known.match(record)
+        if row is None:
+            applied.append(_import(session, tenant, record, known, now))
+        else:
+            applied.append(await _merge(session, policy, record, row, known, now))
+    return applied
+
+
+@dataclass
+class _Known:
+    """The tenant's contacts a page of records may match, and their queued write-backs."""
+
+    by_crm_id: dict[str, ContactRow]
+    by_email: dict[str, ContactRow]
+    by_phone: dict[str, list[ContactRow]]
+    queued: dict[str, list[CrmOutboxRow]]
+
+    @classmethod
+    async def load(cls, session: AsyncSession, tenant: str, records: list[CrmContact]) -> _Known:
+        emails = {e for r in records if (e := _normalised(r.fields.get("email")))}
+        phones = {p for r in records if (p := e164(r.fields.get("phone")))}
+        matching = [col(ContactRow.crm_id).in_([r.crm_id for r in records])]
+        if emails:
+            matching.append(col(ContactRow.email_normalized).in_(emails))
+        if phones:
+            matching.append(col(ContactRow.phone_e164).in_(phones))
+        rows = (
             await session.scalars(
-                select(CrmOutboxRow)
-                .where(col(CrmOutboxRow.contact_id) == row.id)
-                .order_by(col(CrmOutboxRow.id))
+                select(ContactRow)
+                .where(col(ContactRow.tenant_id) == tenant, or_(*matching))
+                .where(col(ContactRow.erased_at).is_(None))
+                .order_by(col(ContactRow.id))
+                .with_for_update()
             )
         ).all()
+        known = cls({}, {}, {}, {})
+        for row in rows:
+            known.add(row)
+        if rows:
+            for entry in (
+                await session.scalars(
+                    select(CrmOutboxRow)
+                    .where(col(CrmOutboxRow.contact_id).in_([row.id for row in rows]))
+                    .order_by(col(CrmOutboxRow.id))
+                )
+            ).all():
+                known.queued.setdefault(entry.contact_id, []).append(entry)
+        return known
+
+    def add(self, row: ContactRow) -> None:
+        if row.crm_id is not None:
+            self.by_crm_id[row.crm_id] = row
+        if row.email_normalized is not None:
+            self.by_email[row.email_normalized] = row
+        if row.phone_e164 is not None:
+            self.by_phone.setdefault(row.phone_e164, []).append(row)
+
+    def match(self, record: CrmContact) -> ContactRow | None:
+        """The contact linked to the record, else one not linked to another record with its
+        email, else with its phone."""
+        if record.crm_id in self.by_crm_id:
+            return self.by_crm_id[record.crm_id]
+        email = _normalised(record.fields.get("email"))
+        row = None if email is None else self.by_email.get(email)
+        if row is not None and row.crm_id is None:
+            return row
+        number = e164(record.fields.get("phone"))
+        return next((r for r in self.by_phone.get(number or "", []) if r.crm_id is None), None)
+
+    def email_taken(self, record: CrmContact) -> bool:
+        email = _normalised(record.fields.get("email"))
+        return email is not None and email in self.by_email
+
+
+def _import(
+    session: AsyncSession, tenant: str, record: CrmContact, known: _Known, now: datetime
+) -> Applied:
+    if known.email_taken(record):
+        # The email is another CRM record's person here: the CRM holds a duplicate.
+        logger.warning("CRM record %s: its email is another record's", record.crm_id)
+        return Applied("failed")
+    crm = {name: record.fields.get(name) for name in FIELDS}
+    row = ContactRow(
+        id=new_id("contact"),
+        tenant_id=tenant,
+        crm_id=record.crm_id,
+        created_at=now,
+        updated_at=now,
     )
+    for name in FIELDS:
+        _set(row, name, crm[name])
+    row.crm_base, row.crm_synced_at = dict(crm), now
+    session.add(row)
+    known.add(row)
+    _audit(session, tenant, row.id, [n for n in FIELDS if crm[n] is not None], "imported", now)
+    return Applied("imported", 0, row.id)
+
+
+async def _merge(
+    session: AsyncSession,
+    policy: SyncPolicy,
+    record: CrmContact,
+    row: ContactRow,
+    known: _Known,
+    now: datetime,
+) -> Applied:
+    """A record into the contact it matched, field by field by `policy`."""
+    tenant = row.tenant_id
+    crm = {name: record.fields.get(name) for name in FIELDS}
+    base = dict(row.crm_base or {})
+    hub = {name: getattr(row, SYNCED_COLUMNS[name]) for name in FIELDS}
+    queued = known.queued.get(row.id, [])
     in_flight = {name: value for entry in queued for name, value in entry.fields.items()}
     changed: list[str] = []
     write_back: dict[str, Any] = {}
@@ -287,7 +372,9 @@ async def _apply(
                 entry.fields = kept
             else:
                 await session.delete(entry)
-    row.crm_id = record.crm_id
+    if row.crm_id is None:
+        row.crm_id = record.crm_id
+        known.add(row)
     row.crm_base, row.crm_synced_at = base, now
     if changed:
         row.updated_at = now
@@ -296,28 +383,6 @@ async def _apply(
         session.add(_outbox(row, write_back, now))
     kind = "updated" if changed or write_back else "unchanged"
     return Applied(kind, conflicts, row.id if changed else None)
-
-
-async def _match(
-    session: AsyncSession, tenant: str, crm_id: str, email: str | None, phone: str | None
-) -> ContactRow | None:
-    """The tenant's contact of this CRM record: linked to it, else not linked to another
-    record and with its email, else with its phone."""
-    mine = col(ContactRow.tenant_id) == tenant
-    unlinked = col(ContactRow.crm_id).is_(None)
-    alive = col(ContactRow.erased_at).is_(None)
-    tries = [col(ContactRow.crm_id) == crm_id]
-    if email is not None:
-        tries.append(unlinked & (col(ContactRow.email_normalized) == email))
-    number = e164(phone)
-    if number is not None:
-        tries.append(unlinked & (col(ContactRow.phone_e164) == number))
-    for condition in tries:
-        statement = select(ContactRow).where(mine, alive, condition).order_by(col(ContactRow.id))
-        row = (await session.scalars(statement.limit(1).with_for_update())).first()
-        if row is not None:
-            return row
-    return None
 
 
 def _audit(

@@ -27,6 +27,8 @@ class SimulatorConfig:
     fault: FaultMode = "none"
     slow_s: float = 5.0
     retry_after_s: int = 1
+    crm_listed_per_tenant: int = 100
+    """Records the CRM's listing walks per demo tenant (positions 00000 onwards)."""
 
     def __post_init__(self) -> None:
         low, high = self.latency_ms
@@ -40,3 +42,5 @@ class SimulatorConfig:
             raise ValueError(f"fault must be one of {', '.join(FAULT_MODES)}, got {self.fault}")
         if not self.api_key:
             raise ValueError("api_key must not be empty")
+        if not 0 <= self.crm_listed_per_tenant <= 100_000:
+            raise ValueError("crm_listed_per_tenant must be within [0, 100000]")

@@ -12,6 +12,7 @@ of that plan (duplicates, lateness).
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import re
 import uuid
@@ -85,14 +86,14 @@ def contact_record(seed: int, contact_id: str) -> dict[str, Any] | None:
     }
 
 
-def listed_ids(tenant: str | None) -> list[str]:
+def listed_ids(tenant: str | None, per_tenant: int = LISTED_PER_TENANT) -> list[str]:
     """The contacts the listing walks, in id order: each demo tenant's first positions."""
     tenants = LISTED_TENANTS if tenant is None else (tenant,)
     return sorted(
         f"crm-{name}-{position:05d}"
         for name in tenants
         if name in LISTED_TENANTS
-        for position in range(LISTED_PER_TENANT)
+        for position in range(per_tenant)
     )
 
 
@@ -230,14 +231,18 @@ def create_crm_app(config: SimulatorConfig) -> Starlette:
     answered: OrderedDict[str, dict[str, Any]] = OrderedDict()
     feed = ChangeFeed()
 
+    @functools.lru_cache(maxsize=MAX_CHANGED)
+    def seeded(contact_id: str) -> dict[str, Any] | None:
+        return contact_record(config.seed, contact_id)
+
     def lookup(contact_id: str) -> dict[str, Any] | None:
         if contact_id in deleted:
             return None
-        return changed.get(contact_id) or contact_record(config.seed, contact_id)
+        return changed.get(contact_id) or seeded(contact_id)
 
     def known_ids(tenant: str | None) -> list[str]:
         made = (i for i, r in changed.items() if tenant is None or r["workspace"] == tenant)
-        return sorted({*listed_ids(tenant), *made})
+        return sorted({*listed_ids(tenant, config.crm_listed_per_tenant), *made})
 
     def change(contact_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         record = lookup(contact_id)
@@ -261,22 +266,31 @@ def create_crm_app(config: SimulatorConfig) -> Starlette:
             return JSONResponse({"contacts": found})
         limit = parse_limit(query.get("limit"), default=50, maximum=MAX_PAGE)
         after = decode_cursor(query["cursor"]) if "cursor" in query else ""
-        records = [r for i in known_ids(query.get("tenant")) if (r := lookup(i)) is not None]
+        ids = known_ids(query.get("tenant"))
         if "updated_since" in query:
             # Oldest change first, so that a client may keep the last `updated` it saw as the
             # time to ask from next.
             since = _since(query["updated_since"])
-            records = sorted(
-                (r for r in records if _since(r["updated"]) >= since),
-                key=lambda r: (_since(r["updated"]), r["contact_id"]),
+            changed_since = sorted(
+                (when, contact_id)
+                for contact_id in ids
+                if (record := lookup(contact_id)) is not None
+                and (when := _since(record["updated"])) >= since
             )
-            position = [f"{_since(r['updated']).isoformat()}|{r['contact_id']}" for r in records]
+            positions = [(f"{when.isoformat()}|{i}", i) for when, i in changed_since]
         else:
-            position = [r["contact_id"] for r in records]
-        remaining = [record for record, at in zip(records, position, strict=True) if at > after]
-        page = remaining[:limit]
-        more = len(remaining) > limit
-        next_cursor = encode_cursor(position[records.index(page[-1])]) if more else None
+            positions = [(contact_id, contact_id) for contact_id in ids]
+        page: list[dict[str, Any]] = []
+        last, more = "", False
+        for at, contact_id in positions:
+            if at <= after or (record := lookup(contact_id)) is None:
+                continue
+            if len(page) == limit:
+                more = True
+                break
+            page.append(record)
+            last = at
+        next_cursor = encode_cursor(last) if more else None
         return JSONResponse({"contacts": page, "next_cursor": next_cursor})
 
     async def contact(request: Request) -> Response:
