@@ -2,30 +2,37 @@
 by `policies/sync.yaml`.
 
     `hub sync crm [--full]`, or its schedule (one process per tenant at a time: a lease)
-      -> GET /v1/contacts?tenant=…&updated_since=<watermark - 5 s>, page by page; the CRM's
-         cursor kept after each page (`job_checkpoints`): a run stopped midway goes on
-      -> each record in its own transaction (`apply_record`):
-           a person erased here (tombstone of the CRM id or email)  -> skipped, never imported
+      -> GET /v1/contacts?tenant=…&updated_since=<watermark - 5 s, or 1970 for --full>,
+         oldest change first, page by page; the CRM's cursor kept after each page
+         (`job_checkpoints`): a run stopped midway goes on
+      -> each page in one transaction (`apply_records`):
+           the contacts it may match and their queued write-backs read (and locked), then
+           the tombstones: an erased person's record (CRM id or email) is skipped
            a contact with the CRM id, else one not linked to another record with the same
-           normalised email, else with the same E.164 phone        -> each field decided by
-           its rule (`hub.policy.sync.decide`):
+           normalised email, else with the same E.164 phone (and not another person's: the
+           emails do not differ, or the names agree)          -> each field decided by its
+           rule (`hub.policy.sync.decide`, `newest` by each field's own change time):
                the hub's value to change -> the contact updated; audited (`updated`)
                the CRM's value to change -> a write-back queued (`crm_outbox`)
                both changed since agreed -> a conflict recorded (`sync_conflicts`)
-           none                                                    -> a new contact;
-                                                                      audited (`imported`)
-      -> the watermark: the newest `updated` the run saw; `sync_states` counts what it did
+           none                                                 -> a new contact;
+                                                                   audited (`imported`)
+      -> the watermark: the newest `updated` the run saw, no later than the run's start and
+         before any record that failed for a reason that may pass; `sync_states` counts
     POST /webhooks/crm (`contact.updated`) -> that record read fresh and applied the same way
     upsertContact on a linked contact     -> its write-back queued in the write's transaction
-    the outbox job -> PATCH /v1/contacts/{id} with the row's own `Idempotency-Key` (the CRM
-                      applies a key once), retried with backoff until it is taken; then the
-                      row is deleted (it holds personal values)
+    the outbox job -> each contact's oldest write-back, PATCH /v1/contacts/{id} with the row's
+                      own `Idempotency-Key` (the CRM applies a key once) once the CRM says the
+                      record is the tenant's; retried with backoff, given up after 20 failures;
+                      then the row is deleted (it holds personal values) and what it wrote
+                      is what both sides agree on
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,7 +44,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from hub.erasure import tombstoned
+from hub.erasure import tombstoned_in
 from hub.errors import SourceError
 from hub.ids import new_id
 from hub.jobs import PeriodicJob
@@ -62,6 +69,8 @@ logger = logging.getLogger("hub.crm_sync")
 SOURCE = "crm"
 PRINCIPAL = "sync:crm"
 """Who the audit trail names for what a sync writes."""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+"""What a full run lists from: every record, in the order of its last change."""
 OVERLAP = timedelta(seconds=5)
 """An incremental run lists from this long before the watermark: a change the CRM stamped
 while the last run read is not missed (applying a record twice changes nothing)."""
@@ -69,6 +78,9 @@ LEASE_S = 300.0
 OUTBOX_BACKOFF_S = (5, 30, 120, 600, 1800)
 OUTBOX_CLAIM_S = 60.0
 MAX_SENDING = 8
+"""Write-backs in flight at once (each contact's one at a time, in order)."""
+MAX_OUTBOX_ATTEMPTS = 20
+"""After this many failures (about eight hours of retries) a write-back is given up."""
 """Write-backs in flight at once (each contact's one at a time, in order)."""
 LIMITS = {"fullName": 200, "email": 320, "phone": 40, "company": 200, "jobTitle": 200}
 """The longest value the store keeps of each field; a longer one fails its record."""
@@ -104,8 +116,10 @@ def _normalised(email: str | None) -> str | None:
     return email.strip().lower() if email else None
 
 
-def _set(row: ContactRow, name: str, value: str | None) -> None:
+def _set(row: ContactRow, name: str, value: str | None, *, at: datetime) -> None:
+    """A synchronised field set to what the CRM holds, changed there at `at`."""
     setattr(row, SYNCED_COLUMNS[name], value)
+    row.field_changed_at = {**(row.field_changed_at or {}), name: at.isoformat()}
     if name == "email":
         row.email_normalized = _normalised(value)
     elif name == "phone":
@@ -114,12 +128,15 @@ def _set(row: ContactRow, name: str, value: str | None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What one record did: `imported`, `updated`, `unchanged` or `failed`."""
+    """What one record did: `imported`, `updated`, `unchanged`, `skipped_erased` or
+    `failed`."""
 
     kind: str
     conflicts: int = 0
     changed: str | None = None
     """The contact whose values in the hub changed, if one did."""
+    retry: bool = False
+    """Failed for a reason that may pass (the store): the next run reads it again."""
 
 
 async def apply_records(
@@ -131,19 +148,22 @@ async def apply_records(
     *,
     now: datetime,
     on_contact: OnContact | None = None,
-) -> None:
+) -> list[CrmContact]:
     """Bring a page of CRM records into the hub (see the module's drawing) in one
     transaction; should it clash with a concurrent write of the same person (a webhook beside
-    a run), each record again in a transaction of its own. `tally` counts what committed."""
+    a run), each record again in a transaction of its own. `tally` counts what committed.
+    The records that failed for a reason that may pass are returned: they are to be read
+    again."""
     tally.seen += len(records)
-    admitted = await _admitted(store, tenant, records, tally)
+    admitted = _admitted(records, tally)
     if not admitted:
-        return
+        return []
     try:
         async with store.sessions.begin() as session:
             outcomes = await _apply(session, policy, tenant, admitted, now=now)
     except (IntegrityError, DBAPIError):
         outcomes = [await _apply_alone(store, policy, tenant, r, now=now) for r in admitted]
+    retry = []
     for record, outcome in zip(admitted, outcomes, strict=True):
         if outcome.kind == "failed":
             tally.failures += 1
@@ -151,25 +171,20 @@ async def apply_records(
             tally.imported += 1
         elif outcome.kind == "updated":
             tally.updated += 1
+        elif outcome.kind == "skipped_erased":
+            tally.skipped_erased += 1
         tally.conflicts += outcome.conflicts
+        if outcome.retry:
+            retry.append(record)
         if outcome.changed is not None and on_contact is not None:
             await on_contact(outcome.changed, record.crm_id)
+    return retry
 
 
-async def _admitted(
-    store: Store, tenant: str, records: list[CrmContact], tally: Tally
-) -> list[CrmContact]:
-    """The records that may come in: not an erased person's (a tombstone of its CRM id or
-    email), and with values the store can keep."""
-    emails = [_normalised(r.fields.get("email")) for r in records]
-    erased = await tombstoned(
-        store, tenant, [r.crm_id for r in records] + [e for e in emails if e is not None]
-    )
+def _admitted(records: list[CrmContact], tally: Tally) -> list[CrmContact]:
+    """The records with values the store can keep."""
     admitted = []
-    for record, email in zip(records, emails, strict=True):
-        if record.crm_id in erased or (email is not None and email in erased):
-            tally.skipped_erased += 1
-            continue
+    for record in records:
         values = record.fields
         too_long = [n for n in FIELDS if len(values.get(n) or "") > LIMITS[n]]
         if too_long:
@@ -193,7 +208,7 @@ async def _apply_alone(
                 logger.warning(
                     "CRM record %s could not be applied: %s", record.crm_id, type(error).__name__
                 )
-    return Applied("failed")
+    return Applied("failed", retry=True)
 
 
 async def _apply(
@@ -207,8 +222,16 @@ async def _apply(
     """The records in one transaction: the contacts they may match, and the write-backs
     queued for those, read (and on PostgreSQL locked) in two statements, not per record."""
     known = await _Known.load(session, tenant, records)
+    # Read after the candidates are locked, in this transaction: an erasure committed since
+    # the page was listed is seen, and one still running waits for this transaction.
+    emails = [e for r in records if (e := _normalised(r.fields.get("email")))]
+    erased = await tombstoned_in(session, tenant, [r.crm_id for r in records] + emails)
     applied = []
     for record in records:
+        email = _normalised(record.fields.get("email"))
+        if record.crm_id in erased or (email is not None and email in erased):
+            applied.append(Applied("skipped_erased"))
+            continue
         row = known.match(record)
         if row is None:
             applied.append(_import(session, tenant, record, known, now))
@@ -276,11 +299,26 @@ class _Known:
         if row is not None and row.crm_id is None:
             return row
         number = e164(record.fields.get("phone"))
-        return next((r for r in self.by_phone.get(number or "", []) if r.crm_id is None), None)
+        return next(
+            (
+                r
+                for r in self.by_phone.get(number or "", [])
+                if r.crm_id is None and _same_person(r, email, record.fields.get("fullName"))
+            ),
+            None,
+        )
 
     def email_taken(self, record: CrmContact) -> bool:
         email = _normalised(record.fields.get("email"))
         return email is not None and email in self.by_email
+
+
+def _same_person(row: ContactRow, email: str | None, name: str | None) -> bool:
+    """Whether a contact sharing a record's phone may be its person: a number can be an
+    office's, so the emails must not differ, or else the names must agree."""
+    if row.email_normalized is None or email is None:
+        return True
+    return name is not None and (row.full_name or "").casefold() == name.casefold()
 
 
 def _import(
@@ -299,7 +337,7 @@ def _import(
         updated_at=now,
     )
     for name in FIELDS:
-        _set(row, name, crm[name])
+        _set(row, name, crm[name], at=record.updated_at)
     row.crm_base, row.crm_synced_at = dict(crm), now
     session.add(row)
     known.add(row)
@@ -317,11 +355,29 @@ async def _merge(
 ) -> Applied:
     """A record into the contact it matched, field by field by `policy`."""
     tenant = row.tenant_id
-    crm = {name: record.fields.get(name) for name in FIELDS}
     base = dict(row.crm_base or {})
-    hub = {name: getattr(row, SYNCED_COLUMNS[name]) for name in FIELDS}
+    hub = row.synced()
+    crm = {}
+    for name in FIELDS:
+        value = record.fields.get(name)
+        # Written another way (an email's case, a phone's spaces), it is the same value.
+        for same in (hub[name], base.get(name)):
+            if (
+                value is not None
+                and same is not None
+                and _canonical(name, value) == _canonical(name, same)
+            ):
+                value = same
+        crm[name] = value
     queued = known.queued.get(row.id, [])
     in_flight = {name: value for entry in queued for name, value in entry.fields.items()}
+    # Fields whose write-back the outbox is sending now: the CRM is about to hold its value.
+    sending = {
+        name
+        for entry in queued
+        if entry.claimed_until is not None and entry.claimed_until > now
+        for name in entry.fields
+    }
     changed: list[str] = []
     write_back: dict[str, Any] = {}
     settled: set[str] = set()
@@ -339,16 +395,17 @@ async def _merge(
             agreed=agreed,
             hub=hub[name],
             crm=crm[name],
-            hub_changed_at=row.updated_at,
+            hub_changed_at=field_changed_at(row, name),
             crm_changed_at=record.updated_at,
         )
         if outcome.value != hub[name]:
-            _set(row, name, outcome.value)
+            _set(row, name, outcome.value, at=record.updated_at)
             changed.append(name)
-        if outcome.value == crm[name]:
+        if outcome.value == crm[name] and name not in sending:
             base[name] = outcome.value
             settled.add(name)
-        elif in_flight.get(name, crm[name]) != outcome.value:
+        elif outcome.value == crm[name] or in_flight.get(name, crm[name]) != outcome.value:
+            # Also the CRM's own value when a write-back on its way would undo it.
             write_back[name] = outcome.value
         if outcome.conflict:
             conflicts += 1
@@ -364,9 +421,9 @@ async def _merge(
                 )
             )
     # A queued write-back of a field the CRM now agrees on (it won, or got there) would
-    # undo that: it is taken out.
+    # undo that: it is taken out (not from one being sent: the one queued after it mends).
     for entry in queued:
-        if settled & set(entry.fields):
+        if entry.fields.keys() & settled and not entry.fields.keys() & sending:
             kept = {k: v for k, v in entry.fields.items() if k not in settled}
             if kept:
                 entry.fields = kept
@@ -383,6 +440,21 @@ async def _merge(
         session.add(_outbox(row, write_back, now))
     kind = "updated" if changed or write_back else "unchanged"
     return Applied(kind, conflicts, row.id if changed else None)
+
+
+def _canonical(name: str, value: str) -> str:
+    if name == "email":
+        return value.strip().lower()
+    if name == "phone":
+        return e164(value) or value.strip()
+    return value
+
+
+def field_changed_at(row: ContactRow, name: str) -> datetime:
+    """When the hub's value of a synchronised field last changed (the contact's creation
+    when it never did since it was recorded)."""
+    stamp = (row.field_changed_at or {}).get(name)
+    return row.created_at if stamp is None else datetime.fromisoformat(stamp)
 
 
 def _audit(
@@ -436,11 +508,6 @@ def queue_write_back(
         session.add(_outbox(row, fields, now))
 
 
-def synced_values(row: ContactRow) -> dict[str, Any]:
-    """A contact's synchronised fields, by their names in `policies/sync.yaml`."""
-    return {name: getattr(row, column) for name, column in SYNCED_COLUMNS.items()}
-
-
 async def sync_crm(
     store: Store,
     crm: CrmSource,
@@ -454,37 +521,52 @@ async def sync_crm(
     clock: Clock = lambda: datetime.now(UTC),
 ) -> SyncReport:
     """One run for `tenant`: every record (`full`), else those changed since the last
-    complete run. `SyncBusy` if another process syncs the tenant; a `SourceError` ends the
-    run (what was applied stays, and the next run goes on from the last page kept)."""
-    job = f"crm-sync:{tenant}"
-    if not await leases.acquire(job, ttl_s=LEASE_S):
+    complete run, oldest change first. `SyncBusy` if another process syncs the tenant; a
+    `SourceError` ends the run (what was applied stays, and the same run started again goes
+    on from the last page kept).
+
+    The next run lists from the newest change this one saw (a record changed while it ran
+    comes after it in the listing, and is seen); from no later than this run's start (a
+    record the CRM dates in the future must not hide the changes before it); and from before
+    any record that failed for a reason that may pass (it is read again)."""
+    lease = _job("crm-sync", tenant)
+    if not await leases.acquire(lease, ttl_s=LEASE_S):
         raise SyncBusy(f"another process syncs tenant {tenant}")
     started = clock()
     tally = Tally()
     newest: datetime | None = None
+    retry_from: datetime | None = None
     try:
         state = await sync_state(store, tenant)
         watermark = None if full or state is None else state.watermark
-        since = None if watermark is None else watermark - OVERLAP
-        parameters = f"since={'*' if since is None else since.isoformat()}"
+        since = EPOCH if watermark is None else watermark - OVERLAP
+        job = _job("crm-sync-full" if watermark is None else "crm-sync", tenant)
+        parameters = f"since={since.isoformat()}"
         cursor = await checkpoints.position(store, job, parameters)
         resumed = cursor is not None
         while True:
             page = await crm.changed_since(tenant, since, cursor=cursor)
-            await apply_records(
+            tally.failures += page.malformed
+            retry = await apply_records(
                 store, policy, tenant, page.contacts, tally, now=clock(), on_contact=on_contact
             )
             for record in page.contacts:
                 newest = record.updated_at if newest is None else max(newest, record.updated_at)
+            for record in retry:
+                retry_from = min(retry_from or record.updated_at, record.updated_at)
             if progress is not None:
                 progress(tally.seen)
             if page.cursor is None:
                 break
             cursor = page.cursor
             await checkpoints.save(store, job, parameters, cursor, clock())
-            if not await leases.acquire(job, ttl_s=LEASE_S):
+            if not await leases.acquire(lease, ttl_s=LEASE_S):
                 raise SyncBusy("the sync lease was lost; another process goes on")
         await checkpoints.clear(store, job, parameters)
+        if newest is not None:
+            newest = min(newest, started)
+            if retry_from is not None:
+                newest = min(newest, retry_from - OVERLAP)
         await _count(store, tenant, tally, run_at=started, newest=newest, error=None)
         return SyncReport(tally, resumed, full)
     except SyncBusy:
@@ -495,7 +577,15 @@ async def sync_crm(
         raise
     finally:
         with contextlib.suppress(Exception):
-            await leases.release(job)
+            await leases.release(lease)
+
+
+def _job(kind: str, tenant: str) -> str:
+    """A lease's or checkpoint's name for a tenant, within the 64 characters they keep."""
+    name = f"{kind}:{tenant}"
+    if len(name) <= 64:
+        return name
+    return f"{kind}:{tenant[:30]}~{hashlib.sha256(tenant.encode()).hexdigest()[:16]}"
 
 
 async def apply_change(
@@ -616,6 +706,10 @@ class CrmSyncSchedule(PeriodicJob[Tally]):
                     on_contact=self.on_contact,
                 )
             except SyncBusy:
+                continue
+            except Exception:
+                # Counted in its sync state; the other tenants still get their round.
+                logger.exception("CRM sync of tenant %s failed", tenant.id)
                 continue
             for name in vars(total):
                 setattr(total, name, getattr(total, name) + getattr(report.tally, name))
@@ -747,6 +841,20 @@ class CrmOutbox(PeriodicJob[int]):
 
     async def _failed(self, row: CrmOutboxRow, error: Exception) -> None:
         attempts = row.attempts + 1
+        if attempts >= MAX_OUTBOX_ATTEMPTS:
+            # Refused that often (a value the CRM does not take, say): given up, so that the
+            # contact's later changes go, and its values are not kept here for ever.
+            logger.error(
+                "CRM write-back %s given up after %d attempts: %s",
+                row.id,
+                attempts,
+                type(error).__name__,
+            )
+            await self._sent(row, taken=False)
+            await _count(
+                self.store, row.tenant_id, Tally(failures=1), run_at=None, newest=None, error=None
+            )
+            return
         delay = OUTBOX_BACKOFF_S[min(attempts - 1, len(OUTBOX_BACKOFF_S) - 1)]
         logger.warning(
             "CRM write-back %s failed (attempt %d, next in %d s): %s",
@@ -775,7 +883,6 @@ class CrmOutbox(PeriodicJob[int]):
                 await session.delete(done)
             contact = await session.get(ContactRow, row.contact_id, with_for_update=True)
             if taken and contact is not None and contact.crm_id == row.crm_id:
-                held = synced_values(contact)
-                agreed = {k: v for k, v in row.fields.items() if held.get(k) == v}
-                if agreed:
-                    contact.crm_base = {**(contact.crm_base or {}), **agreed}
+                # What the CRM holds now, whatever the hub changed since: the next sync
+                # tells a later change in either system from this one.
+                contact.crm_base = {**(contact.crm_base or {}), **row.fields}

@@ -108,6 +108,7 @@ async def _erase(
             "job_title",
             "crm_base",
             "crm_synced_at",
+            "field_changed_at",
         ):
             setattr(row, name, None)
         row.erased_at = now
@@ -290,18 +291,21 @@ async def is_tombstoned(
 
 async def tombstoned(store: Store, tenant: str, values: list[str]) -> set[str]:
     """Those of `values` (emails, CRM ids) that belong to people this tenant erased."""
+    async with store.sessions() as session:
+        return await tombstoned_in(session, tenant, values)
+
+
+async def tombstoned_in(session: Any, tenant: str, values: list[str]) -> set[str]:
+    """`tombstoned`, read in the caller's transaction."""
     by_hash = {fingerprint(tenant, value): value for value in values}
-    if not by_hash:
-        return set()
     found: set[str] = set()
     every = list(by_hash)
-    async with store.sessions() as session:
-        for start in range(0, len(every), 500):
-            hashes = every[start : start + 500]
-            stmt = select(col(ErasureRow.email_hash), col(ErasureRow.crm_hash)).where(
-                col(ErasureRow.tenant_id) == tenant,
-                or_(col(ErasureRow.email_hash).in_(hashes), col(ErasureRow.crm_hash).in_(hashes)),
-            )
-            for email_hash, crm_hash in (await session.execute(stmt)).all():
-                found.update(by_hash[h] for h in (email_hash, crm_hash) if h in by_hash)
+    for start in range(0, len(every), 500):
+        hashes = every[start : start + 500]
+        stmt = select(col(ErasureRow.email_hash), col(ErasureRow.crm_hash)).where(
+            col(ErasureRow.tenant_id) == tenant,
+            or_(col(ErasureRow.email_hash).in_(hashes), col(ErasureRow.crm_hash).in_(hashes)),
+        )
+        for email_hash, crm_hash in (await session.execute(stmt)).all():
+            found.update(by_hash[h] for h in (email_hash, crm_hash) if h in by_hash)
     return found

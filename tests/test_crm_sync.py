@@ -98,14 +98,21 @@ async def test_a_full_sync_imports_the_crms_contacts_without_duplicates(
     app, client = hub
     seeded = await _contacts(app)
     assert seeded and all(row.crm_id for row in seeded)
-    # Two people the hub holds without a CRM link: the CRM knows one by email (written in
-    # another case) and one by phone (written another way).
+    # People the hub holds without a CRM link: the CRM knows one by email (written in
+    # another case) and one by phone (written another way, under the same name); a third
+    # shares another record's phone only (an office's number): not the same person.
     by_email = await _record(crm_control, "crm-acme-00050")
     by_phone = await _record(crm_control, "crm-acme-00051")
+    office = await _record(crm_control, "crm-acme-00052")
     manager = make_token(roles=["admin"])
     for contact in (
         {"email": by_email["email_address"].upper(), "fullName": "Known By Email"},
-        {"email": "phone.only@example.com", "phone": by_phone["tel"].replace(" ", "")},
+        {
+            "email": "phone.only@example.com",
+            "fullName": by_phone["name"],
+            "phone": by_phone["tel"].replace(" ", ""),
+        },
+        {"email": "colleague@example.com", "fullName": "A Colleague", "phone": office["tel"]},
     ):
         _, made = await gql(client, UPSERT, token=manager, variables={"input": contact})
         assert "errors" not in made, made
@@ -116,13 +123,15 @@ async def test_a_full_sync_imports_the_crms_contacts_without_duplicates(
     rows = await _contacts(app)
     crm_ids = [row.crm_id for row in rows if row.crm_id]
     assert sorted(crm_ids) == [f"crm-acme-{n:05d}" for n in range(LISTED)]
-    assert len(rows) == before + LISTED - len(seeded) - 2 == LISTED
+    assert len(rows) == before + LISTED - len(seeded) - 2 == LISTED + 1
     assert tally.seen == LISTED and tally.imported == LISTED - len(seeded) - 2
     assert tally.failures == 0 and tally.skipped_erased == 0
     linked = await _by_crm_id(app, "crm-acme-00050")
     assert linked.full_name == "Known By Email"  # fullName: hub, and the hub had one
     assert linked.job_title == by_email["title"]  # the hub had none: taken from the CRM
     assert (await _by_crm_id(app, "crm-acme-00051")).email == "phone.only@example.com"
+    colleague = [row for row in rows if row.email == "colleague@example.com"]
+    assert len(colleague) == 1 and colleague[0].crm_id is None
     imported = await _by_crm_id(app, "crm-acme-00099")
     assert (imported.full_name, imported.email) == (
         (await _record(crm_control, "crm-acme-00099"))["name"],
@@ -142,7 +151,7 @@ async def test_a_full_sync_imports_the_crms_contacts_without_duplicates(
 
     again = await _sync(app, full=True)
     assert (again.imported, again.updated, again.conflicts) == (0, 0, 0)
-    assert len(await _contacts(app)) == LISTED
+    assert len(await _contacts(app)) == LISTED + 1
 
     _, status = await gql(client, STATUS, token=make_token(roles=["admin"]))
     sync = status["data"]["syncStatus"]

@@ -42,6 +42,8 @@ class CrmPage:
     contacts: list[CrmContact]
     cursor: str | None
     """Where the next page starts; None on the last page."""
+    malformed: int = 0
+    """Records of the page that could not be read, left out."""
 
 
 class CrmLookup(Protocol):
@@ -187,33 +189,37 @@ _CRM_NAMES = {"fullName": "name", "email": "email_address", "phone": "tel", "job
 
 
 def _page(tenant: str) -> Callable[[Any], CrmPage]:
-    """A listing's parser that keeps the tenant's records only, whatever the CRM answers."""
+    """A listing's parser that keeps the tenant's records only, whatever the CRM answers. A
+    record it cannot read is left out and counted (`malformed`): one bad record must not
+    stop a tenant's sync at its page for good."""
 
     def parse(payload: Any) -> CrmPage:
         contacts = []
+        malformed = 0
         for item in shapes.items(payload, "contacts"):
-            if shapes.text(item, "workspace") != tenant:
-                continue
-            organisation = shapes.obj(item).get("organisation")
-            fields = {
-                ours: shapes.optional_text(item, theirs) for ours, theirs in _CRM_NAMES.items()
-            }
-            fields["company"] = (
-                None if organisation is None else shapes.optional_text(organisation, "name")
-            )
-            contacts.append(
-                CrmContact(
-                    crm_id=shapes.text(item, "contact_id"),
-                    fields=fields,
-                    updated_at=_utc(shapes.timestamp(item, "updated")),
-                )
-            )
+            try:
+                if shapes.text(item, "workspace") != tenant:
+                    continue
+                contacts.append(_contact(item))
+            except (TypeError, KeyError, ValueError):
+                malformed += 1
         cursor = shapes.obj(payload).get("next_cursor")
         if cursor is not None and not isinstance(cursor, str):
             raise TypeError("next_cursor: expected a string")
-        return CrmPage(contacts, cursor)
+        return CrmPage(contacts, cursor, malformed)
 
     return parse
+
+
+def _contact(item: Any) -> CrmContact:
+    organisation = shapes.obj(item).get("organisation")
+    fields = {ours: shapes.optional_text(item, name) for ours, name in _CRM_NAMES.items()}
+    fields["company"] = None if organisation is None else shapes.optional_text(organisation, "name")
+    return CrmContact(
+        crm_id=shapes.text(item, "contact_id"),
+        fields=fields,
+        updated_at=_utc(shapes.timestamp(item, "updated")),
+    )
 
 
 def _utc(moment: datetime) -> datetime:

@@ -19,7 +19,6 @@ from hub.ids import new_id
 from hub.policy.rows import RowScope
 from hub.sources.scoping import campaign_scope, contact_scope, scoped_campaign_ids
 from hub.store.tables import (
-    SYNCED_COLUMNS,
     CampaignMemberRow,
     CampaignRow,
     ConsentRow,
@@ -329,10 +328,15 @@ class Store:
                         before: dict[str, Any] = {}
                     else:
                         row = await session.get_one(ContactRow, target)
-                        before = {n: getattr(row, c) for n, c in SYNCED_COLUMNS.items()}
+                        before = row.synced()
+                    linked = row.crm_id
                     for key, value in values.items():
                         setattr(row, key, value)
                     row.updated_at = now
+                    row.stamp_changes(before, now)
+                    if row.crm_id != linked:
+                        # Linked to another CRM record: nothing is agreed with that one yet.
+                        row.crm_base = row.crm_synced_at = None
                     if on_written is not None:
                         on_written(session, row, before)
                 return row

@@ -107,9 +107,24 @@ class ContactRow(SQLModel, table=True):
     first sync): a field that differs from it here changed in the hub, one that differs
     at the CRM changed there, and both is a conflict."""
     crm_synced_at: datetime | None = None
+    field_changed_at: dict[str, str] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
+    """When each synchronised field's value last changed here (ISO 8601), for `newest`."""
     created_at: datetime
     updated_at: datetime
     erased_at: datetime | None = None
+
+    def synced(self) -> dict[str, Any]:
+        """The synchronised fields, by their names in `policies/sync.yaml`."""
+        return {name: getattr(self, column) for name, column in SYNCED_COLUMNS.items()}
+
+    def stamp_changes(self, before: dict[str, Any], at: datetime) -> None:
+        """Record `at` as the change time of each synchronised field `before` differs in."""
+        now = self.synced()
+        stamps = dict(self.field_changed_at or {})
+        stamps.update({name: at.isoformat() for name in now if now[name] != before.get(name)})
+        self.field_changed_at = stamps
 
 
 SYNCED_COLUMNS = {

@@ -30,6 +30,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("job_title", sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column("crm_base", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("crm_synced_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("field_changed_at", sa.JSON(), nullable=True))
         batch_op.create_index(
             "ix_contacts_tenant_phone_e164", ["tenant_id", "phone_e164"], unique=False
         )
@@ -99,6 +100,7 @@ def downgrade() -> None:
     op.drop_table("crm_outbox")
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.drop_index("ix_contacts_tenant_phone_e164")
+        batch_op.drop_column("field_changed_at")
         batch_op.drop_column("crm_synced_at")
         batch_op.drop_column("crm_base")
         batch_op.drop_column("job_title")
