@@ -35,11 +35,11 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -237,17 +237,22 @@ async def _apply(
             applied.append(_import(session, tenant, record, known, now))
         else:
             applied.append(await _merge(session, policy, record, row, known, now))
+    if known.audit:
+        await session.execute(insert(AuditEventRow), known.audit)
     return applied
 
 
 @dataclass
 class _Known:
-    """The tenant's contacts a page of records may match, and their queued write-backs."""
+    """The tenant's contacts a page of records may match, their queued write-backs, and the
+    audit events the page writes."""
 
-    by_crm_id: dict[str, ContactRow]
-    by_email: dict[str, ContactRow]
-    by_phone: dict[str, list[ContactRow]]
-    queued: dict[str, list[CrmOutboxRow]]
+    tenant: str
+    by_crm_id: dict[str, ContactRow] = field(default_factory=dict)
+    by_email: dict[str, ContactRow] = field(default_factory=dict)
+    by_phone: dict[str, list[ContactRow]] = field(default_factory=dict)
+    queued: dict[str, list[CrmOutboxRow]] = field(default_factory=dict)
+    audit: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     async def load(cls, session: AsyncSession, tenant: str, records: list[CrmContact]) -> _Known:
@@ -267,7 +272,7 @@ class _Known:
                 .with_for_update()
             )
         ).all()
-        known = cls({}, {}, {}, {})
+        known = cls(tenant)
         for row in rows:
             known.add(row)
         if rows:
@@ -341,7 +346,7 @@ def _import(
     row.crm_base, row.crm_synced_at = dict(crm), now
     session.add(row)
     known.add(row)
-    _audit(session, tenant, row.id, [n for n in FIELDS if crm[n] is not None], "imported", now)
+    _audit(known, row.id, [n for n in FIELDS if crm[n] is not None], "imported", now)
     return Applied("imported", 0, row.id)
 
 
@@ -435,7 +440,7 @@ async def _merge(
     row.crm_base, row.crm_synced_at = base, now
     if changed:
         row.updated_at = now
-        _audit(session, tenant, row.id, changed, "updated", now)
+        _audit(known, row.id, changed, "updated", now)
     if write_back:
         session.add(_outbox(row, write_back, now))
     kind = "updated" if changed or write_back else "unchanged"
@@ -457,22 +462,21 @@ def field_changed_at(row: ContactRow, name: str) -> datetime:
     return row.created_at if stamp is None else datetime.fromisoformat(stamp)
 
 
-def _audit(
-    session: AsyncSession, tenant: str, contact_id: str, fields: list[str], what: str, now: datetime
-) -> None:
-    """A written personal value on the audit trail, like any other write of one."""
-    for name in fields:
-        session.add(
-            AuditEventRow(
-                at=now,
-                tenant_id=tenant,
-                principal=PRINCIPAL,
-                subject=contact_id,
-                coordinate=f"Contact.{name}",
-                decision=what,
-                reason="CRM sync",
-            )
-        )
+def _audit(known: _Known, contact_id: str, fields: list[str], what: str, now: datetime) -> None:
+    """A written personal value on the audit trail, like any other write of one (the page's
+    events are inserted together, at its end)."""
+    known.audit.extend(
+        {
+            "at": now,
+            "tenant_id": known.tenant,
+            "principal": PRINCIPAL,
+            "subject": contact_id,
+            "coordinate": f"Contact.{name}",
+            "decision": what,
+            "reason": "CRM sync",
+        }
+        for name in fields
+    )
 
 
 def _outbox(row: ContactRow, fields: dict[str, Any], now: datetime) -> CrmOutboxRow:

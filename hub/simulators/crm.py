@@ -12,6 +12,7 @@ of that plan (duplicates, lateness).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 import random
 import re
@@ -229,6 +230,8 @@ def create_crm_app(config: SimulatorConfig) -> Starlette:
     deleted: set[str] = set()
     changed: dict[str, dict[str, Any]] = {}
     answered: OrderedDict[str, dict[str, Any]] = OrderedDict()
+    edits = [0]
+    """How many changes and deletions were made: what the listing's order is kept for."""
     feed = ChangeFeed()
 
     @functools.lru_cache(maxsize=MAX_CHANGED)
@@ -239,6 +242,15 @@ def create_crm_app(config: SimulatorConfig) -> Starlette:
         if contact_id in deleted:
             return None
         return changed.get(contact_id) or seeded(contact_id)
+
+    @functools.lru_cache(maxsize=8)
+    def in_change_order(tenant: str | None, _edits: int) -> list[tuple[datetime, str]]:
+        """The tenant's records by (updated, id), kept until a record changes or goes."""
+        return sorted(
+            (_since(record["updated"]), contact_id)
+            for contact_id in known_ids(tenant)
+            if (record := lookup(contact_id)) is not None
+        )
 
     def known_ids(tenant: str | None) -> list[str]:
         made = (i for i, r in changed.items() if tenant is None or r["workspace"] == tenant)
@@ -251,6 +263,7 @@ def create_crm_app(config: SimulatorConfig) -> Starlette:
         if contact_id not in changed and len(changed) >= MAX_CHANGED:
             raise HTTPException(507, "too many changed records")
         changed[contact_id] = _edited(record, changes, datetime.now(UTC))
+        edits[0] += 1
         feed.changed(changed[contact_id])
         return changed[contact_id]
 
@@ -271,13 +284,9 @@ def create_crm_app(config: SimulatorConfig) -> Starlette:
             # Oldest change first, so that a client may keep the last `updated` it saw as the
             # time to ask from next.
             since = _since(query["updated_since"])
-            changed_since = sorted(
-                (when, contact_id)
-                for contact_id in ids
-                if (record := lookup(contact_id)) is not None
-                and (when := _since(record["updated"])) >= since
-            )
-            positions = [(f"{when.isoformat()}|{i}", i) for when, i in changed_since]
+            by_change = in_change_order(query.get("tenant"), edits[0])
+            start = bisect.bisect_left(by_change, (since, ""))
+            positions = [(f"{when.isoformat()}|{i}", i) for when, i in by_change[start:]]
         else:
             positions = [(contact_id, contact_id) for contact_id in ids]
         page: list[dict[str, Any]] = []
@@ -311,6 +320,7 @@ def create_crm_app(config: SimulatorConfig) -> Starlette:
         if request.method == "DELETE":
             deleted.add(contact_id)
             changed.pop(contact_id, None)
+            edits[0] += 1
             return Response(status_code=204)
         return JSONResponse(record)
 
