@@ -4,6 +4,7 @@
            ──▶ the token checked as over HTTP (bad: 4403) ──▶ connection_ack
            ──▶ subscribe {id, payload} ──▶ next … ──▶ complete    (or one `error`)
     the token's `exp` ──▶ 4403          a subscriber too slow for its queue ──▶ 1013
+    its tenant suspended or deleted ──▶ 4403 at its next event
 
 Each operation runs through the schema as a query does (document cache, limits, cost,
 authorization, row scope, consent per event). Close codes are the protocol's: 4400 a bad
@@ -31,7 +32,7 @@ from strawberry.types.execution import PreExecutionError
 
 from hub.auth import Principal
 from hub.context import Context
-from hub.errors import BadRequest, HubError, Unauthenticated
+from hub.errors import BadRequest, HubError, TenantClosed, TenantSuspended, Unauthenticated
 from hub.persisted import resolve_query
 from hub.realtime import Subscriber
 from hub.schema.errors import coded
@@ -187,7 +188,7 @@ class Connection:
             raise Close(4403, "Forbidden: Authorization must be 'Bearer <token>'.")
         try:
             principal, expires_at = await self.hub.authenticator.authenticate_until(authorization)
-        except Unauthenticated as refusal:
+        except (Unauthenticated, TenantSuspended, TenantClosed) as refusal:
             raise Close(4403, f"Forbidden: {refusal.message}") from None
         self.principal = principal
         for timer in self._timers:
@@ -247,8 +248,17 @@ class Connection:
             )
             yield "error", [coded(error, before_execution=True).formatted]
             return
+        tenants = self.hub.authenticator.tenants
         async with contextlib.aclosing(stream):
             async for result in stream:
+                if tenants is not None and not principal.is_anonymous:
+                    # Suspended meanwhile: nothing more is delivered, and the connection ends
+                    # as one refused at its start does.
+                    try:
+                        await tenants.check(principal.tenant)
+                    except (TenantSuspended, TenantClosed) as refusal:
+                        self.close(4403, f"Forbidden: {refusal.message}")
+                        return
                 if isinstance(result, PreExecutionError):
                     yield "error", [dict(error.formatted) for error in result.errors or ()]
                     return

@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from hub import tenants
 from hub.app import create_app
 from hub.schema import subscriptions
 from hub.settings import Settings
@@ -261,6 +262,31 @@ async def test_the_connection_closes_with_4403_when_its_token_expires(
     assert 0.5 < after_s < 3.0
     await asyncio.sleep(0.1)
     assert app.state.hub.feed.listeners == 0
+
+
+async def test_a_suspended_tenants_subscription_ends_at_its_next_event_and_init_is_refused(
+    sqlite_settings: Settings, make_token: MakeToken
+) -> None:
+    app = create_app(sqlite_settings.model_copy(update={"tenant_status_ttl_s": 0}))
+    async with served(app, ws="auto") as base:
+        member, _ = await two_campaigns(app)
+        async with socket(base) as ws:
+            await ready(ws, make_token(roles=["analyst"]))
+            await subscribe(ws, "s", member.campaign_id)
+            await asyncio.sleep(0.2)  # the subscription follows its accounts
+            await tenants.set_status(app.state.hub.store, "acme", tenants.SUSPENDED)
+            await post_days(base, member.external_id, day("2026-11-04", 1234))
+            code = await closed_with(ws)
+        assert code == 4403
+        async with socket(base) as ws:
+            await send(
+                ws,
+                {
+                    "type": "connection_init",
+                    "payload": {"Authorization": f"Bearer {make_token(roles=['analyst'])}"},
+                },
+            )
+            assert await closed_with(ws) == 4403
 
 
 async def test_a_query_over_the_socket_is_refused(
