@@ -26,6 +26,7 @@ from hub.settings import Settings, SettingsError, check_serving_secrets, load_se
 
 if TYPE_CHECKING:
     from hub.policies import Policies
+    from hub.sources.cache import Cache
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -225,6 +226,7 @@ def _sync_crm(settings: Settings, args: argparse.Namespace) -> int:
 
     from hub import tenants
     from hub.crm_sync import CrmOutbox, SyncBusy, sync_crm
+    from hub.sources.cache import subject_tag
     from hub.sources.crm import CrmSource
     from hub.sources.registry import build_sources
     from hub.sources.store import Store
@@ -237,6 +239,15 @@ def _sync_crm(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> list[str]:
         engine = create_engine(settings)
         sources = build_sources(settings, transport=None, cache=None, metrics=None)
+        cache = _shared_cache(settings)
+        unpurged: list[str] = []
+
+        async def forget(contact_id: str, crm_id: str) -> None:
+            # What running hubs cached of a contact the sync changed.
+            for subject in (contact_id, crm_id):
+                if not await _purge(cache, subject_tag(subject)):
+                    unpurged.append(subject)
+
         lines = []
         try:
             await upgrade(engine)
@@ -259,6 +270,7 @@ def _sync_crm(settings: Settings, args: argparse.Namespace) -> int:
                     tenant=tenant,
                     full=args.full,
                     progress=functools.partial(_progress_count, f"crm {tenant}"),
+                    on_contact=forget,
                 )
                 _progress_count(f"crm {tenant}", report.tally.seen, done_all=True)
                 t = report.tally
@@ -269,6 +281,11 @@ def _sync_crm(settings: Settings, args: argparse.Namespace) -> int:
                 )
             written = await CrmOutbox(store, lambda: crm, interval_s=1).run_once(limit=10_000)
             lines.append(f"{written} changes written back to the CRM")
+            if unpurged:
+                lines.append(
+                    f"shared cache: unreachable, {len(unpurged)} entries not purged: "
+                    "running hubs may serve them until they expire"
+                )
         except SyncBusy as busy:
             raise CommandError(f"{busy}: try again once it is done") from None
         except SourceError as error:
@@ -277,6 +294,8 @@ def _sync_crm(settings: Settings, args: argparse.Namespace) -> int:
             ) from None
         finally:
             await sources.aclose()
+            if cache is not None:
+                await cache.aclose()
             await engine.dispose()
         return lines
 
@@ -372,9 +391,8 @@ def _tenants_export(settings: Settings, args: argparse.Namespace) -> int:
 
 def _tenants_delete(settings: Settings, args: argparse.Namespace) -> int:
     """Without `--yes`, what would go (exit 2); with it, the tenant erased and deleted."""
-    from hub.errors import SourceUnavailable
     from hub.responses import ANSWERS_TAG
-    from hub.sources.cache import Cache, create_cache, subject_tag
+    from hub.sources.cache import subject_tag
     from hub.sources.registry import build_sources
     from hub.sources.store import Store
     from hub.store.engine import create_engine
@@ -384,22 +402,11 @@ def _tenants_delete(settings: Settings, args: argparse.Namespace) -> int:
 
     async def run() -> tuple[int, list[str]]:
         engine = create_engine(settings)
-        # Only a shared cache holds what a running hub cached; an in-process one is the hub's.
-        cache: Cache | None = None
-        if settings.cache_url.startswith(("redis://", "rediss://")):
-            cache = create_cache(
-                settings.cache_url, namespace=settings.cache_namespace, local_ttl_s=0
-            )
+        cache = _shared_cache(settings)
         sources = build_sources(settings, transport=None, cache=None, metrics=None)
 
         async def purge(tag: str) -> bool:
-            if cache is None:
-                return True
-            try:
-                await cache.purge_tag(tag)
-            except SourceUnavailable:
-                return False
-            return True
+            return await _purge(cache, tag)
 
         async def forget(subject: str) -> bool:
             return await purge(subject_tag(subject))
@@ -432,6 +439,29 @@ def _tenants_delete(settings: Settings, args: argparse.Namespace) -> int:
     for line in lines:
         print(line, file=sys.stderr if code == 2 else sys.stdout)
     return code
+
+
+def _shared_cache(settings: Settings) -> Cache | None:
+    """The cache running hubs share (Redis), to purge what a command changed; None with the
+    in-process cache, which only its hub holds."""
+    from hub.sources.cache import create_cache
+
+    if not settings.cache_url.startswith(("redis://", "rediss://")):
+        return None
+    return create_cache(settings.cache_url, namespace=settings.cache_namespace, local_ttl_s=0)
+
+
+async def _purge(cache: Cache | None, tag: str) -> bool:
+    """Drop every entry tagged `tag` on every replica; False when the cache is away."""
+    from hub.errors import SourceUnavailable
+
+    if cache is None:
+        return True
+    try:
+        await cache.purge_tag(tag)
+    except SourceUnavailable:
+        return False
+    return True
 
 
 def _date(text: str) -> date:

@@ -4,13 +4,18 @@ rule on an incremental run, webhooks, tombstones, and the outbox through an outa
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlmodel import col
 from starlette.applications import Starlette
@@ -19,6 +24,7 @@ from hub import tenants
 from hub.app import create_app
 from hub.crm_sync import CrmOutbox, Tally, apply_change, sync_crm
 from hub.settings import DEV_WEBHOOK_SECRET, Settings
+from hub.sources.cache import cache_key, create_cache, subject_tag
 from hub.sources.crm import CrmSource
 from hub.store.leases import Leases
 from hub.store.tables import AuditEventRow, ContactRow, CrmOutboxRow, SyncConflictRow
@@ -362,3 +368,62 @@ async def test_a_suspended_tenants_crm_changes_wait_until_it_is_resumed(
     applied = await apply_change(state.store, crm, state.policies.sync, "acme", "crm-acme-00008")
     assert applied.seen == 1
     assert (await _by_crm_id(app, "crm-acme-00008")).job_title == "While Suspended"
+
+
+async def test_the_command_line_sync_purges_what_running_hubs_cached_of_the_contacts_it_changed(
+    sqlite_settings: Settings,
+) -> None:
+    url = os.environ.get("HUB_TEST_REDIS_URL")
+    if not url:
+        pytest.skip("HUB_TEST_REDIS_URL is not set; the shared cache is Redis")
+    namespace = f"hub-test-{uuid.uuid4().hex[:8]}"
+    settings = sqlite_settings.model_copy(update={"crm_outbox_interval_s": 3600.0})
+    async with running_app(settings) as (app, _client):
+        await _sync(app, full=True)
+        changed = await _by_crm_id(app, "crm-acme-00003")
+        same = await _by_crm_id(app, "crm-acme-00004")
+        crm_url = app.state.hub.upstreams.simulators.urls["crm"]
+        headers = {"Authorization": "Bearer sim-dev-key"}
+        async with httpx.AsyncClient(base_url=crm_url, headers=headers) as crm:
+            edit = {"title": "Changed At The CRM"}
+            assert (await crm.post("/_control/contacts/crm-acme-00003", json=edit)).is_success
+        # What a running hub sharing this Redis cached of both people.
+        cache = create_cache(url, namespace=namespace, local_ttl_s=0)
+        keys = {
+            row.id: cache_key("crm", "contact", row.crm_id or "", tenant="acme")
+            for row in (changed, same)
+        }
+        try:
+            await cache.set_many(
+                {key: {"phone": "+48 1"} for key in keys.values()},
+                ttl_s=600,
+                stale_ttl_s=0,
+                tags={key: [subject_tag(contact_id)] for contact_id, key in keys.items()},
+            )
+            env = {
+                **os.environ,
+                "HUB_DATABASE_URL": settings.database_url,
+                "HUB_POLICIES_DIR": str(settings.policies_dir),
+                "HUB_CRM_URL": crm_url,
+                "HUB_CACHE_URL": url,
+                "HUB_CACHE_NAMESPACE": namespace,
+            }
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "hub", "sync", "crm", "--tenant", "acme"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            # Read from Redis itself: a cache that reads starts its purge listener.
+            raw = Redis.from_url(url)
+            left = {i for i, k in keys.items() if await raw.exists(f"{namespace}:e:{k}")}
+            await raw.delete(*[key async for key in raw.scan_iter(match=f"{namespace}:*")])
+            await raw.aclose()
+        finally:
+            await cache.aclose()
+        assert (await _by_crm_id(app, "crm-acme-00003")).job_title == "Changed At The CRM"
+    assert done.returncode == 0, done.stderr
+    assert "shared cache" not in done.stdout
+    assert left == {same.id}

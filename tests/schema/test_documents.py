@@ -145,7 +145,7 @@ async def test_many_large_distinct_documents_keep_only_what_the_document_cache_h
         tracemalloc.start()
         try:
             before = tracemalloc.get_traced_memory()[0]
-            for n in range(40):
+            for n in range(20):
                 spreads = " ".join(f"...V{n}x{i}" for i in range(90))
                 document = f"query Q{n} {{ me {{ {spreads} }} }} " + " ".join(
                     f"fragment V{n}x{i} on Viewer {{ subject }}" for i in range(90)
@@ -161,7 +161,7 @@ async def test_many_large_distinct_documents_keep_only_what_the_document_cache_h
             kept = tracemalloc.get_traced_memory()[0] - before
         finally:
             tracemalloc.stop()
-    # Each document parses to about a third of a megabyte (14 MB for all forty when the
+    # Each document parses to about a third of a megabyte (7 MB for all twenty when the
     # cache may keep them); the cache keeps five of them.
     assert kept < 4_000_000
 
