@@ -17,24 +17,20 @@ migrations check included (the `--records 0` row is that floor).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
-import uvicorn
 from throughput import COMMAND_TIMEOUT_S, BenchError, cpu_model
 
-from hub.simulators import SimulatorConfig, create_crm_app
+from hub.simulators import SimulatorConfig
 from hub.simulators.config import DEFAULT_API_KEY
+from hub.simulators.serving import simulators_on_a_thread
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB = (sys.executable, "-m", "hub")
@@ -61,7 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def measure(records: int, changed: int) -> list[str]:
     rows = []
-    with tempfile.TemporaryDirectory() as folder, crm_simulator(records) as url:
+    config = {"crm": SimulatorConfig(crm_listed_per_tenant=records)}
+    with tempfile.TemporaryDirectory() as folder, simulators_on_a_thread(config) as urls:
+        url = urls["crm"]
         env = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
         env.update(
             {
@@ -111,27 +109,6 @@ def edit(url: str, count: int) -> None:
             body = {"title": f"Edited {position}"}
             answer = crm.post(f"/_control/contacts/crm-acme-{position:05d}", json=body)
             answer.raise_for_status()
-
-
-@contextlib.contextmanager
-def crm_simulator(records: int) -> Iterator[str]:
-    """The CRM simulator listing `records` acme records, under uvicorn on a thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    app = create_crm_app(SimulatorConfig(crm_listed_per_tenant=records))
-    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
-    server = uvicorn.Server(config)
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    thread = threading.Thread(target=asyncio.run, args=(server.serve(sockets=[sock]),))
-    thread.start()
-    try:
-        while not server.started:
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join()
-        sock.close()
 
 
 if __name__ == "__main__":

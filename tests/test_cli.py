@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
 import pytest
-import uvicorn
 
 from hub.__main__ import _metrics_shared_by, main
 from hub.settings import DEV_JWT_SECRET
-from hub.simulators import SimulatorConfig, create_crm_app
+from hub.simulators import SimulatorConfig
+from hub.simulators.serving import simulators_on_a_thread
 from tests.conftest import ROOT, TEST_SECRET
 
 # `main` configures logging for its process; each test gets the suite's set-up back.
@@ -233,28 +227,6 @@ def test_one_worker_keeps_metrics_in_process_and_a_named_directory_is_left_alone
     assert tmp_path.is_dir()
 
 
-@contextlib.contextmanager
-def _crm_simulator() -> Iterator[str]:
-    """The CRM simulator under uvicorn on a thread of its own: a URL a command can reach."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        create_crm_app(SimulatorConfig()), lifespan="off", log_config=None, access_log=False
-    )
-    server = uvicorn.Server(config)
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    thread = threading.Thread(target=asyncio.run, args=(server.serve(sockets=[sock]),))
-    thread.start()
-    try:
-        while not server.started:
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join()
-        sock.close()
-
-
 def test_sync_crm_imports_each_tenants_contacts_and_then_only_what_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -266,8 +238,8 @@ def test_sync_crm_imports_each_tenants_contacts_and_then_only_what_changed(
     with sqlite3.connect(tmp_path / "cli.db") as db:
         seeded = db.execute("select count(*) from contacts where tenant_id = 'acme'").fetchone()[0]
     capsys.readouterr()
-    with _crm_simulator() as url:
-        monkeypatch.setenv("HUB_CRM_URL", url)
+    with simulators_on_a_thread({"crm": SimulatorConfig()}) as urls:
+        monkeypatch.setenv("HUB_CRM_URL", urls["crm"])
         assert main(["sync", "crm", "--tenant", "nope"]) == 1
         assert "no tenant nope" in capsys.readouterr().err
         assert main(["sync", "crm", "--full", "--tenant", "acme"]) == 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable, Generator, Mapping
+import threading
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -101,6 +102,29 @@ async def start_simulators(
         await running.stop()
         raise
     return running
+
+
+@contextlib.contextmanager
+def simulators_on_a_thread(
+    config_by_name: Mapping[str, SimulatorConfig],
+) -> Iterator[dict[str, str]]:
+    """`start_simulators` on an event loop of its own thread, for a caller with no running
+    loop (a command under test, a benchmark): their URLs, until the block ends."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="simulators", daemon=True)
+    thread.start()
+    try:
+        running = asyncio.run_coroutine_threadsafe(start_simulators(config_by_name), loop).result(
+            timeout=30
+        )
+        try:
+            yield dict(running.urls)
+        finally:
+            asyncio.run_coroutine_threadsafe(running.stop(), loop).result(timeout=30)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
 
 
 def _bind(host: str, port: int) -> socket.socket:
