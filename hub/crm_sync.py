@@ -198,17 +198,21 @@ def _admitted(records: list[CrmContact], tally: Tally) -> list[CrmContact]:
 async def _apply_alone(
     store: Store, policy: SyncPolicy, tenant: str, record: CrmContact, *, now: datetime
 ) -> Applied:
-    for attempt in range(3):
+    tries = 3
+    while True:
+        tries -= 1
         try:
             async with store.sessions.begin() as session:
                 (applied,) = await _apply(session, policy, tenant, [record], now=now)
             return applied
         except (IntegrityError, DBAPIError) as error:
-            if attempt == 2:
+            if tries == 0:
                 logger.warning(
                     "CRM record %s could not be applied: %s", record.crm_id, type(error).__name__
                 )
-    return Applied("failed", retry=True)
+                # A unique key still taken after three tries is the data's (an email another
+                # person holds here): reading it again changes nothing until the CRM does.
+                return Applied("failed", retry=not isinstance(error, IntegrityError))
 
 
 async def _apply(

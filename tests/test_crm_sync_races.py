@@ -4,12 +4,13 @@ changes while a run lists, erasures while a page applies, failing tenants and re
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import httpx
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import col
 from starlette.applications import Starlette
 
@@ -291,3 +292,48 @@ async def test_a_write_back_refused_twenty_times_is_given_up_and_the_next_goes(
     assert await _count(app, CrmOutboxRow) == 0
     assert (await _record(crm_control, "crm-acme-00011"))["name"] == "Second"
     assert (await sync_state(state.store, "acme") or pytest.fail()).failures == failures + 1
+
+
+@pytest.mark.parametrize(
+    ("error", "read_again"),
+    [
+        (IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed")), False),
+        (OperationalError("UPDATE", {}, Exception("database is locked")), True),
+    ],
+    ids=["a-key-the-data-holds", "a-store-that-may-pass"],
+)
+async def test_only_a_failure_that_may_pass_holds_the_watermark_back(
+    hub: tuple[Starlette, httpx.AsyncClient],
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception,
+    read_again: bool,
+) -> None:
+    app, _client = hub
+    state = app.state.hub
+    when = datetime(2026, 3, 1, tzinfo=UTC)
+    failing = CrmContact("crm-acme-90010", {"email": "x@example.com"}, when)
+    later = CrmContact("crm-acme-90011", {"email": "y@example.com"}, when + timedelta(days=1))
+
+    class Listing:
+        async def changed_since(self, *_args: Any, **_kwargs: Any) -> CrmPage:
+            return CrmPage([failing, later], None)
+
+    apply = crm_sync._apply
+
+    async def refusing(session: Any, policy: Any, tenant: str, records: Any, **kw: Any) -> Any:
+        if any(r.crm_id == failing.crm_id for r in records):
+            raise error
+        return await apply(session, policy, tenant, records, **kw)
+
+    monkeypatch.setattr(crm_sync, "_apply", refusing)
+    report = await sync_crm(
+        state.store,
+        cast(CrmSource, Listing()),
+        state.policies.sync,
+        Leases(state.store.sessions),
+        tenant="acme",
+    )
+    kept = await sync_state(state.store, "acme")
+    assert (report.tally.failures, report.tally.imported) == (1, 1)
+    assert kept is not None and kept.watermark is not None
+    assert (kept.watermark < when) is read_again
