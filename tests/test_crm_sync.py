@@ -427,3 +427,30 @@ async def test_the_command_line_sync_purges_what_running_hubs_cached_of_the_cont
     assert done.returncode == 0, done.stderr
     assert "shared cache" not in done.stdout
     assert left == {same.id}
+
+
+async def test_an_erasure_drops_the_persons_queued_write_backs(
+    hub: tuple[Starlette, httpx.AsyncClient],
+    crm_control: httpx.AsyncClient,
+    make_token: MakeToken,
+) -> None:
+    app, client = hub
+    contact = await _by_crm_id(app, "crm-acme-00012")
+    other = await _by_crm_id(app, "crm-acme-00013")
+    admin = make_token(roles=["admin"])
+    for row in (contact, other):
+        variables = {"input": {"id": row.id, "fullName": "Queued Name"}}
+        _, done = await gql(client, UPSERT, token=admin, variables=variables)
+        assert "errors" not in done, done
+    assert await _count(app, CrmOutboxRow) == 2
+    erase = "mutation($id: ID!) { eraseContact(id: $id) { complete } }"
+    _, erased = await gql(
+        client, erase, token=make_token(roles=["dpo"]), variables={"id": contact.id}
+    )
+    assert "errors" not in erased, erased
+    # The queued values were the person's: none of them is ever sent; the other's still is.
+    assert await _count(app, CrmOutboxRow, col(CrmOutboxRow.contact_id) == contact.id) == 0
+    assert await _count(app, CrmOutboxRow, col(CrmOutboxRow.contact_id) == other.id) == 1
+    state = app.state.hub
+    assert await CrmOutbox(state.store, lambda: state.sources.crm, interval_s=3600).run_once() == 1
+    assert (await _record(crm_control, "crm-acme-00013"))["name"] == "Queued Name"
