@@ -27,6 +27,7 @@ from hub.erasure import delete_upstream, erase_in_store
 from hub.policy.rows import RowScope
 from hub.sources.crm import CrmLookup
 from hub.sources.store import Store
+from hub.store.paging import keyset_pages
 from hub.store.tables import (
     AuditEventRow,
     CampaignMemberRow,
@@ -198,23 +199,15 @@ async def _erase_contacts(
     """Every contact, erased ones included: their cached entries are purged again, in case
     an earlier run stopped between its erasure and its purge."""
     scope = RowScope(tenant_id)
-    after = ""
-    while True:
-        query = (
-            select(col(ContactRow.id), col(ContactRow.erased_at))
-            .where(col(ContactRow.tenant_id) == tenant_id, col(ContactRow.id) > after)
-            .order_by(col(ContactRow.id))
-            .limit(n)
-        )
-        async with store.sessions() as session:
-            page = (await session.execute(query)).all()
-        for contact_id, erased_at in page:
+    contacts = select(ContactRow).where(col(ContactRow.tenant_id) == tenant_id)
+    async for page in keyset_pages(store, contacts, col(ContactRow.id), n):
+        for contact in page:
             crm_id = None
-            if erased_at is None:
+            if contact.erased_at is None:
                 tombstone, crm_id = await erase_in_store(
                     store,
                     scope,
-                    contact_id,
+                    contact.id,
                     now=clock(),
                     erased_by=ERASED_BY,
                     crm_configured=crm is not None,
@@ -222,12 +215,9 @@ async def _erase_contacts(
                 report.erased += tombstone is not None
             else:
                 report.erased_before += 1
-            for subject in (contact_id, crm_id):
+            for subject in (contact.id, crm_id):
                 if subject is not None and not await forget(subject):
                     report.cache_purged = False
-        if len(page) < n:
-            return
-        after = page[-1][0]
 
 
 async def _delete_upstream(
@@ -240,26 +230,13 @@ async def _delete_upstream(
 ) -> None:
     """One attempt at each of the tenant's CRM deletions, this run's and those left by earlier
     ones; what fails stays a task for the erasure retrier of the running hub."""
-    after = 0
-    while True:
-        query = (
-            select(ErasureTaskRow)
-            .where(
-                col(ErasureTaskRow.tenant_id) == tenant_id,
-                col(ErasureTaskRow.source) == "crm",
-                col(ErasureTaskRow.id) > after,
-            )
-            .order_by(col(ErasureTaskRow.id))
-            .limit(n)
-        )
-        async with store.sessions() as session:
-            tasks = list((await session.scalars(query)).all())
-        for task in tasks:
+    tasks = select(ErasureTaskRow).where(
+        col(ErasureTaskRow.tenant_id) == tenant_id, col(ErasureTaskRow.source) == "crm"
+    )
+    async for page in keyset_pages(store, tasks, col(ErasureTaskRow.id), n):
+        for task in page:
             await forget(task.upstream_id)
             await delete_upstream(store, crm, task, now=clock())
-        if len(tasks) < n:
-            return
-        after = tasks[-1].id or 0
 
 
 async def _delete_idempotency(store: Store, tenant_id: str, n: int) -> int:
@@ -294,22 +271,12 @@ async def _delete_batches(store: Store, table: Any, ids: Select[Any], n: int) ->
 
 async def _upstream_outcomes(store: Store, tenant_id: str, n: int) -> dict[str, Counter[str]]:
     outcomes: dict[str, Counter[str]] = {}
-    after = ""
-    while True:
-        query = (
-            select(col(ErasureRow.contact_id), col(ErasureRow.sources))
-            .where(col(ErasureRow.tenant_id) == tenant_id, col(ErasureRow.contact_id) > after)
-            .order_by(col(ErasureRow.contact_id))
-            .limit(n)
-        )
-        async with store.sessions() as session:
-            page = (await session.execute(query)).all()
-        for _contact_id, sources in page:
-            for entry in sources:
+    tombstones = select(ErasureRow).where(col(ErasureRow.tenant_id) == tenant_id)
+    async for page in keyset_pages(store, tombstones, col(ErasureRow.contact_id), n):
+        for tombstone in page:
+            for entry in tombstone.sources:
                 outcomes.setdefault(entry["source"], Counter())[entry["status"]] += 1
-        if len(page) < n:
-            return outcomes
-        after = page[-1][0]
+    return outcomes
 
 
 async def _existing(store: Store, tenant_id: str) -> None:

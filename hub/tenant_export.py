@@ -11,7 +11,7 @@ currency, times are ISO 8601 in UTC.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Mapped
 from sqlmodel import SQLModel, col
 
 from hub.sources.store import Store
+from hub.store.paging import keyset_pages
 from hub.store.tables import (
     AuditEventRow,
     CampaignMemberRow,
@@ -51,7 +52,7 @@ async def export_tenant(
     counts = {"tenant": 1}
     for kind, query, key in _queries(tenant_id):
         counts[kind] = 0
-        async for page in _pages(store, query, key, page_size):
+        async for page in keyset_pages(store, query, key, page_size):
             write("".join(line(kind, row) for row in page))
             counts[kind] += len(page)
     return counts
@@ -101,27 +102,6 @@ def _queries(
             col(AuditEventRow.id),
         ),
     ]
-
-
-async def _pages(
-    store: Store, query: Select[Any], key: Mapped[Any], page_size: int
-) -> AsyncIterator[list[Any]]:
-    """The rows of `query` in `key` order, `page_size` at a time (keyset, not offset: a page
-    costs the same at the end of a large table as at its start)."""
-    after: Any = None
-    while True:
-        page_query = query.order_by(key).limit(page_size)
-        if after is not None:
-            page_query = page_query.where(key > after)
-        async with store.sessions() as session:
-            page = list((await session.scalars(page_query)).all())
-            session.expunge_all()
-        if not page:
-            return
-        yield page
-        if len(page) < page_size:
-            return
-        after = getattr(page[-1], key.key)  # type: ignore[attr-defined]
 
 
 def _json_value(value: Any) -> Any:
