@@ -64,16 +64,15 @@ async def stored_days(
     if not external_ids:
         return found
     columns = [col(getattr(MetricDayRow, name)) for name in MetricRecord._fields]
-    async with store.sessions() as session:
-        result = await session.execute(
-            select(*columns)
-            .where(col(MetricDayRow.external_id).in_(list(dict.fromkeys(external_ids))))
-            .where(col(MetricDayRow.day) >= since)
-            .where(col(MetricDayRow.day) <= until)
-        )
-        for row in result:
-            record = MetricRecord(*row)
-            found[record.external_id][record.day] = record
+    rows = await store.rows(
+        select(*columns)
+        .where(col(MetricDayRow.external_id).in_(list(dict.fromkeys(external_ids))))
+        .where(col(MetricDayRow.day) >= since)
+        .where(col(MetricDayRow.day) <= until)
+    )
+    for row in rows:
+        record = MetricRecord(*row)
+        found[record.external_id][record.day] = record
     return found
 
 

@@ -18,12 +18,16 @@ import httpx
 import pytest
 import structlog
 from asgi_lifespan import LifespanManager
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
 
 from hub.app import create_app
 from hub.auth import issue_token
+from hub.observability import tracing
 from hub.observability.logs import QUIET_LOGGERS, REQUEST_LINE, formatter, log_config
 from hub.settings import Settings
 
@@ -241,3 +245,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The differential test of the planned executor runs last: it replays what the others sent."""
     last = [item for item in items if "test_every_query_the_suite_sends" in item.nodeid]
     items[:] = [item for item in items if item not in last] + last
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """The hub's spans, kept in memory for the test (its own provider, not the process's)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    previous = tracing.install(provider)
+    yield exporter
+    tracing.install(previous)
+    provider.shutdown()

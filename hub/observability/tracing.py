@@ -5,7 +5,8 @@ carry a request's trace and id to every upstream.
     HTTP request (server span, `TracingMiddleware`)
       └ GraphQL operation (`operation_span`, in `HubSchema.execute`)
           ├ source call (`source_call_span`, in `SourceClient`) ── traceparent, X-Request-Id ─▶
-          └ store statement (`trace_statements`, on the engine)
+          └ store statement (`trace_statements` on the engine; `statement_span` for a read
+            on the driver's own connection, `hub.store.reads`)
 
 No span attribute holds a personal value or a secret: no headers, no query strings, no
 GraphQL variables, SQL without its parameters, and errors by their type or code only.
@@ -326,29 +327,14 @@ _STATEMENT_SPAN = "_hub_span"
 def trace_statements(engine: Engine) -> None:
     """A client span per statement `engine` runs (the sync engine under an `AsyncEngine`):
     the SQL text with its placeholders, never the parameters; a failure by its type."""
-    system = engine.dialect.name
-    attributes: dict[str, Any] = {"db.system": system}
-    if engine.url.host:
-        attributes["server.address"] = engine.url.host
-    if engine.url.port:
-        attributes["server.port"] = engine.url.port
+    attributes = _statement_attributes(engine)
 
     def before(
         _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
     ) -> None:
         if context is None:
             return
-        operation = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
-        span = start_span(
-            f"{operation} {system}".strip(),
-            kind=SpanKind.CLIENT,
-            attributes={
-                **attributes,
-                "db.operation": operation,
-                "db.statement": statement[:MAX_STATEMENT_CHARS],
-            },
-        )
-        setattr(context, _STATEMENT_SPAN, span)
+        setattr(context, _STATEMENT_SPAN, _start_statement_span(attributes, statement))
 
     def after(
         _conn: Any, _cursor: Any, _statement: str, _params: Any, context: Any, _many: bool
@@ -367,3 +353,39 @@ def trace_statements(engine: Engine) -> None:
     event.listen(engine, "before_cursor_execute", before)
     event.listen(engine, "after_cursor_execute", after)
     event.listen(engine, "handle_error", failed)
+
+
+@contextlib.contextmanager
+def statement_span(engine: Engine, statement: str) -> Iterator[None]:
+    """The span of a statement run on the driver's own connection (`hub.store.reads`), as
+    `trace_statements` makes it for SQLAlchemy's."""
+    span = _start_statement_span(_statement_attributes(engine), statement)
+    try:
+        yield
+    except BaseException as error:
+        span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        raise
+    finally:
+        span.end()
+
+
+def _statement_attributes(engine: Engine) -> dict[str, Any]:
+    attributes: dict[str, Any] = {"db.system": engine.dialect.name}
+    if engine.url.host:
+        attributes["server.address"] = engine.url.host
+    if engine.url.port:
+        attributes["server.port"] = engine.url.port
+    return attributes
+
+
+def _start_statement_span(attributes: dict[str, Any], statement: str) -> Span:
+    operation = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
+    return start_span(
+        f"{operation} {attributes['db.system']}".strip(),
+        kind=SpanKind.CLIENT,
+        attributes={
+            **attributes,
+            "db.operation": operation,
+            "db.statement": statement[:MAX_STATEMENT_CHARS],
+        },
+    )

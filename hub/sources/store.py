@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, Text, bindparam, cast, func, select, update
+from sqlalchemy import ColumnElement, Text, bindparam, cast, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
@@ -18,6 +18,7 @@ from sqlmodel import SQLModel, col
 from hub.ids import new_id
 from hub.policy.rows import RowScope
 from hub.sources.scoping import campaign_scope, contact_scope, scoped_campaign_ids
+from hub.store.reads import AnySelect, CompiledReads
 from hub.store.tables import (
     CampaignMemberRow,
     CampaignRow,
@@ -74,22 +75,23 @@ class Store:
         self.reads = reads or engine
         """Single-statement reads go here (`create_engine(..., reads=True)`)."""
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._reads = CompiledReads(self.reads)
 
     # -- influencers (global) -------------------------------------------------------------
 
     async def influencers_by_id(self, ids: Sequence[str]) -> dict[str, InfluencerRow]:
-        return {row.id: row for row in await self._all(_INFLUENCERS_BY_ID, {"ids": list(ids)})}
+        return {row.id: row for row in await self.rows(_INFLUENCERS_BY_ID, {"ids": list(ids)})}
 
     async def influencer_page(
         self, query: InfluencerQuery, *, first: int, after: str | None
     ) -> Page[InfluencerRow]:
         if query == InfluencerQuery() and after is None:
-            rows = await self._all(_FIRST_INFLUENCERS, {"limit": first + 1})
+            rows = await self.rows(_FIRST_INFLUENCERS, {"limit": first + 1})
             return Page(rows[:first], len(rows) > first)
         stmt = select(InfluencerRow).where(*_influencer_filters(query))
         if after:
             stmt = stmt.where(col(InfluencerRow.id) > after)
-        rows = await self._all(stmt.order_by(col(InfluencerRow.id)).limit(first + 1))
+        rows = await self.rows(stmt.order_by(col(InfluencerRow.id)).limit(first + 1))
         return Page(rows[:first], len(rows) > first)
 
     async def influencer_count(self, query: InfluencerQuery) -> int:
@@ -99,14 +101,14 @@ class Store:
     async def accounts_by_influencer(
         self, influencer_ids: Sequence[str]
     ) -> dict[str, list[PlatformAccountRow]]:
-        rows = await self._all(_ACCOUNTS_BY_INFLUENCER, {"ids": list(influencer_ids)})
+        rows = await self.rows(_ACCOUNTS_BY_INFLUENCER, {"ids": list(influencer_ids)})
         return _group(rows, "influencer_id")
 
     # -- campaigns (tenant-owned) ---------------------------------------------------------
 
     async def campaigns_by_id(self, scope: RowScope, ids: Sequence[str]) -> dict[str, CampaignRow]:
         stmt = select(CampaignRow).where(col(CampaignRow.id).in_(ids), *campaign_scope(scope))
-        return {row.id: row for row in await self._all(stmt)}
+        return {row.id: row for row in await self.rows(stmt)}
 
     async def campaign_page(
         self, scope: RowScope, *, status: str | None, first: int, after: str | None
@@ -114,7 +116,7 @@ class Store:
         stmt = select(CampaignRow).where(*campaign_scope(scope), *_status(status))
         if after:
             stmt = stmt.where(col(CampaignRow.id) > after)
-        rows = await self._all(stmt.order_by(col(CampaignRow.id)).limit(first + 1))
+        rows = await self.rows(stmt.order_by(col(CampaignRow.id)).limit(first + 1))
         return Page(rows[:first], len(rows) > first)
 
     async def campaign_count(self, scope: RowScope, *, status: str | None) -> int:
@@ -145,8 +147,7 @@ class Store:
             .where(col(member.campaign_id).in_(scoped_campaign_ids(scope, campaign_ids)))
             .group_by(col(member.campaign_id))
         )
-        async with self.sessions() as session:
-            return {key: count for key, count in (await session.execute(stmt)).all()}
+        return {key: count for key, count in await self.rows(stmt)}
 
     async def campaign_pages_by_influencer(
         self, scope: RowScope, influencer_ids: Sequence[str], *, first: int, after: str | None
@@ -168,10 +169,7 @@ class Store:
         sub = inner.subquery()
         campaign = aliased(CampaignRow, sub)
         stmt = select(campaign, sub.c.influencer_id).where(sub.c.rank <= first + 1)
-        grouped: dict[str, list[CampaignRow]] = defaultdict(list)
-        async with self.sessions() as session:
-            for row, influencer_id in (await session.execute(stmt)).all():
-                grouped[influencer_id].append(row)
+        grouped = _group(await self.rows(stmt), "influencer_id")
         return {key: _page(sorted(rows, key=_id), first) for key, rows in grouped.items()}
 
     async def campaign_counts_by_influencer(
@@ -184,14 +182,13 @@ class Store:
             .where(col(member.influencer_id).in_(influencer_ids), *campaign_scope(scope))
             .group_by(col(member.influencer_id))
         )
-        async with self.sessions() as session:
-            return {key: count for key, count in (await session.execute(stmt)).all()}
+        return {key: count for key, count in await self.rows(stmt)}
 
     # -- contacts and consents (tenant-owned, personal data) ------------------------------
 
     async def contacts_by_id(self, scope: RowScope, ids: Sequence[str]) -> dict[str, ContactRow]:
         stmt = select(ContactRow).where(col(ContactRow.id).in_(ids), *contact_scope(scope))
-        return {row.id: row for row in await self._all(stmt)}
+        return {row.id: row for row in await self.rows(stmt)}
 
     async def contacts_by_influencer(
         self, scope: RowScope, influencer_ids: Sequence[str]
@@ -201,7 +198,7 @@ class Store:
             .where(col(ContactRow.influencer_id).in_(influencer_ids), *contact_scope(scope))
             .order_by(col(ContactRow.id))
         )
-        return _group(await self._all(stmt), "influencer_id")
+        return _group(await self.rows(stmt), "influencer_id")
 
     async def consents_by_contact(
         self, scope: RowScope, contact_ids: Sequence[str]
@@ -212,7 +209,7 @@ class Store:
             .where(col(ConsentRow.tenant_id) == scope.tenant)
             .order_by(col(ConsentRow.id))
         )
-        return _group(await self._all(stmt), "contact_id")
+        return _group(await self.rows(stmt), "contact_id")
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -358,20 +355,19 @@ class Store:
             col(CampaignMemberRow.influencer_id) == influencer_id,
             col(CampaignMemberRow.campaign_id).in_(scoped_campaign_ids(scope, None)),
         )
-        async with self.sessions() as session:
-            return (await session.scalar(stmt.limit(1))) is not None
+        return bool(await self.rows(stmt.limit(1)))
 
     # -- plumbing -------------------------------------------------------------------------
 
-    async def _all(self, stmt: Select[Any], parameters: dict[str, Any] | None = None) -> list[Any]:
+    async def rows(self, stmt: AnySelect, parameters: dict[str, Any] | None = None) -> list[Any]:
         """The rows of a read, as plain rows with the columns as attributes (a read builds no
-        ORM instances: building them took longer than the statement)."""
-        async with self.reads.connect() as connection:
-            return list((await connection.execute(stmt, parameters)).all())
+        ORM instances: building them took longer than the statement), run on the driver's
+        own connection (`hub.store.reads`)."""
+        return await self._reads.rows(stmt, parameters)
 
-    async def _scalar(self, stmt: Select[Any]) -> int:
-        async with self.reads.connect() as connection:
-            return int((await connection.execute(stmt)).scalar() or 0)
+    async def _scalar(self, stmt: AnySelect) -> int:
+        rows = await self.rows(stmt)
+        return int(rows[0][0] or 0) if rows else 0
 
     async def _pages(
         self,
@@ -386,7 +382,7 @@ class Store:
         entity = aliased(model, sub)
         stmt = select(entity).where(sub.c.rank <= first + 1)
         key = partition.key
-        grouped = _group(await self._all(stmt), key)
+        grouped = _group(await self.rows(stmt), key)
         return {k: _page(sorted(rows, key=_id), first) for k, rows in grouped.items()}
 
 

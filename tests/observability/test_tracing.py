@@ -17,7 +17,6 @@ from urllib.parse import quote, quote_plus
 import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode, format_span_id
 from starlette.applications import Starlette
@@ -46,18 +45,6 @@ query Dashboard($id: ID!, $from: Date!, $to: Date!) {
 }
 """
 WINDOW = {"from": "2026-03-01", "to": "2026-03-30"}
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """The hub's spans, kept in memory for the test (its own provider, not the process's)."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    previous = tracing.install(provider)
-    yield exporter
-    tracing.install(previous)
-    provider.shutdown()
 
 
 def simulator_urls(app: Starlette) -> dict[str, str]:
