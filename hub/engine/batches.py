@@ -8,8 +8,7 @@ one is resolved by its own resolver, called for every parent of the level at onc
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -24,15 +23,6 @@ from hub.schema.influencers import Influencer, SocialAccount
 from hub.schema.metrics import MetricPoint
 
 Values = list[Any]
-
-
-async def _settled(awaitables: Sequence[Awaitable[Any]]) -> list[Any]:
-    """Their values, an exception standing for each that failed; cancellation goes on."""
-    values = await asyncio.gather(*awaitables, return_exceptions=True)
-    for value in values:
-        if isinstance(value, BaseException) and not isinstance(value, Exception):
-            raise value
-    return values
 
 
 async def influencer_accounts(batch: Batch) -> Values:
@@ -59,14 +49,19 @@ async def influencer_metrics(batch: Batch) -> Values:
     accounts = await loaders.accounts_by_influencer.load_all(
         [influencer.id for influencer in batch.parents]
     )
-    failed_accounts = next((a for a in accounts if isinstance(a, Exception)), None)
-    if failed_accounts is not None:
-        raise failed_accounts
-    keys = [(account.external_id, since, until) for each in accounts for account in each]
-    series = await loaders.metrics_by_account.load_all(keys)
+    keys = [
+        (account.external_id, since, until)
+        for each in accounts
+        if not isinstance(each, Exception)
+        for account in each
+    ]
+    series = await loaders.metrics_by_account.load_all(keys) if keys else []
     values: Values = []
     start = 0
     for each in accounts:
+        if isinstance(each, Exception):  # this influencer's accounts only: the others go on
+            values.append(each)
+            continue
         own = series[start : start + len(each)]
         start += len(each)
         failed = next((s for s in own if isinstance(s, Exception)), None)
@@ -110,21 +105,23 @@ def _by_id(
 
     async def resolve(batch: Batch) -> Values:
         context = batch.context
-        loader = getattr(context.loaders, loader_name)
         values: Values = []
-        waiting: list[tuple[int, Any]] = []
+        keys: list[str] = []
+        positions: list[int] = []
         for parent in batch.parents:
             reference = getattr(parent, attribute)
             value: Any = None
             if reference is not None:
                 try:
-                    waiting.append((len(values), loader.load(key_of(context, reference))))
+                    keys.append(key_of(context, reference))
+                    positions.append(len(values))
                 except Exception as error:
                     value = error
             values.append(value)
-        rows = await _settled([load for _, load in waiting])
-        for (index, _), row in zip(waiting, rows, strict=True):
-            values[index] = row if isinstance(row, Exception) or row is None else make(row)
+        if keys:
+            rows = await getattr(context.loaders, loader_name).load_all(keys)
+            for index, row in zip(positions, rows, strict=True):
+                values[index] = row if isinstance(row, Exception) or row is None else make(row)
         return values
 
     return resolve
