@@ -336,6 +336,8 @@ def create_app(
             if link is not None:
                 await link.aclose()
             await authenticator.aclose()
+            if "hub" in state:
+                await state["hub"].idempotency.aclose()  # answers the store has not taken yet
             await reads.dispose()
             await engine.dispose()
             metrics.close()
@@ -804,7 +806,7 @@ async def execute_request(
         else:
             kept = without_personal_data(body, context.personal_paths)
             answer = StoredAnswer(status, kept)
-            await hub.idempotency.finish(claim.key, answer, subjects=claim.subjects)
+            await hub.idempotency.finish(claim.key, claim.digest, answer, subjects=claim.subjects)
     return Executed(status, body, headers)
 
 

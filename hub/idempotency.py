@@ -4,14 +4,21 @@ A key is claimed only when its mutation is about to run (after limits, validatio
 budget), so a request refused before that leaves nothing behind, and only an executed answer
 is kept. A kept answer records the people (contacts) it names; erasing one of them replaces
 the answer, so that no replay outlives an erasure.
+
+An answer the store could not take when its mutation ended is held by its process and
+written again until it is: a claim left without its answer would be taken over as abandoned
+a minute later, and the mutation applied twice. Meanwhile the process replays it itself, and
+shutting down writes what is still held.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,10 +35,15 @@ from hub.errors import BadRequest, IdempotencyConflict
 from hub.sources.store import Store
 from hub.store.tables import ContactRow, ErasureRow, IdempotencyRow, IdempotencySubjectRow
 
+logger = logging.getLogger(__name__)
+
 _KEY = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 ABANDONED_AFTER = timedelta(seconds=60)
 MAX_WAITERS_PER_KEY = 8
 """Requests of one process that may wait for one key's first request; more are refused."""
+MAX_HELD_ANSWERS = 1000
+"""Answers a process holds while the store cannot take them; beyond, the oldest is let go
+(and its claim left to be taken over, as a crashed process's would be)."""
 
 ERASED_ANSWER: dict[str, Any] = {
     "status": 200,
@@ -79,13 +91,20 @@ class IdempotencyKeys:
         wait_s: float = 10.0,
         poll_s: float = 0.05,
         max_waiters: int = MAX_WAITERS_PER_KEY,
+        retry_s: float = 1.0,
+        max_held: int = MAX_HELD_ANSWERS,
     ) -> None:
         self.store = store
         self.ttl_s = ttl_s
         self.wait_s = wait_s
         self.poll_s = poll_s
         self.max_waiters = max_waiters
+        self.retry_s = retry_s
+        self.max_held = max_held
         self._waiting: dict[str, int] = {}
+        self._held: dict[str, tuple[str, StoredAnswer, list[str]]] = {}
+        """Answers the store has not taken yet, by key: (request digest, answer, subjects)."""
+        self._writer: asyncio.Task[None] | None = None
 
     async def claim(self, key: str, digest: str) -> StoredAnswer | None:
         """None when this request is first and must run; else the first request's answer.
@@ -99,6 +118,13 @@ class IdempotencyKeys:
         waiting = False
         try:
             while True:
+                held = self._held.get(key)
+                if held is not None:
+                    if held[0] != digest:
+                        raise IdempotencyConflict(
+                            "This Idempotency-Key was already used with a different request."
+                        )
+                    return held[1]
                 now = datetime.now(UTC)
                 try:
                     async with self.store.sessions.begin() as session:
@@ -139,10 +165,54 @@ class IdempotencyKeys:
                 if not self._waiting[key]:
                     del self._waiting[key]
 
-    async def finish(self, key: str, answer: StoredAnswer, *, subjects: Iterable[str]) -> None:
+    async def finish(
+        self, key: str, digest: str, answer: StoredAnswer, *, subjects: Iterable[str]
+    ) -> None:
         """Keep `answer` as the key's, with the people it names; if one of them was erased
-        meanwhile, keep the erased answer instead."""
+        meanwhile, keep the erased answer instead. When the store cannot take it now, the
+        process holds it and writes it again every `retry_s` until it does."""
         named = sorted(set(subjects))
+        try:
+            await self._write(key, answer, named)
+        except Exception as error:
+            logger.warning(
+                "an idempotent answer was not kept (%s); it is held and written again",
+                type(error).__name__,
+            )
+            self._hold(key, digest, answer, named)
+
+    async def aclose(self) -> None:
+        """Write the answers still held, once more each (at shutdown)."""
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        await self._write_held()
+
+    def _hold(self, key: str, digest: str, answer: StoredAnswer, named: list[str]) -> None:
+        while len(self._held) >= self.max_held:
+            dropped = next(iter(self._held))
+            del self._held[dropped]
+            logger.error("an idempotent answer held too long was let go")
+        self._held[key] = (digest, answer, named)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_until_kept())
+
+    async def _write_until_kept(self) -> None:
+        while self._held:
+            await asyncio.sleep(self.retry_s)
+            await self._write_held()
+
+    async def _write_held(self) -> None:
+        for key, (_digest, answer, named) in list(self._held.items()):
+            try:
+                await self._write(key, answer, named)
+            except Exception:
+                return  # the store is still away: the next round tries again
+            self._held.pop(key, None)
+
+    async def _write(self, key: str, answer: StoredAnswer, named: list[str]) -> None:
         async with self.store.sessions.begin() as session:
             if named:
                 # Waits for an erasure of one of them that is under way (PostgreSQL row locks;

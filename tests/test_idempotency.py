@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from hub.auth import Principal
 from hub.errors import IdempotencyConflict
@@ -252,7 +252,7 @@ async def test_waiters_on_one_key_are_bounded(sqlite_settings: Settings) -> None
         await asyncio.sleep(0.2)
         with pytest.raises(IdempotencyConflict, match="Too many requests"):
             await keys.claim("busy", "digest")
-        await keys.finish("busy", StoredAnswer(200, {"data": {"ok": True}}), subjects=())
+        await keys.finish("busy", "digest", StoredAnswer(200, {"data": {"ok": True}}), subjects=())
         answers = await asyncio.gather(*waiters)
     assert [answer.body if answer else None for answer in answers] == [{"data": {"ok": True}}] * 2
 
@@ -331,3 +331,45 @@ async def test_a_key_whose_mutation_wrote_something_is_kept_though_a_later_field
     assert again.json()["data"] == first.json()["data"]
     assert calls == 2  # the retry wrote nothing
     assert await _count(client, token) == 7
+
+
+async def test_an_answer_the_store_did_not_take_is_held_and_never_applied_twice(
+    sqlite_settings: Settings, make_token: MakeToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = make_token()
+    write = IdempotencyKeys._write
+    refusals = 0
+
+    async def store_away_once(self: IdempotencyKeys, *args: Any) -> None:
+        nonlocal refusals
+        if refusals == 0:
+            refusals += 1
+            raise ConnectionError("the store went away")
+        await write(self, *args)
+
+    monkeypatch.setattr(IdempotencyKeys, "_write", store_away_once)
+    async with running_app(sqlite_settings) as (app, client):
+        keys = app.state.hub.idempotency
+        keys.retry_s = 3600.0  # held, not yet written again
+        first = await _create(client, token, "held", "Once")
+        # The mutation was applied: its caller gets its answer.
+        assert first.status_code == 200 and "errors" not in first.json()
+        created = first.json()["data"]["createCampaign"]
+        # A minute later, the claim would look abandoned to anyone reading the store.
+        async with app.state.hub.store.sessions.begin() as session:
+            await session.execute(
+                update(IdempotencyRow).values(created_at=datetime.now(UTC) - timedelta(minutes=2))
+            )
+        again = await _create(client, token, "held", "Once")
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json()["data"]["createCampaign"] == created
+        assert await _count(client, token) == 7
+        # Written again once the store takes it: another replica replays it from the store.
+        await keys._write_held()
+        assert keys._held == {}
+        other = IdempotencyKeys(app.state.hub.store, ttl_s=3600)
+        async with app.state.hub.store.sessions() as session:
+            row = (await session.scalars(select(IdempotencyRow))).one()
+        stored = await other.claim(row.key, row.request_hash)
+    assert stored is not None and stored.body["data"]["createCampaign"] == created
+    assert refusals == 1
