@@ -323,9 +323,13 @@ async def _daily_metrics(
     if social is None:
         raise SourceUnavailable("social")
     first, last = until, since
+    window = _days(since, until)
     for id_ in missing:
         days = kept[id_]
-        gaps = [day for day in _days(since, until) if day not in days]
+        if not days:  # nothing kept: the whole window is missing
+            first, last = since, until
+            continue
+        gaps = [day for day in window if day not in days]
         first, last = min(first, gaps[0]), max(last, gaps[-1])
     fetched = await social.daily_metrics(missing, first, last)
     found: dict[str, list[MetricRecord]] = {}
