@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import bindparam, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 
@@ -63,17 +63,21 @@ async def stored_days(
     found: dict[str, dict[date, MetricRecord]] = {id_: {} for id_ in external_ids}
     if not external_ids:
         return found
-    columns = [col(getattr(MetricDayRow, name)) for name in MetricRecord._fields]
-    rows = await store.rows(
-        select(*columns)
-        .where(col(MetricDayRow.external_id).in_(list(dict.fromkeys(external_ids))))
-        .where(col(MetricDayRow.day) >= since)
-        .where(col(MetricDayRow.day) <= until)
-    )
+    values = {"ids": list(dict.fromkeys(external_ids)), "since": since, "until": until}
+    rows = await store.rows(_STORED_DAYS, values)
     for row in rows:
         record = MetricRecord(*row)
         found[record.external_id][record.day] = record
     return found
+
+
+_STORED_DAYS = (
+    select(*(col(getattr(MetricDayRow, name)) for name in MetricRecord._fields))
+    .where(col(MetricDayRow.external_id).in_(bindparam("ids", expanding=True)))
+    .where(col(MetricDayRow.day) >= bindparam("since"))
+    .where(col(MetricDayRow.day) <= bindparam("until"))
+)
+"""The kept days of some accounts in a window; built once."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,25 +3,54 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, false, select
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, false, select
 from sqlmodel import col
 
 from hub.policy.rows import RowScope
 from hub.store.tables import CampaignMemberRow, CampaignRow, ContactRow
 
 
-def campaign_scope(scope: RowScope) -> list[ColumnElement[bool]]:
-    where = [col(CampaignRow.tenant_id) == scope.tenant]
+@dataclass(frozen=True, slots=True)
+class ScopeParameters:
+    """A row scope as parameters of a statement built once for every caller: the tenant
+    (`:scope_tenant`) and, for a caller `restricted` to some campaigns, their ids
+    (`:scope_campaigns`, a list). `scope_parameters` gives a caller's."""
+
+    restricted: bool
+
+    @property
+    def tenant(self) -> BindParameter[Any]:
+        return bindparam("scope_tenant")
+
+    @property
+    def campaigns(self) -> BindParameter[Any] | None:
+        return bindparam("scope_campaigns", expanding=True) if self.restricted else None
+
+
+def scope_parameters(scope: RowScope) -> tuple[ScopeParameters, dict[str, Any]]:
+    """The statement variant for `scope`, and the values of its parameters."""
+    values: dict[str, Any] = {"scope_tenant": scope.tenant}
     if scope.campaigns is not None:
+        values["scope_campaigns"] = sorted(scope.campaigns)  # none: an empty list, no rows
+    return ScopeParameters(scope.campaigns is not None), values
+
+
+def campaign_scope(scope: RowScope | ScopeParameters) -> list[ColumnElement[bool]]:
+    where = [col(CampaignRow.tenant_id) == scope.tenant]
+    if isinstance(scope, ScopeParameters):
+        if scope.campaigns is not None:
+            where.append(col(CampaignRow.id).in_(scope.campaigns))
+    elif scope.campaigns is not None:
         where.append(
             col(CampaignRow.id).in_(sorted(scope.campaigns)) if scope.campaigns else false()
         )
     return where
 
 
-def contact_scope(scope: RowScope) -> list[ColumnElement[bool]]:
+def contact_scope(scope: RowScope | ScopeParameters) -> list[ColumnElement[bool]]:
     """Same tenant; with a `campaigns` claim, only contacts of those campaigns' members."""
     where = [col(ContactRow.tenant_id) == scope.tenant]
     if scope.campaigns is not None:
@@ -32,7 +61,9 @@ def contact_scope(scope: RowScope) -> list[ColumnElement[bool]]:
     return where
 
 
-def scoped_campaign_ids(scope: RowScope, ids: Sequence[str] | None) -> Select[Any]:
+def scoped_campaign_ids(
+    scope: RowScope | ScopeParameters, ids: Sequence[str] | BindParameter[Any] | None
+) -> Select[Any]:
     """The ids among `ids` (all when None) of campaigns the caller sees, as a subquery."""
     stmt = select(col(CampaignRow.id)).where(*campaign_scope(scope))
     if ids is not None:
