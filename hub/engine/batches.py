@@ -19,6 +19,7 @@ from hub.resolvers.influencers import check_influencer_id
 from hub.resolvers.metrics import points_of_series
 from hub.schema.audience import Audience
 from hub.schema.campaigns import Campaign
+from hub.schema.contacts import Contact
 from hub.schema.influencers import Influencer, SocialAccount
 from hub.schema.metrics import MetricPoint
 
@@ -97,6 +98,43 @@ async def influencer_audience(batch: Batch) -> Values:
     ]
 
 
+async def influencer_contacts(batch: Batch) -> Values:
+    """`Influencer.contacts`: the caller's contacts of every influencer in one statement."""
+    batch.context.require_scope()
+    found = await batch.context.loaders.contacts_by_influencer.load_all(
+        [influencer.id for influencer in batch.parents]
+    )
+    return [
+        rows if isinstance(rows, Exception) else [Contact.from_row(row) for row in rows]
+        for rows in found
+    ]
+
+
+async def contact_company(batch: Batch) -> Values:
+    """`Contact.company`: the own store's value, else the CRM's, every CRM record the level
+    lacks in one batch."""
+    values: Values = [contact.stored_company for contact in batch.parents]
+    wanted = [
+        (index, (contact.crm_id, contact.id))
+        for index, contact in enumerate(batch.parents)
+        if contact.stored_company is None and contact.crm_id is not None
+    ]
+    if not wanted:
+        return values
+    try:
+        batch.context.require_scope()
+    except Exception as error:
+        for index, _ in wanted:
+            values[index] = error
+        return values
+    records = await batch.context.loaders.crm_record_by_contact.load_all([k for _, k in wanted])
+    for (index, _), record in zip(wanted, records, strict=True):
+        values[index] = (
+            record if isinstance(record, Exception) or record is None else record.company
+        )
+    return values
+
+
 def _by_id(
     loader_name: str, attribute: str, make: Callable[[Any], Any], key_of: Callable[[Any, str], str]
 ) -> BatchResolver:
@@ -138,6 +176,8 @@ def _campaign_key(context: Any, value: str) -> str:
 
 BATCHES: dict[str, BatchResolver] = {
     "Influencer.accounts": influencer_accounts,
+    "Influencer.contacts": influencer_contacts,
+    "Contact.company": contact_company,
     "Influencer.metrics": influencer_metrics,
     "Influencer.audience": influencer_audience,
     "SocialAccount.followers": _account_figure("followers"),
