@@ -87,6 +87,26 @@ class Level:
         self.settled: asyncio.Event | None = None
 
 
+class Countdown:
+    """The fields of a level that wait for their values: once the last is complete, the
+    objects its non-null fields failed in are nulled and the level is `settled`."""
+
+    __slots__ = ("deferred", "left", "run", "settled")
+
+    def __init__(self, run: Run, deferred: Deferred) -> None:
+        self.run = run
+        self.deferred = deferred
+        self.left = 0
+        self.settled: asyncio.Event | None = None
+
+    def done(self) -> None:
+        self.left -= 1
+        if not self.left:
+            self.run._settle(self.deferred)
+            if self.settled is not None:
+                self.settled.set()
+
+
 Buckets = dict[Selection, list[Node]]
 Deferred = list[tuple[GraphQLError, "Slot | None"]]
 """Errors of non-null fields, and the object each nulls once its level is complete."""
@@ -135,7 +155,7 @@ class Run:
         may_null = False
         nested: list[Awaitable[None]] = []
         deferred: Deferred = []
-        completions: list[asyncio.Event] = []
+        countdown = Countdown(self, deferred)
         for step in selection.steps:
             live = self._live(nodes)
             if not live:
@@ -163,14 +183,12 @@ class Run:
                         self._complete(step, step.shape, slot, value, buckets, deferred)
                 nested.extend(self._select(s, n, level) for s, n in buckets.items())
             else:
-                completed = asyncio.Event()
-                completions.append(completed)
+                countdown.left += 1
                 may_null = may_null or not step.shape.nullable
-                nested.append(self._resolve(step, live, completed, deferred, level))
-        if completions:
+                nested.append(self._resolve(step, live, countdown, deferred, level))
+        if countdown.left:
             if may_null or deferred:
-                level.settled = asyncio.Event()
-            nested.append(self._settle_after(completions, deferred, level.settled))
+                level.settled = countdown.settled = asyncio.Event()
         else:
             self._settle(deferred)
         if nested:
@@ -210,7 +228,7 @@ class Run:
         self,
         step: Step,
         nodes: list[Node],
-        completed: asyncio.Event,
+        countdown: Countdown,
         deferred: Deferred,
         level: Level,
     ) -> None:
@@ -226,18 +244,9 @@ class Run:
             for slot, value in zip(slots, values, strict=True):
                 self._complete(step, step.shape, slot, value, buckets, deferred)
         finally:
-            completed.set()
+            countdown.done()
         if buckets:
             await _gather([self._select(s, n, level) for s, n in buckets.items()])
-
-    async def _settle_after(
-        self, completions: list[asyncio.Event], deferred: Deferred, settled: asyncio.Event | None
-    ) -> None:
-        for completed in completions:
-            await completed.wait()
-        self._settle(deferred)
-        if settled is not None:
-            settled.set()
 
     def _settle(self, deferred: Deferred) -> None:
         """The objects that non-null fields of a level failed in: nulled now, in order."""
