@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -60,6 +61,14 @@ MAX_STATEMENT_CHARS = 2048
 class _Active:
     provider: trace.TracerProvider | None = None
     tracer: trace.Tracer | None = None
+    exporting: bool = True
+    """Whether the provider sends its spans anywhere: a provider built without an exporter
+    makes the spans that carry a trace upstream and into the logs, and no statement spans,
+    which would go nowhere."""
+
+
+_SILENT: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
+"""Providers `build_provider` made without an exporter."""
 
 
 _active = _Active()
@@ -89,6 +98,7 @@ def install(provider: trace.TracerProvider | None) -> trace.TracerProvider | Non
     previous = _active.provider
     _active.provider = provider
     _active.tracer = None if provider is None else provider.get_tracer("hub")
+    _active.exporting = provider not in _SILENT
     return previous
 
 
@@ -101,8 +111,11 @@ def build_provider(environ: Mapping[str, str] = os.environ) -> TracerProvider:
     )
     resource = Resource.create({} if named else {"service.name": SERVICE_NAME})
     provider = TracerProvider(resource=resource)
-    for exporter in exporters_from(environ):
+    exporters = exporters_from(environ)
+    for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
+    if not exporters:
+        _SILENT.add(provider)
     return provider
 
 
@@ -332,7 +345,7 @@ def trace_statements(engine: Engine) -> None:
     def before(
         _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
     ) -> None:
-        if context is None:
+        if context is None or not _exporting():
             return
         setattr(context, _STATEMENT_SPAN, _start_statement_span(attributes, statement))
 
@@ -359,6 +372,9 @@ def trace_statements(engine: Engine) -> None:
 def statement_span(engine: Engine, statement: str) -> Iterator[None]:
     """The span of a statement run on the driver's own connection (`hub.store.reads`), as
     `trace_statements` makes it for SQLAlchemy's."""
+    if not _exporting():
+        yield
+        return
     span = _start_statement_span(_statement_attributes(engine), statement)
     try:
         yield
@@ -367,6 +383,12 @@ def statement_span(engine: Engine, statement: str) -> Iterator[None]:
         raise
     finally:
         span.end()
+
+
+def _exporting() -> bool:
+    if _active.tracer is None:
+        setup_tracing()
+    return _active.exporting
 
 
 def _statement_attributes(engine: Engine) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from urllib.parse import quote, quote_plus
 import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode, format_span_id
 from starlette.applications import Starlette
@@ -185,6 +186,42 @@ async def test_every_upstream_gets_a_valid_traceparent_and_the_request_id_the_hu
     assert len(trace_ids) == 1
     if given:
         assert trace_ids == {caller_trace}
+
+
+@pytest.mark.parametrize("exporting", [False, True], ids=["no exporter", "an exporter"])
+async def test_statements_are_spans_only_for_a_provider_that_exports_them(
+    sqlite_settings: Settings,
+    make_token: MakeToken,
+    monkeypatch: pytest.MonkeyPatch,
+    exporting: bool,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = tracing.build_provider({})
+    if exporting:
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    previous = tracing.install(provider)
+    made: list[str] = []
+    start = tracing._start_statement_span
+
+    def counted(attributes: dict[str, Any], statement: str) -> Any:
+        made.append(statement)
+        return start(attributes, statement)
+
+    monkeypatch.setattr(tracing, "_start_statement_span", counted)
+    query = "{ influencers(first: 2) { edges { node { handle accounts { username } } } } }"
+    try:
+        async with running_app(sqlite_settings) as (_app, client):
+            made.clear()  # start-up's statements
+            status, payload = await gql(client, query, token=make_token())
+    finally:
+        tracing.install(previous)
+    assert status == 200 and len(payload["data"]["influencers"]["edges"]) == 2
+    tables = " ".join(made)
+    if exporting:
+        assert "FROM influencers" in tables and "FROM platform_accounts" in tables
+    else:
+        assert made == []
 
 
 async def test_with_the_sdk_disabled_upstreams_still_get_the_callers_traceparent(
