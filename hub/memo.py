@@ -33,6 +33,17 @@ class Held(list[T]):
     owner: Owner
 
 
+class HeldMap(dict[str, Any]):
+    """A dict an `IdentityMemo` can follow, as `Held` is a list."""
+
+    __slots__ = ("__weakref__", "owner")
+    owner: Owner
+
+
+HELD_TYPES = (Held, HeldMap)
+"""What a cache that keeps it gives an `owner` to."""
+
+
 @dataclass(slots=True)
 class _Remembered(Generic[V]):
     refs: tuple[weakref.ref[Any], ...]
@@ -111,12 +122,12 @@ class IdentityMemo(Generic[V]):
 
 def _charge(remembered: _Remembered[Any], sources: Sequence[object]) -> None:
     for source in sources:
-        owner: Owner | None = getattr(source, "owner", None) if isinstance(source, Held) else None
+        owner = getattr(source, "owner", None) if isinstance(source, HELD_TYPES) else None
         if owner is None:
             continue
         remembered.owner = owner
         remembered.nbytes = estimate_bytes(remembered.value)
-        if isinstance(remembered.value, Held):
+        if isinstance(remembered.value, HELD_TYPES):
             remembered.value.owner = owner
         owner.charge(remembered.nbytes)
         return

@@ -18,7 +18,7 @@ from hub.settings import Settings
 from hub.simulators import SIMULATOR_NAMES, SimulatorConfig
 from hub.simulators.transport import build_in_process_simulators
 from hub.sizes import estimate_bytes
-from hub.sources import social
+from hub.sources import discovery, social
 from hub.sources.memory_cache import MemoryCache
 from hub.store.seed import SeedPlan
 from tests.conftest import MakeToken
@@ -28,7 +28,12 @@ BOUND = 8 * 1024 * 1024
 WINDOW = """query ($from: Date!, $to: Date!) {
   influencers(first: 20) { edges { node { metrics(from: $from, to: $to) { date impressions } } } }
 }"""
-MEMOS: list[IdentityMemo[Any]] = [social._DECODED, metric_resolvers._ROLLED, metric_types._POINTS]
+MEMOS: list[IdentityMemo[Any]] = [
+    social._DECODED,
+    metric_resolvers._ROLLED,
+    metric_types._POINTS,
+    discovery._PROFILES,
+]
 
 
 def unaccounted_bytes() -> int:

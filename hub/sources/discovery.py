@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
+from hub.memo import HeldMap, IdentityMemo
 from hub.sources import shapes
 from hub.sources.http import SourceClient
 
@@ -76,7 +78,9 @@ class DiscoverySource:
 
     async def profiles(self, influencer_ids: Sequence[str]) -> dict[str, ProfileRecord]:
         found = await self.client.load_many("profile", influencer_ids, self._fetch, tenant=None)
-        return {id_: _profile(value) for id_, value in found.items()}
+        return {
+            id_: _PROFILES.get((value,), partial(_profile, value)) for id_, value in found.items()
+        }
 
     async def _fetch(self, ids: list[str]) -> Mapping[str, Any]:
         answers = await asyncio.gather(
@@ -90,8 +94,18 @@ class DiscoverySource:
                 for batch in shapes.chunks(ids, MAX_IDS)
             )
         )
-        # Stored as checked upstream JSON; `_profile` reads it again on the way out.
-        return {shapes.text(item, "influencerId"): item for answer in answers for item in answer}
+        # Stored as checked upstream JSON; `_profile` reads it again on the way out (once
+        # per cached answer, `_PROFILES`).
+        return {
+            shapes.text(item, "influencerId"): HeldMap(item)
+            for answer in answers
+            for item in answer
+        }
+
+
+_PROFILES: IdentityMemo[ProfileRecord] = IdentityMemo(4096)
+"""The record of each cached profile while the cache holds it: the in-process cache hands out
+the same dict on every hit; those from Redis are new, read each time."""
 
 
 def _profiles(payload: Any) -> list[Mapping[str, Any]]:

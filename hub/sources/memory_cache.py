@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hub.memo import Held
+from hub.memo import HELD_TYPES
 from hub.observability.metrics import Metrics
 from hub.sizes import estimate_bytes
 from hub.sources.base import Clock
@@ -110,7 +110,7 @@ class LocalEntries:
         heapq.heappush(self._deadlines, (keep_until, key))
         for tag in entry.tags:
             self._keys_by_tag.setdefault(tag, set()).add(key)
-        if isinstance(entry.value, Held):
+        if isinstance(entry.value, HELD_TYPES):
             entry.value.owner = account  # what memos derive from it is charged here
         self._shrink()
         return True

@@ -9,7 +9,10 @@ import httpx
 import pytest
 
 from hub.errors import SourceError, SourceTimeout, SourceUnavailable
+from hub.sizes import estimate_bytes
 from hub.sources.discovery import DiscoverySource, GenderSplitRecord, ShareRecord
+from hub.sources.memory_cache import MemoryCache
+from tests.sources.fakes import FakeClock
 from tests.sources.upstream import Upstream, json_answer, make_client
 
 
@@ -70,3 +73,18 @@ async def test_a_failing_discovery_service_is_a_source_error_naming_it(
     with pytest.raises(error) as caught:
         await discovery(Upstream(answer)).profiles(["inf_1"])
     assert caught.value.extensions["source"] == "discovery"
+
+
+async def test_a_cached_profile_is_read_once_while_the_cache_holds_it() -> None:
+    upstream = Upstream(json_answer({"data": {"profiles": [profile("inf_1")]}}))
+    clock = FakeClock()
+    cache = MemoryCache(clock=clock)
+    source = DiscoverySource(make_client(upstream, name="discovery", clock=clock, cache=cache))
+    first = await source.profiles(["inf_1"])
+    again = await source.profiles(["inf_1"])
+    assert upstream.calls == 1
+    assert again["inf_1"] is first["inf_1"]  # the same record, not read from the JSON again
+    assert again["inf_1"].audience.interests == ("food", "travel")
+    # The record is charged to the cache entry that holds its JSON.
+    (slot,) = cache.entries._slots.values()
+    assert slot.account.nbytes > estimate_bytes(slot.entry.value) + estimate_bytes(first["inf_1"])
