@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -12,6 +11,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 import httpx
+import orjson
 from opentelemetry import trace
 
 from hub.errors import SourceError, SourceTimeout, SourceUnavailable
@@ -337,7 +337,9 @@ class SourceClient:
             payload = None
         else:
             try:
-                payload = json.loads(response.content)
+                # orjson: several times the standard library's speed on a metrics batch; it
+                # refuses what JSON does not allow (NaN, integers beyond 64 bits) as malformed.
+                payload = orjson.loads(response.content)
             except ValueError:
                 return None, self._unavailable("malformed", "malformed JSON")
         if parse is None:
