@@ -167,15 +167,16 @@ async def round_trip_ms(url: str, samples: int = 20) -> float:
     return statistics.median(times)
 
 
-def serve_simulators(urls: Connection, stop: Event) -> None:
-    """The simulators in a process of their own, so that they do not share the hub's loop."""
+def serve_simulator(name: str, urls: Connection, stop: Event) -> None:
+    """One simulator in a process of its own, as the real source is a service of its own: it
+    shares neither the hub's loop nor another source's."""
 
     async def run() -> None:
         plan = SeedPlan.demo()
         config = SimulatorConfig(
             seed=plan.seed, influencers=plan.influencers, latency_ms=(LATENCY_MS, LATENCY_MS)
         )
-        running = await start_simulators({name: config for name in SIMULATOR_NAMES})
+        running = await start_simulators({name: config})
         urls.send(running.urls)
         await asyncio.to_thread(stop.wait)
         await running.stop()
@@ -185,14 +186,21 @@ def serve_simulators(urls: Connection, stop: Event) -> None:
 
 async def measure(cold_rounds: int, warm_rounds: int) -> None:
     context = multiprocessing.get_context("spawn")
-    receiver, sender = context.Pipe(duplex=False)
     stop = context.Event()
-    process = context.Process(target=serve_simulators, args=(sender, stop), daemon=True)
-    process.start()
+    processes, receivers = [], []
+    for name in SIMULATOR_NAMES:
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=serve_simulator, args=(name, sender, stop), daemon=True)
+        process.start()
+        processes.append(process)
+        receivers.append(receiver)
     try:
-        if not receiver.poll(30):
-            raise SystemExit("the simulators did not start")
-        simulators = SimpleNamespace(urls=receiver.recv())
+        urls: dict[str, str] = {}
+        for receiver in receivers:
+            if not receiver.poll(30):
+                raise SystemExit("the simulators did not start")
+            urls.update(receiver.recv())
+        simulators = SimpleNamespace(urls=urls)
         with tempfile.TemporaryDirectory() as folder:
             settings = Settings(
                 database_url=f"sqlite+aiosqlite:///{folder}/hub.db",
@@ -241,12 +249,13 @@ async def measure(cold_rounds: int, warm_rounds: int) -> None:
                 hits = response_hits(hub)
     finally:
         stop.set()
-        process.join(10)
+        for process in processes:
+            process.join(10)
 
     hit_ratio = served / max(1.0, lookups)
     print(
         f"upstream latency {LATENCY_MS} ms; one round trip p50 {rtt:.1f} ms; "
-        "hub in process (ASGITransport), simulators in a child process"
+        "hub in process (ASGITransport), each simulator in a child process of its own"
     )
     header = "| run | requests | p50 | p95 | hub CPU p50 | upstream calls / query | hit ratio |"
     print(header)

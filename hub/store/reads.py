@@ -28,6 +28,7 @@ from typing import Any, TypeAlias
 from sqlalchemy import Select
 from sqlalchemy.engine import Compiled
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
 from hub.observability.tracing import statement_span
 
@@ -96,14 +97,13 @@ class CompiledReads:
                 arguments.extend(value if convert is None else [convert(v) for v in value])
             else:
                 arguments.append(value if convert is None else convert(value))
-        async with self.engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            driver = raw.driver_connection
-            with statement_span(self.engine.sync_engine, text):
-                if self.driver == "sqlite":
-                    records = await driver.execute_fetchall(text, arguments)  # type: ignore[union-attr]
-                else:
-                    records = await driver.fetch(text, *arguments)  # type: ignore[union-attr]
+        if self.driver == "sqlite":
+            records = await self._sqlite(text, arguments)
+        else:
+            async with self.engine.connect() as connection:
+                raw = await connection.get_raw_connection()
+                with statement_span(self.engine.sync_engine, text):
+                    records = await raw.driver_connection.fetch(text, *arguments)  # type: ignore[union-attr]
         make, result = shape.row._make, shape.result
         if not any(result):
             return [make(record) for record in records]
@@ -116,6 +116,19 @@ class CompiledReads:
             )
             for record in records
         ]
+
+    async def _sqlite(self, text: str, arguments: list[Any]) -> Any:
+        """On a connection of the pool itself: on SQLite a reading connection is handed back
+        as it is (no reset, `create_engine(reads=True)`), so neither taking it nor handing it
+        back waits for anything, and SQLAlchemy's connection object around it (and the task
+        that shields its closing) would only cost time."""
+        sync_engine = self.engine.sync_engine
+        pooled = await greenlet_spawn(sync_engine.raw_connection)
+        try:
+            with statement_span(sync_engine, text):
+                return await pooled.driver_connection.execute_fetchall(text, arguments)  # type: ignore[union-attr]
+        finally:
+            await greenlet_spawn(pooled.close)
 
     def _shape(self, statement: AnySelect, key: Any) -> _Shape | None:
         try:
