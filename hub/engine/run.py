@@ -490,7 +490,19 @@ async def _settled(level: Level | None) -> None:
 
 
 async def _gather(awaitables: list[Awaitable[None]]) -> None:
-    if len(awaitables) == 1:
-        await awaitables[0]
-    else:
-        await asyncio.gather(*awaitables)
+    """Await them concurrently: the first in this task (a level's first field costs no task
+    of its own), the others in tasks started before it. A failure or a cancellation of the
+    first cancels the others."""
+    first, *rest = awaitables
+    if not rest:
+        await first
+        return
+    others = [asyncio.ensure_future(awaitable) for awaitable in rest]
+    try:
+        await first
+    except BaseException:
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        raise
+    await asyncio.gather(*others)
