@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from hub.memo import Held, IdentityMemo
@@ -148,7 +148,7 @@ class SocialSource:
                     "/v2/metrics:batchGet",
                     {"account_ids": batch, "since": since.isoformat(), "until": until.isoformat()},
                     idempotent=True,
-                    parse=_metrics,
+                    parse=_metric_points,
                 )
                 for batch in shapes.chunks(ids, MAX_IDS)
             )
@@ -156,8 +156,8 @@ class SocialSource:
         rows: dict[str, Held[tuple[Any, ...]]] = {}
         records: dict[str, Held[MetricRecord]] = {}
         for answer in answers:
-            for record in answer:
-                rows.setdefault(record.external_id, Held()).append(_row(record))
+            for record, row in answer:
+                rows.setdefault(record.external_id, Held()).append(row)
                 records.setdefault(record.external_id, Held()).append(record)
         for external_id, encoded in rows.items():
             _DECODED.put((encoded,), records[external_id])  # the cold request decodes nothing
@@ -194,24 +194,25 @@ def _page(payload: Any) -> tuple[list[MetricRecord], str | None]:
 
 
 def _metrics(payload: Any) -> list[MetricRecord]:
-    records = []
+    return [record for record, _ in _metric_points(payload)]
+
+
+def _metric_points(payload: Any) -> list[tuple[MetricRecord, tuple[Any, ...]]]:
+    """Each point, checked, as a record and as the row the cache keeps, both made from the
+    values read once. A row is the day, then the numbers (the account is the key): a tuple of
+    atoms, which the collector stops tracking."""
+    points = []
     for item in shapes.items(payload, "data"):
         account, day, *numbers = _read_point(shapes.obj(item))
         if type(account) is not str or type(day) is not str or not shapes.integers(numbers):
             raise TypeError("a metric point has a field of the wrong type")
-        records.append(MetricRecord(account, date.fromisoformat(day), *numbers))
-    return records
+        record = MetricRecord(account, date.fromisoformat(day), *numbers)
+        points.append((record, (record.day.isoformat(), *numbers)))
+    return points
 
 
 # The vendor's names, in MetricRecord's order after (external_id, day).
 _read_point = itemgetter("account_id", "date", *_COUNTS, "spend_cents")
-_numbers = attrgetter(*_COUNTS, "spend_minor")
-
-
-def _row(record: MetricRecord) -> tuple[Any, ...]:
-    """A point as the cache keeps it: the day, then its numbers (the account is the key). A
-    tuple of atoms, which the collector stops tracking."""
-    return (record.day.isoformat(), *_numbers(record))
 
 
 def _from_row(external_id: str, row: Sequence[Any]) -> MetricRecord:
