@@ -31,6 +31,8 @@ from hub.store.seed import SeedPlan
 ROOT = Path(__file__).resolve().parents[1]
 LATENCY_MS = 20
 MEMBERS = 20
+WARM_CPU_TARGET_MS = 6.0
+"""Issue 11's bar for the hub's CPU per warm dashboard."""
 KEPT_S = 60.0
 """`HUB_RESPONSE_CACHE_TTL_S` of the run that keeps whole answers."""
 DASHBOARD = """
@@ -89,9 +91,11 @@ async def hub_client(settings: Settings) -> AsyncIterator[tuple[Any, httpx.Async
             yield app.state.hub, client
 
 
-async def upstream_calls(urls: dict[str, str]) -> int:
-    async with httpx.AsyncClient() as client:
-        answers = [await client.get(f"{url}/_control/stats") for url in urls.values()]
+async def upstream_calls(client: httpx.AsyncClient, urls: dict[str, str]) -> int:
+    """The calls the simulators have answered so far. One client for the whole run: a client
+    made per count (its TLS context, its pool) left garbage that the collector then freed in
+    the middle of a measured request (50 ms pauses)."""
+    answers = [await client.get(f"{url}/_control/stats") for url in urls.values()]
     return sum(int(answer.json()["total"]) for answer in answers)
 
 
@@ -220,7 +224,10 @@ async def measure(cold_rounds: int, warm_rounds: int) -> None:
                 campaign_id = await prepare(client, token)
             rtt = await round_trip_ms(simulators.urls["social"])
 
-            async with hub_client(settings) as (hub, client):
+            async with (
+                hub_client(settings) as (hub, client),
+                httpx.AsyncClient() as stats,
+            ):
                 # The first request pays for the engine and the document caches; not measured.
                 await ask(client, token, campaign_id)
                 cold: list[tuple[float, float]] = []
@@ -231,14 +238,14 @@ async def measure(cold_rounds: int, warm_rounds: int) -> None:
                 # speed drifts by a third over an hour here.
                 for _ in range(cold_rounds):
                     hub.cache.entries.clear()  # every source answer cold, the process warm
-                    before = await upstream_calls(simulators.urls)
+                    before = await upstream_calls(stats, simulators.urls)
                     cold.append(await ask(client, token, campaign_id))
-                    cold_calls.append(await upstream_calls(simulators.urls) - before)
+                    cold_calls.append(await upstream_calls(stats, simulators.urls) - before)
                     served0, lookups0 = cache_ratio(hub)
-                    before = await upstream_calls(simulators.urls)
+                    before = await upstream_calls(stats, simulators.urls)
                     for _ in range(max(1, warm_rounds // cold_rounds)):
                         warm.append(await ask(client, token, campaign_id))
-                    warm_calls += await upstream_calls(simulators.urls) - before
+                    warm_calls += await upstream_calls(stats, simulators.urls) - before
                     served1, lookups1 = cache_ratio(hub)
                     served, lookups = served + served1 - served0, lookups + lookups1 - lookups0
 
@@ -272,13 +279,20 @@ async def measure(cold_rounds: int, warm_rounds: int) -> None:
             f"| {name} | {len(samples)} | {statistics.median(walls):.1f} ms | "
             f"{percentile(walls, 0.95):.1f} ms | {cpu:.1f} ms | {calls} | {ratio} |"
         )
-    cold_cpu = statistics.median(spent for _, spent in cold)
+    cold_p50 = statistics.median(wall for wall, _ in cold)
+    warm_cpu = statistics.median(spent for _, spent in warm)
     print(
-        f"cold p50 target: 2 x round trip + the hub's own time on the cold request (CPU p50) = "
-        f"{2 * rtt + cold_cpu:.1f} ms; with the warm p50 instead: "
-        f"{2 * rtt + statistics.median(wall for wall, _ in warm):.1f} ms"
+        f"cold p50 {cold_p50:.1f} ms against 2 x round trip = {2 * rtt:.1f} ms: "
+        f"{_verdict(cold_p50 <= 2 * rtt)}"
     )
-    print(f"warm p50 target: well under one round trip, {rtt:.1f} ms")
+    print(
+        f"warm hub CPU p50 {warm_cpu:.1f} ms against {WARM_CPU_TARGET_MS:.0f} ms: "
+        f"{_verdict(warm_cpu <= WARM_CPU_TARGET_MS)}"
+    )
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
 
 
 def main() -> None:
