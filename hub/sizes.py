@@ -36,8 +36,9 @@ def estimate_bytes(value: object) -> int:
     about a tenth of what such values allocate.
 
     Containers of more than `SAMPLE` items are measured on `SAMPLE` of them spread evenly and
-    scaled to their length: source answers are uniform lists, so the estimate costs the same
-    for ten items or a year of daily points. At most `MAX_VISITS` containers are looked into;
+    scaled to their length (on two, the first and the last, when those two measure alike):
+    source answers are uniform lists, so the estimate costs the same for ten items or a year
+    of daily points. At most `MAX_VISITS` containers are looked into;
     past that (or past `MAX_DEPTH`), a container counts its own header only. Shared singletons
     (None, booleans, small ints, enum members, classes) count nothing; an object referenced
     twice is counted twice, so the estimate leans high on values that share parts.

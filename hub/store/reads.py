@@ -37,7 +37,7 @@ AnySelect: TypeAlias = Select[*tuple[Any, ...]]
 MAX_SHAPES = 256
 """Compiled statements kept (one per shape of statement: the reads' conditions vary little)."""
 MAX_TEXTS = 1024
-"""SQL texts kept (one per shape and lengths of its `IN` lists)."""
+"""SQL texts kept, of all shapes (one per shape and lengths of its `IN` lists)."""
 _PLACEHOLDERS = {
     "sqlite": re.compile(r"\?|__\[POSTCOMPILE_(?P<spread>\w+)\]"),
     "asyncpg": re.compile(r"\$(?P<number>\d+)|__\[POSTCOMPILE_(?P<spread>\w+)\]"),
@@ -57,7 +57,6 @@ class _Shape:
     bind: Mapping[str, Callable[[Any], Any]]
     result: tuple[Callable[[Any], Any] | None, ...]
     row: Any
-    texts: dict[tuple[int, ...], tuple[str, tuple[tuple[str, bool], ...]]]
 
 
 class CompiledReads:
@@ -70,6 +69,8 @@ class CompiledReads:
         if self.dialect.driver not in ("aiosqlite", "asyncpg"):
             self.driver = None
         self._shapes: dict[Any, _Shape | None] = {}
+        self._texts: dict[tuple[int, tuple[int, ...]], tuple[str, tuple[tuple[str, bool], ...]]]
+        self._texts = {}
 
     async def rows(self, statement: AnySelect, parameters: Mapping[str, Any] | None) -> list[Any]:
         """The rows of `statement`, each a named tuple of its columns."""
@@ -137,6 +138,7 @@ class CompiledReads:
             pass
         if len(self._shapes) >= MAX_SHAPES:
             self._shapes.clear()
+            self._texts.clear()
         compiled = statement.compile(dialect=self.dialect, cache_key=key)
         shape = _compile(compiled, self.dialect)
         self._shapes[key.key] = shape
@@ -145,12 +147,13 @@ class CompiledReads:
     def _text(
         self, shape: _Shape, values: Mapping[str, Any], lengths: tuple[int, ...]
     ) -> tuple[str, tuple[tuple[str, bool], ...]]:
+        key = (id(shape), lengths)  # a shape lives as long as its texts (both cleared at once)
         try:
-            return shape.texts[lengths]
+            return self._texts[key]
         except KeyError:
             pass
-        if len(shape.texts) >= MAX_TEXTS:
-            shape.texts.clear()
+        if len(self._texts) >= MAX_TEXTS:
+            self._texts.clear()
         numbered = self.driver == "asyncpg"
         order: list[tuple[str, bool]] = []
         singles = iter(shape.single)
@@ -175,7 +178,7 @@ class CompiledReads:
         assert self.driver is not None
         text = _PLACEHOLDERS[self.driver].sub(placeholder, shape.compiled.string)
         spread_order = tuple(order)
-        shape.texts[lengths] = (text, spread_order)
+        self._texts[key] = (text, spread_order)
         return text, spread_order
 
     async def _through_sqlalchemy(
@@ -204,5 +207,4 @@ def _compile(compiled: Any, dialect: Any) -> _Shape | None:
         bind=dict(compiled._bind_processors),
         result=result,
         row=namedtuple("Row", keys, rename=True),
-        texts={},
     )

@@ -17,6 +17,7 @@ from sqlmodel import col
 from hub.settings import Settings
 from hub.sources.store import Store
 from hub.store import migrate, seed
+from hub.store import reads as reads_module
 from hub.store.engine import create_engine
 from hub.store.reads import CompiledReads
 from hub.store.tables import CampaignMemberRow, CampaignRow, InfluencerRow, MetricDayRow
@@ -157,3 +158,22 @@ async def test_a_failing_read_marks_its_span_with_the_errors_type(
     assert span.status.status_code is StatusCode.ERROR
     assert span.status.description in {"OperationalError", "UndefinedTableError"}
     assert "nowhere" in str((span.attributes or {})["db.statement"])
+
+
+async def test_what_compiled_reads_keep_is_bounded(
+    engines: tuple[AsyncEngine, AsyncEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _engine, reads = engines
+    monkeypatch.setattr(reads_module, "MAX_TEXTS", 4)
+    monkeypatch.setattr(reads_module, "MAX_SHAPES", 2)
+    compiled = CompiledReads(reads)
+    by_id = select(InfluencerRow).where(col(InfluencerRow.id).in_(bindparam("ids", expanding=True)))
+    for length in range(1, 12):  # a text per length of the list
+        rows = await compiled.rows(by_id, {"ids": [f"inf_{n}" for n in range(length)]})
+        assert rows == []
+        assert len(compiled._texts) <= 4
+    names = ("id", "handle", "display_name", "country", "created_at")
+    for name in names:  # a shape per statement
+        statement = select(col(getattr(InfluencerRow, name))).limit(1)
+        assert len(await compiled.rows(statement, None)) == 1
+        assert len(compiled._shapes) <= 2
