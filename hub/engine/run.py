@@ -464,7 +464,13 @@ def _named(shape: Shape) -> Any:
 
 
 async def _settle(awaitables: list[Any]) -> list[Any]:
-    """Their values, an exception standing for each that failed; cancellation goes on."""
+    """Their values, an exception standing for each that failed; cancellation goes on. One
+    alone is awaited in this task (gathering it would make it a task of its own)."""
+    if len(awaitables) == 1:
+        try:
+            return [await awaitables[0]]
+        except Exception as error:
+            return [error]
     settled = await asyncio.gather(*awaitables, return_exceptions=True)
     for value in settled:
         if isinstance(value, BaseException) and not isinstance(value, Exception):
