@@ -145,10 +145,8 @@ def roll_up(points: Iterable[DailyCounts], granularity: Granularity) -> list[tup
 
 
 def total(counts: Iterable[Counts]) -> Counts:
-    result = Counts()
-    for item in counts:
-        result = result + item
-    return result
+    rows = [_values(item) for item in counts]
+    return Counts(*map(sum, zip(*rows, strict=True))) if rows else Counts()
 
 
 def check_range(

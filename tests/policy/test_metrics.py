@@ -9,7 +9,16 @@ from decimal import Decimal
 import pytest
 
 from hub.errors import BadUserInput
-from hub.policy.metrics import Counts, Granularity, Rates, check_range, period_start, rates, roll_up
+from hub.policy.metrics import (
+    Counts,
+    Granularity,
+    Rates,
+    check_range,
+    period_start,
+    rates,
+    roll_up,
+    total,
+)
 
 D = date.fromisoformat
 
@@ -94,6 +103,14 @@ def test_counts_add_every_counter_and_engagements_are_likes_comments_shares_save
     two = Counts(10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
     assert one + two == Counts(11, 22, 33, 44, 55, 66, 77, 88, 99, 110)
     assert (one + two).engagements == 33 + 44 + 55 + 66
+
+
+def test_a_total_sums_every_counter_of_its_counts() -> None:
+    one = Counts(1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+    two = Counts(10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+    assert total([one, two, one]) == Counts(12, 24, 36, 48, 60, 72, 84, 96, 108, 120)
+    assert total(iter([two])) == two
+    assert total([]) == Counts()
 
 
 @pytest.mark.parametrize(
