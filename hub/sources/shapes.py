@@ -3,7 +3,7 @@ which `SourceClient` turns into SOURCE_UNAVAILABLE."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -46,7 +46,7 @@ def integer(value: Any, name: str) -> int:
     return found
 
 
-def integers(values: list[Any]) -> bool:
+def integers(values: Iterable[Any]) -> bool:
     """Whether every value is an integer (not a bool); the types are gathered in C."""
     return set(map(type, values)) <= {int}
 

@@ -200,15 +200,27 @@ def _metrics(payload: Any) -> list[MetricRecord]:
 def _metric_points(payload: Any) -> list[tuple[MetricRecord, tuple[Any, ...]]]:
     """Each point, checked, as a record and as the row the cache keeps, both made from the
     values read once. A row is the day, then the numbers (the account is the key): a tuple of
-    atoms, which the collector stops tracking."""
-    points = []
-    for item in shapes.items(payload, "data"):
-        account, day, *numbers = _read_point(shapes.obj(item))
-        if type(account) is not str or type(day) is not str or not shapes.integers(numbers):
-            raise TypeError("a metric point has a field of the wrong type")
-        record = MetricRecord(account, date.fromisoformat(day), *numbers)
-        points.append((record, (record.day.isoformat(), *numbers)))
-    return points
+    atoms, which the collector stops tracking. The fields are read and their types checked a
+    column at a time (in C): a batch holds a thousand points and more."""
+    data = shapes.items(payload, "data")
+    if not set(map(type, data)) <= {dict}:
+        data = [shapes.obj(item) for item in data]
+    points = list(map(_read_point, data))
+    if not points:
+        return []
+    accounts, days, *numbers = zip(*points, strict=True)
+    if not (
+        set(map(type, accounts)) <= {str}
+        and set(map(type, days)) <= {str}
+        and all(shapes.integers(column) for column in numbers)
+    ):
+        raise TypeError("a metric point has a field of the wrong type")
+    parsed = {day: date.fromisoformat(day) for day in set(days)}
+    written = {day: value.isoformat() for day, value in parsed.items()}
+    return [
+        (MetricRecord(point[0], parsed[point[1]], *point[2:]), (written[point[1]], *point[2:]))
+        for point in points
+    ]
 
 
 # The vendor's names, in MetricRecord's order after (external_id, day).
