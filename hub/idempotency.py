@@ -34,6 +34,7 @@ from hub.auth import Principal
 from hub.errors import BadRequest, IdempotencyConflict
 from hub.sources.store import Store
 from hub.store.tables import ContactRow, ErasureRow, IdempotencyRow, IdempotencySubjectRow
+from hub.store.tenancy import as_system
 
 logger = logging.getLogger(__name__)
 
@@ -118,13 +119,6 @@ class IdempotencyKeys:
         waiting = False
         try:
             while True:
-                held = self._held.get(key)
-                if held is not None:
-                    if held[0] != digest:
-                        raise IdempotencyConflict(
-                            "This Idempotency-Key was already used with a different request."
-                        )
-                    return held[1]
                 now = datetime.now(UTC)
                 try:
                     async with self.store.sessions.begin() as session:
@@ -145,6 +139,8 @@ class IdempotencyKeys:
                     )
                 if row.response is not None:
                     return StoredAnswer(row.response["status"], row.response["body"])
+                if key in self._held:
+                    return await self._replay_held(key)
                 if now - row.created_at > ABANDONED_AFTER and await self._take_over(row, now):
                     return None
                 if not waiting:
@@ -173,7 +169,7 @@ class IdempotencyKeys:
         process holds it and writes it again every `retry_s` until it does."""
         named = sorted(set(subjects))
         try:
-            await self._write(key, answer, named)
+            await self._write(key, digest, answer, named)
         except Exception as error:
             logger.warning(
                 "an idempotent answer was not kept (%s); it is held and written again",
@@ -189,6 +185,11 @@ class IdempotencyKeys:
                 await self._writer
             self._writer = None
         await self._write_held()
+        if self._held:
+            logger.error(
+                "%d idempotent answers were not kept; their keys will be taken over as abandoned",
+                len(self._held),
+            )
 
     def _hold(self, key: str, digest: str, answer: StoredAnswer, named: list[str]) -> None:
         while len(self._held) >= self.max_held:
@@ -205,14 +206,31 @@ class IdempotencyKeys:
             await self._write_held()
 
     async def _write_held(self) -> None:
-        for key, (_digest, answer, named) in list(self._held.items()):
-            try:
-                await self._write(key, answer, named)
-            except Exception:
-                return  # the store is still away: the next round tries again
-            self._held.pop(key, None)
+        """Each held answer written once more; one that fails waits for the next round,
+        without holding back the others. In system mode: the answers are every tenant's,
+        and whether a person they name was erased is read across tenants."""
+        with as_system():
+            for key, (digest, answer, named) in list(self._held.items()):
+                try:
+                    await self._write(key, digest, answer, named)
+                except Exception:
+                    continue
+                self._held.pop(key, None)
 
-    async def _write(self, key: str, answer: StoredAnswer, named: list[str]) -> None:
+    async def _replay_held(self, key: str) -> StoredAnswer:
+        """A held answer, to a request of this process with its key and body: the erased
+        answer once a person it names was erased."""
+        _digest, answer, named = self._held[key]
+        if named:
+            async with self.store.sessions() as session:
+                if await _any_erased(session, named):
+                    return StoredAnswer(ERASED_ANSWER["status"], ERASED_ANSWER["body"])
+        return answer
+
+    async def _write(self, key: str, digest: str, answer: StoredAnswer, named: list[str]) -> None:
+        """The answer kept for the key's claim, if the key is still claimed for the same body
+        (one made anew for another body since keeps its own). Written again, it replaces what
+        it wrote before."""
         async with self.store.sessions.begin() as session:
             if named:
                 # Waits for an erasure of one of them that is under way (PostgreSQL row locks;
@@ -223,26 +241,23 @@ class IdempotencyKeys:
                     .with_for_update(read=True)
                 )
             kept = {"status": answer.status, "body": answer.body}
-            await session.execute(
-                update(IdempotencyRow).where(col(IdempotencyRow.key) == key).values(response=kept)
+            erased = bool(named) and await _any_erased(session, named)
+            written = await session.execute(
+                update(IdempotencyRow)
+                .where(col(IdempotencyRow.key) == key)
+                .where(col(IdempotencyRow.request_hash) == digest)
+                .values(response=ERASED_ANSWER if erased else kept)
             )
-            if not named:
+            if not named or not getattr(written, "rowcount", 0):
                 return
-            erased = (
-                await session.scalars(
-                    select(col(ErasureRow.contact_id)).where(col(ErasureRow.contact_id).in_(named))
-                )
-            ).first()
-            if erased is not None:
-                await session.execute(
-                    update(IdempotencyRow)
-                    .where(col(IdempotencyRow.key) == key)
-                    .values(response=ERASED_ANSWER)
-                )
+            await session.execute(
+                delete(IdempotencySubjectRow).where(col(IdempotencySubjectRow.key) == key)
+            )
             session.add_all(IdempotencySubjectRow(key=key, subject=s) for s in named)
 
     async def release(self, key: str) -> None:
         """Forget a claim whose request did not run to an answer, so that a retry may run it."""
+        self._held.pop(key, None)
         async with self.store.sessions.begin() as session:
             await session.execute(
                 delete(IdempotencySubjectRow).where(col(IdempotencySubjectRow.key) == key)
@@ -259,6 +274,15 @@ class IdempotencyKeys:
                 .values(created_at=now)
             )
         return bool(getattr(result, "rowcount", 0))
+
+
+async def _any_erased(session: AsyncSession, contact_ids: list[str]) -> bool:
+    found = await session.scalar(
+        select(col(ErasureRow.contact_id))
+        .where(col(ErasureRow.contact_id).in_(contact_ids))
+        .limit(1)
+    )
+    return found is not None
 
 
 async def forget_answers_naming(session: AsyncSession, subject: str) -> None:

@@ -12,13 +12,15 @@ import httpx
 import jwt
 import pytest
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from hub.auth import Principal
 from hub.errors import IdempotencyConflict
-from hub.idempotency import IdempotencyKeys, StoredAnswer, scoped_key
+from hub.idempotency import ERASED_ANSWER, IdempotencyKeys, StoredAnswer, scoped_key
 from hub.settings import Settings
 from hub.sources.store import Store
-from hub.store.tables import IdempotencyRow
+from hub.store.tables import ErasureRow, IdempotencyRow
+from hub.store.tenancy import SYSTEM, bind_tenant, current_binding
 from tests.conftest import TEST_SECRET, MakeToken, running_app
 from tests.helpers import codes, gql
 from tests.test_cost_budget import _policies_with_tight_tier
@@ -26,6 +28,7 @@ from tests.test_cost_budget import _policies_with_tight_tier
 CREATE = """mutation ($name: String!) {
   createCampaign(input: {name: $name, brand: "Brand"}) { id name } }"""
 COUNT = "{ campaigns(first: 100) { totalCount } }"
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 
 async def _create(client: httpx.AsyncClient, token: str, key: str, name: str) -> httpx.Response:
@@ -373,3 +376,91 @@ async def test_an_answer_the_store_did_not_take_is_held_and_never_applied_twice(
         stored = await other.claim(row.key, row.request_hash)
     assert stored is not None and stored.body["data"]["createCampaign"] == created
     assert refusals == 1
+
+
+async def _claimed(keys: IdempotencyKeys, key: str, digest: str) -> None:
+    assert await keys.claim(key, digest) is None
+
+
+async def test_held_answers_are_written_in_system_mode_each_on_its_own(
+    sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer that retries held answers is started by one tenant's request and writes
+    every tenant's answers: it must not run bound to that tenant (whose row security would
+    hide another tenant's erasures). A held answer that keeps failing does not hold back
+    the others."""
+    write = IdempotencyKeys._write
+    bindings: list[Any] = []
+    store_away = True
+
+    async def flaky(self: IdempotencyKeys, key: str, *args: Any) -> None:
+        bindings.append(current_binding())
+        if store_away or key == "poisoned":
+            raise ConnectionError("the store went away")
+        await write(self, key, *args)
+
+    monkeypatch.setattr(IdempotencyKeys, "_write", flaky)
+    async with running_app(sqlite_settings) as (app, _client):
+        keys = IdempotencyKeys(app.state.hub.store, ttl_s=3600, retry_s=3600)
+        for key in ("poisoned", "fine"):
+            await _claimed(keys, key, "digest")
+
+        async def request_of_acme(key: str) -> None:
+            bind_tenant("acme")
+            await keys.finish(key, "digest", StoredAnswer(200, {"data": {key: 1}}), subjects=())
+
+        for key in ("poisoned", "fine"):
+            await asyncio.create_task(request_of_acme(key))
+        assert [binding.tenant for binding in bindings] == ["acme", "acme"]
+        store_away = False
+        bindings.clear()
+        await keys._write_held()
+        assert bindings == [SYSTEM, SYSTEM]
+        assert list(keys._held) == ["poisoned"]  # tried, failed, kept for the next round
+        async with app.state.hub.store.sessions() as session:
+            kept = {row.key: row.response for row in await session.scalars(select(IdempotencyRow))}
+        await keys.aclose()
+    assert kept["fine"] == {"status": 200, "body": {"data": {"fine": 1}}}
+    assert kept["poisoned"] is None
+
+
+async def test_a_held_answer_neither_outlives_an_erasure_nor_overwrites_a_newer_claim(
+    sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write = IdempotencyKeys._write
+    refusals = 0
+
+    async def store_away_once(self: IdempotencyKeys, *args: Any) -> None:
+        nonlocal refusals
+        if refusals < 2:
+            refusals += 1
+            raise ConnectionError("the store went away")
+        await write(self, *args)
+
+    monkeypatch.setattr(IdempotencyKeys, "_write", store_away_once)
+    async with running_app(sqlite_settings) as (app, _client):
+        store = app.state.hub.store
+        keys = IdempotencyKeys(store, ttl_s=3600, retry_s=3600)
+        await _claimed(keys, "named", "digest")
+        answer = StoredAnswer(200, {"data": {"contact": {"id": "con_gone"}}})
+        await keys.finish("named", "digest", answer, subjects=["con_gone"])
+        assert await keys.claim("named", "digest") == answer  # held, replayed
+        async with store.sessions.begin() as session:
+            session.add(ErasureRow(contact_id="con_gone", tenant_id="acme", erased_at=NOW))
+        replay = await keys.claim("named", "digest")
+        assert replay is not None and replay.body == ERASED_ANSWER["body"]
+        # Another request made the key anew (its claim forgotten, say) with another body: the
+        # late write of the held answer does not become that request's answer.
+        await _claimed(keys, "reused", "first")
+        await keys.finish("reused", "first", StoredAnswer(200, {"data": 1}), subjects=())
+        async with store.sessions.begin() as session:
+            await session.execute(
+                update(IdempotencyRow)
+                .where(col(IdempotencyRow.key) == "reused")
+                .values(request_hash="second")
+            )
+        await keys._write_held()
+        async with store.sessions() as session:
+            kept = {row.key: row.response for row in await session.scalars(select(IdempotencyRow))}
+    assert kept["reused"] is None
+    assert kept["named"] == ERASED_ANSWER
