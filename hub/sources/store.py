@@ -80,7 +80,7 @@ class Store:
         self.reads = reads or engine
         """Single-statement reads go here (`create_engine(..., reads=True)`)."""
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._reads = CompiledReads(self.reads)
+        self._reads = CompiledReads(self.reads, bound_at_checkout=reads is not None)
         self._statements: dict[Hashable, AnySelect] = {}
 
     # -- influencers (global) -------------------------------------------------------------

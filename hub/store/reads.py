@@ -62,11 +62,17 @@ class _Shape:
 class CompiledReads:
     """Run `SELECT`s on `engine` (SQLite or PostgreSQL) through the driver's own calls."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, bound_at_checkout: bool) -> None:
+        """`bound_at_checkout`: on PostgreSQL, whether `engine`'s connections are bound to
+        their context's tenant when taken from the pool (`create_engine(reads=True)`); a
+        transactional engine binds at the start of a transaction, which a driver's call of
+        its own never starts, so its reads go through SQLAlchemy's execution."""
         self.engine = engine
         self.dialect = engine.dialect
         self.driver = {"sqlite": "sqlite", "postgresql": "asyncpg"}.get(self.dialect.name)
         if self.dialect.driver not in ("aiosqlite", "asyncpg"):
+            self.driver = None
+        if self.driver == "asyncpg" and not bound_at_checkout:
             self.driver = None
         self._shapes: dict[Any, _Shape | None] = {}
         self._texts: dict[tuple[int, tuple[int, ...]], tuple[str, tuple[tuple[str, bool], ...]]]
@@ -197,9 +203,12 @@ def _compile(compiled: Any, dialect: Any) -> _Shape | None:
     expanding = tuple(sorted({compiled.bind_names[p] for p in compiled.post_compile_params}))
     single = tuple(name for name in positions if name not in expanding)
     keys = [column[0] for column in compiled._result_columns]
-    result = tuple(
-        column[3]._cached_result_processor(dialect, None) for column in compiled._result_columns
-    )
+    try:
+        result = tuple(
+            column[3]._cached_result_processor(dialect, None) for column in compiled._result_columns
+        )
+    except TypeError:  # a type whose conversion needs the driver's description of the column
+        return None
     return _Shape(
         compiled=compiled,
         expanding=expanding,

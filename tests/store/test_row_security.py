@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel, col
@@ -205,13 +205,20 @@ async def test_every_kind_of_connection_runs_its_statementsbound(role_store: Sto
             seen.append(tuple((await connection.execute(text(query))).one()))
         async with role_store.reads.connect() as connection:
             seen.append(tuple((await connection.execute(text(query))).one()))
+        # The store's reads: on the reading engine (the driver's own calls), and on a store
+        # with no reading engine, as the command line makes it (SQLAlchemy's execution).
+        for store in (role_store, Store(role_store.engine)):
+            seen.append(tuple((await store.rows(as_select))[0]))
         return seen
 
-    assert await bound("acme", settings) == [("acme", "off")] * 5
-    assert await bound(None, settings) == [("", "off")] * 5
-    assert await settings() == [("", "on")] * 5
+    as_select = select(
+        func.current_setting("hub.tenant", True), func.current_setting("hub.system", True)
+    )
+    assert await bound("acme", settings) == [("acme", "off")] * 7
+    assert await bound(None, settings) == [("", "off")] * 7
+    assert await settings() == [("", "on")] * 7
     with as_system():
-        assert await bound("globex", settings) == [("globex", "off")] * 5
+        assert await bound("globex", settings) == [("globex", "off")] * 7
     # Transaction-local: what a transaction bound is gone once it ends.
     async with role_store.engine.connect() as connection:
         raw = await connection.get_raw_connection()
