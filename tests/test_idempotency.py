@@ -336,21 +336,27 @@ async def test_a_key_whose_mutation_wrote_something_is_kept_though_a_later_field
     assert await _count(client, token) == 7
 
 
+def store_away_for(monkeypatch: pytest.MonkeyPatch, *, writes: int) -> list[str]:
+    """`IdempotencyKeys._write` fails for its first `writes` calls (the store gone a
+    moment); the keys it refused, in order."""
+    write = IdempotencyKeys._write
+    refused: list[str] = []
+
+    async def flaky(self: IdempotencyKeys, key: str, *args: Any) -> None:
+        if len(refused) < writes:
+            refused.append(key)
+            raise ConnectionError("the store went away")
+        await write(self, key, *args)
+
+    monkeypatch.setattr(IdempotencyKeys, "_write", flaky)
+    return refused
+
+
 async def test_an_answer_the_store_did_not_take_is_held_and_never_applied_twice(
     sqlite_settings: Settings, make_token: MakeToken, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     token = make_token()
-    write = IdempotencyKeys._write
-    refusals = 0
-
-    async def store_away_once(self: IdempotencyKeys, *args: Any) -> None:
-        nonlocal refusals
-        if refusals == 0:
-            refusals += 1
-            raise ConnectionError("the store went away")
-        await write(self, *args)
-
-    monkeypatch.setattr(IdempotencyKeys, "_write", store_away_once)
+    refused = store_away_for(monkeypatch, writes=1)
     async with running_app(sqlite_settings) as (app, client):
         keys = app.state.hub.idempotency
         keys.retry_s = 3600.0  # held, not yet written again
@@ -375,7 +381,7 @@ async def test_an_answer_the_store_did_not_take_is_held_and_never_applied_twice(
             row = (await session.scalars(select(IdempotencyRow))).one()
         stored = await other.claim(row.key, row.request_hash)
     assert stored is not None and stored.body["data"]["createCampaign"] == created
-    assert refusals == 1
+    assert len(refused) == 1
 
 
 async def _claimed(keys: IdempotencyKeys, key: str, digest: str) -> None:
@@ -427,17 +433,7 @@ async def test_held_answers_are_written_in_system_mode_each_on_its_own(
 async def test_a_held_answer_neither_outlives_an_erasure_nor_overwrites_a_newer_claim(
     sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write = IdempotencyKeys._write
-    refusals = 0
-
-    async def store_away_once(self: IdempotencyKeys, *args: Any) -> None:
-        nonlocal refusals
-        if refusals < 2:
-            refusals += 1
-            raise ConnectionError("the store went away")
-        await write(self, *args)
-
-    monkeypatch.setattr(IdempotencyKeys, "_write", store_away_once)
+    store_away_for(monkeypatch, writes=2)
     async with running_app(sqlite_settings) as (app, _client):
         store = app.state.hub.store
         keys = IdempotencyKeys(store, ttl_s=3600, retry_s=3600)
